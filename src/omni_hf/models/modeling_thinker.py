@@ -189,7 +189,19 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             raw, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
             if raw.get("model_type") in (*OFFICIAL_MODEL_TYPES[:1], "omni_hf"):
                 kwargs["key_mapping"] = {r"^thinker\.": ""}
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # Our own layout has no prefix: `save_pretrained` must not re-add `thinker.` by reverting the mapping.
+        model._weight_conversions = None
+        return loaded
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save weights (safetensors), config and, once omni_hf registered the class, the code for `trust_remote_code`."""
+        if getattr(type(self), "_auto_class", None) is not None:
+            model_ref = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
+            config_ref = f"{type(self.config).__module__.split('.')[-1]}.{type(self.config).__name__}"
+            self.config.auto_map = {"AutoConfig": config_ref, "AutoModel": model_ref, "AutoModelForCausalLM": model_ref}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens

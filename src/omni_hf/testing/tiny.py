@@ -19,6 +19,18 @@ TINY_SPECIAL_TOKENS = {
     "<|IMAGE|>": 1009,
     "<|VIDEO|>": 1010,
 }
+# Short names of the tiny ids, for tests that build prompts by hand.
+TINY_TOKEN_IDS = {
+    "audio": TINY_SPECIAL_TOKENS["<|AUDIO|>"],
+    "image": TINY_SPECIAL_TOKENS["<|IMAGE|>"],
+    "video": TINY_SPECIAL_TOKENS["<|VIDEO|>"],
+    "audio_bos": TINY_SPECIAL_TOKENS["<|audio_bos|>"],
+    "audio_eos": TINY_SPECIAL_TOKENS["<|audio_eos|>"],
+    "vision_bos": TINY_SPECIAL_TOKENS["<|vision_bos|>"],
+    "vision_eos": TINY_SPECIAL_TOKENS["<|vision_eos|>"],
+    "pad": TINY_SPECIAL_TOKENS["<|endoftext|>"],
+    "im_end": TINY_SPECIAL_TOKENS["<|im_end|>"],
+}
 
 
 def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, Any]:
@@ -41,6 +53,7 @@ def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, 
     else:
         raise ValueError(f"size must be 'tiny' or 'small', got {size!r}")
     hidden = text["hidden_size"]
+    vocab_size = TINY_VOCAB_SIZE if size == "tiny" else 152064  # the benchmark keeps the real lm_head width
     config = {
         "model_type": "qwen2_5_omni_thinker",
         "audio_config": {
@@ -52,7 +65,7 @@ def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, 
             "spatial_merge_size": 2, "window_size": 112, "out_hidden_size": hidden, "in_channels": 3, **vision,
         },
         "text_config": {
-            "model_type": "qwen2_5_omni_text", "vocab_size": TINY_VOCAB_SIZE, "max_position_embeddings": 8192,
+            "model_type": "qwen2_5_omni_text", "vocab_size": vocab_size, "max_position_embeddings": 8192,
             "rms_norm_eps": 1e-6, "hidden_size": hidden, "intermediate_size": text["intermediate_size"],
             "num_hidden_layers": text["num_hidden_layers"], "num_attention_heads": text["num_attention_heads"],
             "num_key_value_heads": text["num_key_value_heads"],
@@ -77,3 +90,18 @@ def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, 
         else:
             merged[key] = value
     return merged
+
+
+def reinit_(model, std: float = 0.15, seed: int = 0):
+    """Re-initialise every matrix/conv weight with N(0, std) (deterministic), so outputs are far from zero.
+
+    transformers' default N(0, 0.02) init makes logits nearly uniform; parity tests need meaningful numbers.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, param in sorted(model.named_parameters()):
+            if param.dim() > 1:
+                param.copy_(torch.randn(param.shape, generator=generator) * std)
+    return model

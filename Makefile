@@ -1,0 +1,39 @@
+# omni_hf developer commands. Each target creates or refreshes the local virtualenv (.venv) first.
+# The venv sees the system's site-packages, so an existing (GPU) torch is reused, never replaced;
+# only when no torch is importable is the pinned CPU build installed (torch==2.13.0).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.omni_hf-installed
+TORCH_CPU ?= torch==2.13.0
+DEMO_DIR ?= demo_assets
+
+.PHONY: venv demo test quality style bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_CPU)"
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m omni_hf.testing.demo --out $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+quality: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+style: $(STAMP)
+	$(PY) -m ruff check --fix src tests benchmarks
+	$(PY) -m ruff format src tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/thinker.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

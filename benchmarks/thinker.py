@@ -1,0 +1,177 @@
+"""Thinker benchmark: omni_hf vs transformers' Qwen2.5-Omni on the same random small weights and inputs.
+
+Measures processor time, prefill time, decode tokens/s and peak memory of prefill, and prints each figure with the
+ratio reference / ours (higher is better for time, lower is better for memory).
+
+    python benchmarks/thinker.py                  # small config: text hidden 512, 8 layers, real 152k vocabulary
+    python benchmarks/thinker.py --audio-seconds 30 --new-tokens 64 --repeats 3
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def build_checkpoint(path: Path) -> None:
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    from omni_hf.testing import reinit_, tiny_thinker_config_dict
+
+    torch.manual_seed(0)
+    model = Qwen2_5OmniForConditionalGeneration(
+        Qwen2_5OmniConfig(thinker_config=tiny_thinker_config_dict("small"), enable_audio_output=False)
+    )
+    reinit_(model, std=0.05)
+    model.save_pretrained(path)
+
+
+def model_inputs(audio_seconds: float, seed: int = 0) -> dict:
+    """Text + an audio clip + an image (22x30 patches), ids built directly with the tiny special tokens."""
+    from omni_hf.models.tmrope import audio_token_lengths
+    from omni_hf.testing import TINY_TOKEN_IDS as T
+
+    g = torch.Generator().manual_seed(seed)
+    frames = int(audio_seconds * 100)
+    n_audio = int(audio_token_lengths(torch.tensor([frames])))
+    grid = torch.tensor([[1, 22, 30]])
+    ids = [*range(10, 40), T["audio_bos"], *[T["audio"]] * n_audio, T["audio_eos"], T["vision_bos"]]
+    ids += [*[T["image"]] * (22 * 30 // 4), T["vision_eos"], *range(40, 60)]
+    return {
+        "input_ids": torch.tensor([ids]),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        "input_features": torch.randn(1, 128, frames, generator=g),
+        "feature_attention_mask": torch.ones(1, frames, dtype=torch.long),
+        "pixel_values": torch.randn(22 * 30, 1176, generator=g),
+        "image_grid_thw": grid,
+    }
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def run_model(impl: str, path: str, audio_seconds: float, new_tokens: int, repeats: int) -> dict:
+    """Runs in its own process so peak memory is that implementation's alone."""
+    torch.set_num_threads(2)
+    if impl == "ours":
+        from omni_hf.models import OmniThinkerForConditionalGeneration
+
+        model = OmniThinkerForConditionalGeneration.from_pretrained(path).eval()
+    else:
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path).eval()
+    inputs = model_inputs(audio_seconds)
+    gen = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+    with torch.no_grad():
+        model.generate(**inputs, max_new_tokens=2, **gen)  # warm-up
+        prefill, full = [], []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.generate(**inputs, max_new_tokens=1, **gen)
+            prefill.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            model.generate(**inputs, max_new_tokens=new_tokens + 1, **gen)
+            full.append(time.perf_counter() - start)
+        rss_before = peak_rss_mb()
+        reset_peak_rss()
+        base = peak_rss_mb()
+        model.generate(**inputs, max_new_tokens=1, **gen)
+        peak = peak_rss_mb() - base if base < rss_before else float("nan")
+    prefill_s, full_s = min(prefill), min(full)
+    return {
+        "prefill_s": prefill_s,
+        "decode_tok_s": new_tokens / max(full_s - prefill_s, 1e-9),
+        "prefill_peak_mb": peak,
+        "prompt_tokens": int(inputs["input_ids"].shape[1]),
+    }
+
+
+def run_processor(impl: str, audio_seconds: float, repeats: int) -> float:
+    """Seconds to turn a chat with a clip of `audio_seconds` and an image into model inputs."""
+    from omni_hf.testing.processors import build_processor_pair, sample_processor_call
+
+    ours, reference = build_processor_pair()
+    processor = ours if impl == "ours" else reference
+    call = sample_processor_call(processor, audio_seconds)
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def child(args) -> None:
+    if args.child == "processor":
+        result = {"processor_s": run_processor(args.impl, args.audio_seconds, args.repeats)}
+    else:
+        result = run_model(args.impl, args.path, args.audio_seconds, args.new_tokens, args.repeats)
+    print("RESULT " + json.dumps(result))
+
+
+def spawn(kind: str, impl: str, path: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--impl", impl, "--path", path,
+           "--audio-seconds", str(args.audio_seconds), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"{kind}/{impl} failed:\n{out.stderr[-4000:]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--audio-seconds", type=float, default=20.0)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-processor", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_checkpoint(Path(tmp))
+        results = {impl: spawn("model", impl, tmp, args) for impl in ("reference", "ours")}
+        if not args.skip_processor:
+            for impl in ("reference", "ours"):
+                results[impl].update(spawn("processor", impl, tmp, args))
+    rows = [("prefill (s)", "prefill_s", True), ("decode (tokens/s)", "decode_tok_s", False),
+            ("prefill peak memory (MB)", "prefill_peak_mb", True)]
+    if not args.skip_processor:
+        rows.insert(0, ("processor (s)", "processor_s", True))
+    print(f"Thinker benchmark: small config, {results['ours']['prompt_tokens']} prompt tokens "
+          f"({args.audio_seconds:g} s audio + image), {args.new_tokens} new tokens, torch threads 2")
+    print(f"{'metric':<28}{'reference':>12}{'omni_hf':>12}{'ref/ours':>10}")
+    for label, key, lower_is_better in rows:
+        ref, ours = results["reference"][key], results["ours"][key]
+        ratio = ref / ours if lower_is_better or key.endswith("_mb") else ours / ref
+        if key.endswith("_mb"):
+            ratio = ours / ref  # memory: ours / reference, lower is better
+            print(f"{label:<28}{ref:>12.1f}{ours:>12.1f}{ratio:>9.2f}x  (ours/ref)")
+        else:
+            print(f"{label:<28}{ref:>12.4f}{ours:>12.4f}{ratio:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Processing for Qwen2.5-Omni: media loading, Qwen2-VL patching without torchvision, and `OmniProcessor`."""
+
+from .image_processing import (
+    FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+    IMAGE_MAX_PIXELS,
+    IMAGE_MIN_PIXELS,
+    VIDEO_MAX_PIXELS,
+    VIDEO_MIN_PIXELS,
+    default_image_processor,
+    patchify,
+    preprocess_video,
+    preprocess_videos,
+    sample_frame_indices,
+    smart_nframes,
+    smart_resize,
+)
+from .media import AUDIO_SAMPLING_RATE, VideoClip, as_video_clip, load_audio, load_image, load_video, resample_audio
+from .processing_omni import DEFAULT_SYSTEM_PROMPT, OmniProcessor, default_chat_template, default_feature_extractor
+
+
+__all__ = [
+    "AUDIO_SAMPLING_RATE",
+    "DEFAULT_SYSTEM_PROMPT",
+    "FPS",
+    "FPS_MAX_FRAMES",
+    "FPS_MIN_FRAMES",
+    "IMAGE_MAX_PIXELS",
+    "IMAGE_MIN_PIXELS",
+    "OmniProcessor",
+    "VIDEO_MAX_PIXELS",
+    "VIDEO_MIN_PIXELS",
+    "VideoClip",
+    "as_video_clip",
+    "default_chat_template",
+    "default_feature_extractor",
+    "default_image_processor",
+    "load_audio",
+    "load_image",
+    "load_video",
+    "patchify",
+    "preprocess_video",
+    "preprocess_videos",
+    "resample_audio",
+    "sample_frame_indices",
+    "smart_nframes",
+    "smart_resize",
+]

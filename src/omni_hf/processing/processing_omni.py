@@ -1,0 +1,506 @@
+"""`OmniProcessor`: text + audio + image + video inputs for the Qwen2.5-Omni Thinker.
+
+Same outputs and token layout as transformers' `Qwen2_5OmniProcessor`, without torchvision/torchcodec, and with audio
+features padded only to the longest clip of the batch (the reference pads every clip to 300 s before the STFT).
+
+Example:
+
+```python
+>>> from omni_hf.processing import OmniProcessor
+>>> processor = OmniProcessor.from_pretrained("path/to/checkpoint")
+>>> messages = [{"role": "user", "content": [
+...     {"type": "audio", "audio": "question.wav"}, {"type": "image", "image": "photo.png"},
+...     {"type": "text", "text": "Answer the question about the picture."}]}]
+>>> inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+...                                        return_dict=True, return_tensors="pt")
+>>> sorted(inputs.keys())
+['attention_mask', 'feature_attention_mask', 'image_grid_thw', 'input_features', 'input_ids', 'pixel_values']
+```
+"""
+
+import math
+import os
+import re
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature, WhisperFeatureExtractor
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import logging
+from transformers.utils.chat_template_utils import render_jinja_template
+
+from ..models.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from .image_processing import (
+    FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+    VIDEO_MAX_PIXELS,
+    VIDEO_MIN_PIXELS,
+    default_image_processor,
+    preprocess_videos,
+)
+from .media import AUDIO_SAMPLING_RATE, VideoClip, as_video_clip, load_audio, load_image
+
+
+logger = logging.get_logger(__name__)
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "
+    "visual inputs, as well as generating text and speech."
+)
+# Fallback placeholder strings when the tokenizer does not name them (the official tokenizer's strings).
+_TOKEN_DEFAULTS = {
+    "audio_token": "<|AUDIO|>",
+    "image_token": "<|IMAGE|>",
+    "video_token": "<|VIDEO|>",
+    "audio_bos_token": "<|audio_bos|>",
+    "audio_eos_token": "<|audio_eos|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
+}
+
+
+def default_chat_template() -> str:
+    """The official Qwen2.5-Omni chat template (shipped as `omni_hf/processing/chat_template.jinja`)."""
+    return resources.files(__package__).joinpath("chat_template.jinja").read_text(encoding="utf-8")
+
+
+def default_feature_extractor() -> WhisperFeatureExtractor:
+    """The official Qwen2.5-Omni audio front end: 128 mel bins, 16 kHz, n_fft 400, hop 160, 300 s chunks, no dither."""
+    return WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=300, n_fft=400,
+        padding_value=0.0, dither=0.0, return_attention_mask=True,
+    )
+
+
+def _flatten(items: Any, is_leaf) -> list:
+    """Flatten nested (per-sample) lists of media down to the leaves recognised by `is_leaf`."""
+    if items is None:
+        return []
+    if is_leaf(items):
+        return [items]
+    if isinstance(items, (list, tuple)):
+        return [leaf for item in items for leaf in _flatten(item, is_leaf)]
+    return [items]
+
+
+def _is_video_leaf(item: Any) -> bool:
+    if isinstance(item, (str, os.PathLike, VideoClip)) or (hasattr(item, "ndim") and item.ndim == 4):
+        return True
+    # A list of frames (PIL images or (H, W, C) arrays) is one video.
+    return isinstance(item, (list, tuple)) and bool(item) and all(
+        hasattr(f, "size") and not isinstance(f, (list, tuple, str)) and getattr(f, "ndim", 3) == 3 for f in item
+    ) and not any(isinstance(f, VideoClip) for f in item)
+
+
+def _is_audio_leaf(item: Any) -> bool:
+    if isinstance(item, (str, os.PathLike, dict, np.ndarray, torch.Tensor)):
+        return True
+    return isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1])
+
+
+class OmniProcessor(ProcessorMixin):
+    r"""Processor for the Qwen2.5-Omni Thinker: tokenizer + Whisper feature extractor + Qwen2-VL image processor, and
+    video handling (PyAV decoding, numpy patching) without torchvision.
+
+    Args:
+        image_processor (`Qwen2VLImageProcessorPil`, *optional*): defaults to the official settings
+            (min/max pixels 3136 / 12845056, patch 14, temporal patch 2, merge 2).
+        feature_extractor (`WhisperFeatureExtractor`, *optional*): defaults to 128 mels, 16 kHz, n_fft 400, hop 160.
+        tokenizer (`Qwen2Tokenizer`): must know the Omni special tokens.
+        chat_template (`str`, *optional*): defaults to the official Qwen2.5-Omni template.
+        fps (`float`, *optional*, defaults to 2.0): frames per second sampled from video files.
+        video_min_frames / video_max_frames (`int`, *optional*, defaults to 4 / 768): frame-count limits.
+        video_min_pixels / video_max_pixels (`int`, *optional*, defaults to 128*28*28 / 768*28*28): per-frame limits.
+        position_id_per_seconds (`int`, *optional*, defaults to 25): TMRoPE ids per second (one per 40 ms).
+        seconds_per_chunk (`float`, *optional*, defaults to 2): audio/video interleaving chunk for audio-in-video.
+        default_system_prompt (`str`, *optional*): system message inserted by `apply_chat_template` when the
+            conversation has none; the official speech-capable prompt by default, `None` to use the template's own.
+        padding_side (`str`, *optional*, defaults to `"left"`): side where batches are padded.
+        max_length (`int`, *optional*): prompts longer than this raise a `ValueError` (None: no limit).
+    """
+
+    def __init__(
+        self,
+        image_processor=None,
+        feature_extractor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        fps: float = FPS,
+        video_min_frames: int = FPS_MIN_FRAMES,
+        video_max_frames: int = FPS_MAX_FRAMES,
+        video_min_pixels: int = VIDEO_MIN_PIXELS,
+        video_max_pixels: int = VIDEO_MAX_PIXELS,
+        position_id_per_seconds: int = 25,
+        seconds_per_chunk: float = 2,
+        default_system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+        padding_side: str = "left",
+        max_length: int | None = None,
+    ):
+        if tokenizer is None:
+            raise ValueError("OmniProcessor needs a tokenizer (a Qwen2 tokenizer with the Omni special tokens).")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.fps = fps
+        self.video_min_frames = video_min_frames
+        self.video_max_frames = video_max_frames
+        self.video_min_pixels = video_min_pixels
+        self.video_max_pixels = video_max_pixels
+        self.position_id_per_seconds = position_id_per_seconds
+        self.seconds_per_chunk = seconds_per_chunk
+        self.default_system_prompt = default_system_prompt
+        self.padding_side = padding_side
+        self.max_length = max_length
+        image_processor = image_processor if image_processor is not None else default_image_processor()
+        feature_extractor = feature_extractor if feature_extractor is not None else default_feature_extractor()
+        chat_template = chat_template if chat_template is not None else default_chat_template()
+        super().__init__(image_processor, feature_extractor, tokenizer, chat_template=chat_template)
+        for name, default in _TOKEN_DEFAULTS.items():
+            token = getattr(tokenizer, name, None) or default
+            token_id = tokenizer.convert_tokens_to_ids(token)
+            if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != token:
+                raise ValueError(f"The tokenizer does not know the special token {token!r} ({name}).")
+            setattr(self, name, token)
+            setattr(self, f"{name}_id", token_id)
+
+    # ------------------------------------------------------------------------------------------------ properties
+
+    @property
+    def merge_size(self) -> int:
+        return self.image_processor.merge_size
+
+    @property
+    def rope_tokens(self) -> TMRoPETokens:
+        """Token ids and timing constants for `omni_hf.models.tmrope.get_rope_index`."""
+        return TMRoPETokens(
+            audio_token_id=self.audio_token_id,
+            image_token_id=self.image_token_id,
+            video_token_id=self.video_token_id,
+            audio_start_token_id=self.audio_bos_token_id,
+            audio_end_token_id=self.audio_eos_token_id,
+            vision_start_token_id=self.vision_bos_token_id,
+            vision_end_token_id=self.vision_eos_token_id,
+            spatial_merge_size=self.merge_size,
+            position_id_per_seconds=self.position_id_per_seconds,
+            seconds_per_chunk=self.seconds_per_chunk,
+        )
+
+    @property
+    def model_input_names(self) -> list[str]:
+        names = list(self.tokenizer.model_input_names) + ["input_features", "feature_attention_mask"]
+        names += list(self.image_processor.model_input_names)
+        names += ["pixel_values_videos", "video_grid_thw", "video_second_per_grid"]
+        return list(dict.fromkeys(names))
+
+    # ------------------------------------------------------------------------------------------------ __call__
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        images: Any = None,
+        videos: Any = None,
+        audio: Any = None,
+        *,
+        use_audio_in_video: bool = False,
+        sampling_rate: int | None = None,
+        fps: float | list[float] | None = None,
+        padding: bool | str = True,
+        padding_side: str | None = None,
+        max_length: int | None = None,
+        add_special_tokens: bool = True,
+        audio_padding: str = "longest",
+        return_position_ids: bool = False,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Tokenize prompts and process their media; each placeholder (`<|AUDIO|>`, `<|IMAGE|>`, `<|VIDEO|>`) in the
+        text is expanded to as many tokens as its media item yields. Media are consumed in prompt order across the batch.
+
+        Args:
+            text: one prompt or a batch (e.g. from `apply_chat_template(..., tokenize=False)`).
+            images: images (paths, PIL images, arrays), flat or nested per prompt.
+            videos: videos (paths, `VideoClip`s, `(T, H, W, 3)` frame arrays or lists of frames).
+            audio: audio clips (paths, arrays, `(array, rate)` tuples); arrays are taken at `sampling_rate` (16 kHz
+                when not given) and resampled to 16 kHz.
+            use_audio_in_video: interleave each video with its own audio track (which takes the audio slot where
+                the video appears; standalone clips fill the `<|AUDIO|>` slots).
+            fps: frames per second for video files, or for frame arrays (a list gives one value per video).
+            padding / padding_side: pad the batch to its longest prompt, on the left by default.
+            max_length: raise if a prompt is longer (defaults to the processor's `max_length`).
+            audio_padding: `"longest"` (pad audio features to the longest clip of the batch) or `"max_length"` (pad
+                every clip to 300 s like the reference); valid frames are identical either way.
+            return_position_ids: also return TMRoPE `position_ids` `(3, batch, seq)` and `rope_deltas` `(batch, 1)`.
+            return_tensors: `"pt"`, `"np"` or None (lists / arrays, like the reference).
+
+        Returns:
+            `BatchFeature` with `input_ids`, `attention_mask` `(batch, seq)`; `input_features` `(num_audio, 128,
+            frames)`, `feature_attention_mask` `(num_audio, frames)`; `pixel_values` `(num_patches, 1176)`,
+            `image_grid_thw` `(num_images, 3)`; `pixel_values_videos` `(num_patches, 1176)`, `video_grid_thw`
+            `(num_videos, 3)`, `video_second_per_grid` `(num_videos,)` — each only when its modality is present.
+        """
+        use_audio_in_video = use_audio_in_video or kwargs.pop("load_audio_from_video", False)
+        kwargs.pop("videos_kwargs", None), kwargs.pop("audio_kwargs", None), kwargs.pop("text_kwargs", None)
+        if kwargs:
+            raise TypeError(f"OmniProcessor.__call__ got unexpected keyword arguments: {sorted(kwargs)}")
+        if text is None:
+            raise ValueError("OmniProcessor needs `text` (prompts with media placeholders, see apply_chat_template).")
+        texts = [text] if isinstance(text, str) else list(text)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ValueError("`text` must be a string or a non-empty list of strings.")
+        if audio_padding not in ("longest", "max_length"):
+            raise ValueError(f"audio_padding must be 'longest' or 'max_length', got {audio_padding!r}")
+
+        image_list = [load_image(im) for im in _flatten(images, lambda x: not isinstance(x, (list, tuple)))]
+        clips = self._load_videos(_flatten(videos, _is_video_leaf), fps, use_audio_in_video)
+        standalone = [load_audio(a, sampling_rate) for a in _flatten(audio, _is_audio_leaf)]
+        self._check_counts(texts, len(image_list), len(clips), len(standalone))
+        audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
+
+        data: dict[str, Any] = {}
+        num_audio_tokens: list[int] = []
+        if audio_slots:
+            features, mask = self._audio_features(audio_slots, audio_padding)
+            data["input_features"], data["feature_attention_mask"] = features, mask
+            num_audio_tokens = audio_token_lengths(torch.from_numpy(mask.sum(-1).astype(np.int64))).tolist()
+        if image_list:
+            out = self.image_processor(images=image_list, return_tensors="np")
+            data["pixel_values"], data["image_grid_thw"] = out["pixel_values"], out["image_grid_thw"]
+        if clips:
+            out = preprocess_videos([c.frames for c in clips], self.image_processor, self.video_min_pixels, self.video_max_pixels)
+            data.update(out)
+            data["video_second_per_grid"] = np.asarray(
+                [self.image_processor.temporal_patch_size / c.fps for c in clips], dtype=np.float32
+            )
+
+        rows = self.tokenizer(texts, add_special_tokens=add_special_tokens, padding=False)["input_ids"]
+        rows = self._expand_rows(rows, data, num_audio_tokens, use_audio_in_video)
+        limit = max_length if max_length is not None else self.max_length
+        for i, row in enumerate(rows):
+            if limit is not None and len(row) > limit:
+                raise ValueError(f"Prompt #{i} has {len(row)} tokens after media expansion, more than max_length={limit}.")
+        input_ids, attention_mask = self._pad(rows, padding, padding_side or self.padding_side)
+        data = {"input_ids": input_ids, "attention_mask": attention_mask, **data}
+        if return_position_ids:
+            data.update(self._position_ids(data, use_audio_in_video))
+        if return_tensors is None:
+            for key in ("input_ids", "attention_mask"):
+                if isinstance(data[key], np.ndarray):
+                    data[key] = data[key].tolist()
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _load_videos(self, videos: list, fps, use_audio_in_video: bool) -> list[VideoClip]:
+        fps_list = list(fps) if isinstance(fps, (list, tuple)) else [fps] * len(videos)
+        if len(fps_list) != len(videos):
+            raise ValueError(f"Got {len(fps_list)} fps values for {len(videos)} videos.")
+        clips = []
+        for i, (video, video_fps) in enumerate(zip(videos, fps_list)):
+            clip = as_video_clip(
+                video, fps=video_fps if video_fps is not None else self.fps, min_frames=self.video_min_frames,
+                max_frames=self.video_max_frames, with_audio=use_audio_in_video,
+            ) if isinstance(video, (str, os.PathLike)) else as_video_clip(video, fps=video_fps if video_fps is not None else self.fps)
+            if use_audio_in_video and clip.audio is None:
+                raise ValueError(
+                    f"Video #{i} ({clip.source}) has no audio track, but use_audio_in_video=True needs one: pass a video "
+                    "file with sound or a VideoClip with `audio`, or use_audio_in_video=False."
+                )
+            clips.append(clip)
+        return clips
+
+    def _check_counts(self, texts: list[str], n_images: int, n_videos: int, n_audio: int) -> None:
+        for token, count, name in (
+            (self.image_token, n_images, "images"), (self.video_token, n_videos, "videos"), (self.audio_token, n_audio, "audio clips"),
+        ):
+            found = sum(t.count(token) for t in texts)
+            if found != count:
+                raise ValueError(
+                    f"The prompts contain {found} {token} placeholder(s) but {count} {name} were given: "
+                    f"each {name[:-1] if name != 'audio clips' else 'audio clip'} needs exactly one placeholder."
+                )
+
+    def _audio_slots(self, texts, clips, standalone, use_audio_in_video: bool) -> list[np.ndarray]:
+        """Audio inputs in prompt order; with `use_audio_in_video` a video's track fills the slot where it appears."""
+        if not use_audio_in_video:
+            return standalone
+        pattern = re.compile(f"{re.escape(self.audio_token)}|{re.escape(self.video_token)}")
+        audio_iter, video_iter, slots = iter(standalone), iter(clips), []
+        for t in texts:
+            for match in pattern.finditer(t):
+                slots.append(next(audio_iter) if match.group() == self.audio_token else next(video_iter).audio)
+        return slots
+
+    def _audio_features(self, waveforms: list[np.ndarray], audio_padding: str) -> tuple[np.ndarray, np.ndarray]:
+        """Log-mel features `(num_audio, 128, frames)` float32 and the frame mask `(num_audio, frames)` int32.
+
+        With `"longest"`, clips are padded to the longest one plus one STFT window (so every valid frame sees the
+        same zero padding as in the reference's 300 s layout) and the output is cut to the longest clip's frames.
+        """
+        fe = self.feature_extractor
+        waveforms = list(waveforms)
+        for i, w in enumerate(waveforms):
+            if len(w) > fe.n_samples:
+                logger.warning(f"Audio #{i} is {len(w) / fe.sampling_rate:.1f} s long: truncated to {fe.chunk_length} s.")
+                waveforms[i] = w[: fe.n_samples]
+        longest = max(len(w) for w in waveforms)
+        if audio_padding == "max_length":
+            target, frames = fe.n_samples, fe.nb_max_frames
+        else:
+            target = min(fe.n_samples, math.ceil((longest + fe.n_fft) / fe.hop_length) * fe.hop_length)
+            frames = min(fe.nb_max_frames, math.ceil(longest / fe.hop_length))
+        out = fe(
+            waveforms, sampling_rate=fe.sampling_rate, padding="max_length", max_length=target, truncation=True,
+            return_attention_mask=True, return_tensors="np",
+        )
+        features = np.ascontiguousarray(out["input_features"][..., :frames], dtype=np.float32)
+        mask = np.ascontiguousarray(out["attention_mask"][:, :frames])
+        return features, mask
+
+    def _expand_rows(self, rows, data, num_audio_tokens: list[int], use_audio_in_video: bool) -> list[np.ndarray]:
+        """Replace each placeholder id by its expanded id sequence (a few numpy ops per media item)."""
+        merge2 = self.merge_size**2
+        image_grids = data.get("image_grid_thw", np.zeros((0, 3), np.int64))
+        video_grids = data.get("video_grid_thw", np.zeros((0, 3), np.int64))
+        seconds = data.get("video_second_per_grid", np.zeros(0, np.float32))
+        placeholders = (self.audio_token_id, self.image_token_id, self.video_token_id)
+        counters = {"audio": 0, "image": 0, "video": 0}
+        expanded = []
+        for row in rows:
+            row = np.asarray(row, dtype=np.int64)
+            positions = np.flatnonzero(np.isin(row, placeholders))
+            pieces, last = [], 0
+            for pos in positions.tolist():
+                pieces.append(row[last:pos])
+                token = int(row[pos])
+                if token == self.image_token_id:
+                    n = int(np.prod(image_grids[counters["image"]])) // merge2
+                    pieces.append(np.full(n, self.image_token_id, np.int64))
+                    counters["image"] += 1
+                elif token == self.audio_token_id:
+                    pieces.append(np.full(num_audio_tokens[counters["audio"]], self.audio_token_id, np.int64))
+                    counters["audio"] += 1
+                else:
+                    grid, spg = video_grids[counters["video"]], float(seconds[counters["video"]])
+                    counters["video"] += 1
+                    if not use_audio_in_video:
+                        pieces.append(np.full(int(np.prod(grid)) // merge2, self.video_token_id, np.int64))
+                    else:
+                        n_audio = num_audio_tokens[counters["audio"]]
+                        counters["audio"] += 1
+                        is_audio = interleave_video_audio(torch.as_tensor(grid), spg, n_audio, self.rope_tokens).numpy()
+                        body = np.where(is_audio, self.audio_token_id, self.video_token_id).astype(np.int64)
+                        pieces += [np.array([self.audio_bos_token_id]), body, np.array([self.audio_eos_token_id])]
+                last = pos + 1
+            pieces.append(row[last:])
+            expanded.append(np.concatenate(pieces).astype(np.int64))
+        return expanded
+
+    def _pad(self, rows: list[np.ndarray], padding, side: str):
+        lengths = [len(r) for r in rows]
+        if not padding or padding == "do_not_pad":
+            if len(set(lengths)) > 1:
+                return [r.tolist() for r in rows], [[1] * n for n in lengths]
+            return np.stack(rows), np.ones((len(rows), lengths[0]), np.int64)
+        width = max(lengths)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            raise ValueError("The tokenizer has no pad token: cannot pad a batch of prompts of different lengths.")
+        ids = np.full((len(rows), width), pad_id, np.int64)
+        mask = np.zeros((len(rows), width), np.int64)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if side == "left" else slice(0, len(r))
+            ids[i, sl], mask[i, sl] = r, 1
+        return ids, mask
+
+    def _position_ids(self, data: dict, use_audio_in_video: bool) -> dict[str, torch.Tensor]:
+        ids, mask = data["input_ids"], data["attention_mask"]
+        if not isinstance(ids, np.ndarray):
+            raise ValueError("return_position_ids=True needs a padded batch (padding=True) of equal-length rows.")
+        opt = {k: torch.as_tensor(data[k]) for k in ("image_grid_thw", "video_grid_thw", "video_second_per_grid") if k in data}
+        lengths = torch.as_tensor(data["feature_attention_mask"]).sum(-1) if "feature_attention_mask" in data else None
+        position_ids, rope_deltas = get_rope_index(
+            torch.as_tensor(ids), self.rope_tokens, attention_mask=torch.as_tensor(mask),
+            image_grid_thw=opt.get("image_grid_thw"), video_grid_thw=opt.get("video_grid_thw"),
+            audio_feature_lengths=lengths, video_second_per_grid=opt.get("video_second_per_grid"),
+            use_audio_in_video=use_audio_in_video,
+        )
+        return {"position_ids": position_ids, "rope_deltas": rope_deltas}
+
+    # ------------------------------------------------------------------------------------------------ chat
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict] | list[list[dict]],
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        tokenize: bool = False,
+        return_dict: bool = False,
+        return_tensors: str | None = None,
+        use_audio_in_video: bool = False,
+        add_default_system_prompt: bool = True,
+        processor_kwargs: dict | None = None,
+        **template_kwargs,
+    ):
+        """Render conversations with the chat template and, if `tokenize`, load their media and process everything.
+
+        Messages have a string `content` or a list of blocks: `{"type": "text", "text": ...}`,
+        `{"type": "audio", "audio": path_or_array[, "sampling_rate": sr]}`, `{"type": "image", "image": path_or_PIL}`,
+        `{"type": "video", "video": path_or_frames}` (`"path"` works as the key too). When the first message is not
+        a system message, `default_system_prompt` is inserted (unless `add_default_system_prompt=False`).
+
+        Returns:
+            the prompt string(s) when `tokenize=False`; else `input_ids`, or the full `BatchFeature` with
+            `return_dict=True`.
+        """
+        template = chat_template or self.chat_template
+        if isinstance(template, dict):
+            template = template.get(chat_template or "default") or template["default"]
+        is_batched = isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(conversation[0], (list, tuple))
+        conversations = [list(c) for c in (conversation if is_batched else [conversation])]
+        if add_default_system_prompt and self.default_system_prompt is not None:
+            conversations = [
+                c if c and c[0].get("role") == "system" else [{"role": "system", "content": self.default_system_prompt}, *c]
+                for c in conversations
+            ]
+        prompts, _ = render_jinja_template(
+            conversations=conversations, chat_template=template, add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message, **{**self.tokenizer.special_tokens_map, **template_kwargs},
+        )
+        if not tokenize:
+            return prompts if is_batched else prompts[0]
+        media = {"image": [], "video": [], "audio": []}
+        for conv in conversations:
+            for message in conv:
+                content = message.get("content")
+                for block in content if isinstance(content, list) else []:
+                    kind = block.get("type")
+                    if kind in media:
+                        media[kind].append(_block_media(block, kind))
+        out = self(
+            text=prompts, images=media["image"] or None, videos=media["video"] or None, audio=media["audio"] or None,
+            use_audio_in_video=use_audio_in_video, return_tensors=return_tensors, **(processor_kwargs or {}),
+        )
+        return out if return_dict else out["input_ids"]
+
+    def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs) -> list[str]:
+        """Decode generated ids `(batch, seq)` to strings."""
+        return self.tokenizer.batch_decode(generated_outputs, skip_special_tokens=skip_special_tokens, **kwargs)
+
+
+def _block_media(block: dict, kind: str):
+    value = block.get(kind, block.get("path", block.get("url")))
+    if value is None:
+        raise ValueError(f"A {kind!r} content block needs the media under the {kind!r} (or 'path') key: {block}")
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        raise ValueError(f"Remote {kind} URLs are not supported ({value!r}): download the file and pass its path.")
+    if kind == "audio" and "sampling_rate" in block:
+        return (value, int(block["sampling_rate"]))
+    if kind == "audio" and isinstance(value, np.ndarray):
+        return (value, AUDIO_SAMPLING_RATE)
+    return value
+
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "OmniProcessor", "default_chat_template", "default_feature_extractor"]
