@@ -128,8 +128,22 @@ def child(args) -> None:
 
 
 def spawn(kind: str, impl: str, path: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--impl", impl, "--path", path,
-           "--audio-seconds", str(args.audio_seconds), "--new-tokens", str(args.new_tokens), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--impl",
+        impl,
+        "--path",
+        path,
+        "--audio-seconds",
+        str(args.audio_seconds),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--repeats",
+        str(args.repeats),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -156,12 +170,17 @@ def main() -> None:
         if not args.skip_processor:
             for impl in ("reference", "ours"):
                 results[impl].update(spawn("processor", impl, tmp, args))
-    rows = [("prefill (s)", "prefill_s", True), ("decode (tokens/s)", "decode_tok_s", False),
-            ("prefill peak memory (MB)", "prefill_peak_mb", True)]
+    rows = [
+        ("prefill (s)", "prefill_s", True),
+        ("decode (tokens/s)", "decode_tok_s", False),
+        ("prefill peak memory (MB)", "prefill_peak_mb", True),
+    ]
     if not args.skip_processor:
         rows.insert(0, ("processor (s)", "processor_s", True))
-    print(f"Thinker benchmark: small config, {results['ours']['prompt_tokens']} prompt tokens "
-          f"({args.audio_seconds:g} s audio + image), {args.new_tokens} new tokens, torch threads 2")
+    print(
+        f"Thinker benchmark: small config, {results['ours']['prompt_tokens']} prompt tokens "
+        f"({args.audio_seconds:g} s audio + image), {args.new_tokens} new tokens, torch threads 2"
+    )
     print(f"{'metric':<28}{'reference':>12}{'omni_hf':>12}{'ref/ours':>10}")
     for label, key, lower_is_better in rows:
         ref, ours = results["reference"][key], results["ours"][key]

@@ -12,8 +12,8 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from omni_hf.testing import reinit_, tiny_thinker_config_dict  # noqa: E402
 
-
 torch.set_num_threads(2)
+
 
 @pytest.fixture(scope="session")
 def tiny_config_dict():

@@ -17,7 +17,6 @@ from .models import (
 )
 from .processing import OmniProcessor
 
-
 __version__ = "0.1.0"
 
 register_auto_classes()

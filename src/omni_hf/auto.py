@@ -17,7 +17,6 @@ from .models import (
     OmniVisionEncoderConfig,
 )
 
-
 _REGISTERED = False
 
 # Which classes `AutoModel` builds for each config (the thinker: the full multimodal model, as users expect).
@@ -45,4 +44,3 @@ def register_auto_classes() -> None:
     OmniThinkerConfig.register_for_auto_class()
     OmniThinkerForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
     _REGISTERED = True
-

@@ -1,14 +1,13 @@
 """`omni-hf` command line.
 
-    omni-hf chat --model Qwen/Qwen2.5-Omni-7B --text "What is said here?" --audio question.wav
-    omni-hf chat --model ./tiny-omni --text "Describe" --image cat.png --video clip.mp4 --use-audio-in-video
+omni-hf chat --model Qwen/Qwen2.5-Omni-7B --text "What is said here?" --audio question.wav
+omni-hf chat --model ./tiny-omni --text "Describe" --image cat.png --video clip.mp4 --use-audio-in-video
 """
 
 import argparse
 import sys
 
 from transformers.utils import logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -37,7 +36,9 @@ def chat(args) -> str:
     from .processing import OmniProcessor
 
     processor = OmniProcessor.from_pretrained(args.model)
-    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        args.dtype
+    ]
     model = OmniThinkerForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
     inputs = processor.apply_chat_template(
         _chat_messages(args),
@@ -48,8 +49,15 @@ def chat(args) -> str:
         use_audio_in_video=args.use_audio_in_video,
     ).to(args.device)
     config = model.config
-    media_ids = [config.audio_token_id, config.image_token_id, config.video_token_id, config.audio_start_token_id,
-                 config.audio_end_token_id, config.vision_start_token_id, config.vision_end_token_id]
+    media_ids = [
+        config.audio_token_id,
+        config.image_token_id,
+        config.video_token_id,
+        config.audio_start_token_id,
+        config.audio_end_token_id,
+        config.vision_start_token_id,
+        config.vision_end_token_id,
+    ]
     generation = dict(max_new_tokens=args.max_new_tokens, suppress_tokens=media_ids)
     if args.temperature > 0:
         generation.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)

@@ -49,5 +49,7 @@ def test_remote_code_loads_without_omni_hf(tmp_path, our_thinker):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HF_HOME"] = str(tmp_path / "hf_home")
     env["HF_HUB_OFFLINE"] = "1"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]

@@ -80,5 +80,12 @@ def test_eager_and_sdpa_agree(reference_full_dir):
     pixels = torch.randn(308, 1176)
     features = torch.randn(128, 437)
     with torch.no_grad():
-        torch.testing.assert_close(eager.visual(pixels, grid).pooler_output, sdpa.visual(pixels, grid).pooler_output, atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(eager.audio_tower(features).last_hidden_state, sdpa.audio_tower(features).last_hidden_state, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            eager.visual(pixels, grid).pooler_output, sdpa.visual(pixels, grid).pooler_output, atol=1e-4, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            eager.audio_tower(features).last_hidden_state,
+            sdpa.audio_tower(features).last_hidden_state,
+            atol=1e-4,
+            rtol=1e-4,
+        )

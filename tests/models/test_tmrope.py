@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from omni_hf.testing import TINY_TOKEN_IDS as TOKENS
 from omni_hf.models.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from omni_hf.testing import TINY_TOKEN_IDS as TOKENS
 
 
 @pytest.fixture(scope="module")
@@ -16,16 +16,26 @@ def rope_tokens(tiny_config_dict):
 
 def _ref(reference_thinker, **kw):
     return reference_thinker.model.get_rope_index(
-        kw["input_ids"], kw.get("image_grid_thw"), kw.get("video_grid_thw"), kw["attention_mask"],
-        kw["use_audio_in_video"], kw["feature_attention_mask"].sum(-1), kw.get("video_second_per_grid"),
+        kw["input_ids"],
+        kw.get("image_grid_thw"),
+        kw.get("video_grid_thw"),
+        kw["attention_mask"],
+        kw["use_audio_in_video"],
+        kw["feature_attention_mask"].sum(-1),
+        kw.get("video_second_per_grid"),
     )
 
 
 def _ours(rope_tokens, **kw):
     return get_rope_index(
-        kw["input_ids"], rope_tokens, attention_mask=kw["attention_mask"], image_grid_thw=kw.get("image_grid_thw"),
-        video_grid_thw=kw.get("video_grid_thw"), audio_feature_lengths=kw["feature_attention_mask"].sum(-1),
-        video_second_per_grid=kw.get("video_second_per_grid"), use_audio_in_video=kw["use_audio_in_video"],
+        kw["input_ids"],
+        rope_tokens,
+        attention_mask=kw["attention_mask"],
+        image_grid_thw=kw.get("image_grid_thw"),
+        video_grid_thw=kw.get("video_grid_thw"),
+        audio_feature_lengths=kw["feature_attention_mask"].sum(-1),
+        video_second_per_grid=kw.get("video_second_per_grid"),
+        use_audio_in_video=kw["use_audio_in_video"],
     )
 
 

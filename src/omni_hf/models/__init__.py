@@ -8,7 +8,6 @@ from .modeling_audio_encoder import OmniAudioEncoder
 from .modeling_thinker import OmniThinkerForConditionalGeneration, OmniThinkerModel
 from .modeling_vision_encoder import OmniVisionEncoder
 
-
 __all__ = [
     "OmniAudioEncoder",
     "OmniAudioEncoderConfig",

@@ -8,7 +8,6 @@ from transformers import PreTrainedConfig, Qwen2Config
 from .configuration_audio_encoder import OmniAudioEncoderConfig
 from .configuration_vision_encoder import OmniVisionEncoderConfig
 
-
 OFFICIAL_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
 _OFFICIAL_SUB_MODEL_TYPES = {
     "qwen2_5_omni_audio_encoder": "omni_hf_audio_encoder",

@@ -60,9 +60,7 @@ class OmniAudioEncoder(OmniPreTrainedModel):
         dim = config.d_model
         self.conv1 = nn.Conv1d(config.num_mel_bins, dim, kernel_size=3, padding=1)
         self.conv2 = nn.Conv1d(dim, dim, kernel_size=3, stride=2, padding=1)
-        self.register_buffer(
-            "positional_embedding", torch.empty(config.max_source_positions, dim), persistent=False
-        )
+        self.register_buffer("positional_embedding", torch.empty(config.max_source_positions, dim), persistent=False)
         # Stored in official checkpoints, unused by the forward.
         self.audio_bos_eos_token = nn.Embedding(2, config.output_dim)
         self.layers = nn.ModuleList([WhisperEncoderLayer(config) for _ in range(config.encoder_layers)])
@@ -103,7 +101,9 @@ class OmniAudioEncoder(OmniPreTrainedModel):
         """
         if input_features.dim() == 3:
             if feature_attention_mask is None:
-                feature_attention_mask = torch.ones(input_features.shape[::2], dtype=torch.long, device=input_features.device)
+                feature_attention_mask = torch.ones(
+                    input_features.shape[::2], dtype=torch.long, device=input_features.device
+                )
             feature_lens = feature_attention_mask.sum(-1)
             input_features = input_features.transpose(1, 2)[feature_attention_mask.bool()].T
         elif feature_lens is None:
@@ -113,7 +113,9 @@ class OmniAudioEncoder(OmniPreTrainedModel):
                 f"input_features must have {self.config.num_mel_bins} mel bins, got shape {tuple(input_features.shape)}"
             )
         if int(feature_lens.sum()) != input_features.shape[-1]:
-            raise ValueError(f"feature_lens sum to {int(feature_lens.sum())} but input_features has {input_features.shape[-1]} frames")
+            raise ValueError(
+                f"feature_lens sum to {int(feature_lens.sum())} but input_features has {input_features.shape[-1]} frames"
+            )
         chunk = 2 * self.config.n_window
         # Chunk boundaries over the concatenated frames: every clip restarts its chunking.
         n_chunks = (feature_lens + chunk - 1) // chunk

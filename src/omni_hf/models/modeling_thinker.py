@@ -17,7 +17,6 @@ from .modeling_audio_encoder import OmniAudioEncoder, OmniPreTrainedModel
 from .modeling_vision_encoder import OmniVisionEncoder
 from .tmrope import TMRoPETokens, get_rope_index, mrope_axis_per_frequency
 
-
 logger = logging.get_logger(__name__)
 
 
@@ -125,7 +124,9 @@ class OmniThinkerModel(OmniPreTrainedModel):
         if position_ids.dim() == 2:
             position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
         if not isinstance(masks := attention_mask, dict):
-            mask_kwargs = dict(config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache)
+            mask_kwargs = dict(
+                config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache
+            )
             masks = {"full_attention": create_causal_mask(**mask_kwargs)}
             if self.has_sliding_layers:
                 masks["sliding_attention"] = create_sliding_window_causal_mask(**mask_kwargs)
@@ -185,7 +186,11 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Also loads the thinker of an official Qwen2.5-Omni checkpoint (its `thinker.` prefix is stripped)."""
         if kwargs.get("key_mapping") is None and kwargs.get("config") is None:
-            hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder") if k in kwargs}
+            hub_kwargs = {
+                k: kwargs[k]
+                for k in ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+                if k in kwargs
+            }
             raw, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
             if raw.get("model_type") in (*OFFICIAL_MODEL_TYPES[:1], "omni_hf"):
                 kwargs["key_mapping"] = {r"^thinker\.": ""}
@@ -200,7 +205,11 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         if getattr(type(self), "_auto_class", None) is not None:
             model_ref = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
             config_ref = f"{type(self.config).__module__.split('.')[-1]}.{type(self.config).__name__}"
-            self.config.auto_map = {"AutoConfig": config_ref, "AutoModel": model_ref, "AutoModelForCausalLM": model_ref}
+            self.config.auto_map = {
+                "AutoConfig": config_ref,
+                "AutoModel": model_ref,
+                "AutoModelForCausalLM": model_ref,
+            }
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_input_embeddings(self) -> nn.Module:
@@ -216,7 +225,9 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         self.lm_head = value
 
     # ---------------------------------------------------------------- multimodal embeddings
-    def get_audio_features(self, input_features, feature_attention_mask=None, audio_feature_lengths=None) -> torch.Tensor:
+    def get_audio_features(
+        self, input_features, feature_attention_mask=None, audio_feature_lengths=None
+    ) -> torch.Tensor:
         """Audio tokens `(total_audio_tokens, hidden)` for padded features `(num_clips, mels, frames)`."""
         if feature_attention_mask is None and audio_feature_lengths is not None:
             frames = torch.arange(input_features.shape[-1], device=input_features.device)
@@ -334,15 +345,27 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             if input_ids is None:
                 raise ValueError("Pass input_ids or inputs_embeds")
             inputs_embeds = self.embed_inputs(
-                input_ids, input_features, feature_attention_mask, audio_feature_lengths,
-                pixel_values, image_grid_thw, pixel_values_videos, video_grid_thw,
+                input_ids,
+                input_features,
+                feature_attention_mask,
+                audio_feature_lengths,
+                pixel_values,
+                image_grid_thw,
+                pixel_values_videos,
+                video_grid_thw,
             )
         past = cache.get_seq_length() if cache is not None else 0
         if position_ids is None:
             if past == 0 and input_ids is not None:
                 position_ids, rope_deltas = self.get_rope_index(
-                    input_ids, attention_mask, image_grid_thw, video_grid_thw, feature_attention_mask,
-                    audio_feature_lengths, video_second_per_grid, use_audio_in_video,
+                    input_ids,
+                    attention_mask,
+                    image_grid_thw,
+                    video_grid_thw,
+                    feature_attention_mask,
+                    audio_feature_lengths,
+                    video_second_per_grid,
+                    use_audio_in_video,
                 )
             else:
                 batch, seq = inputs_embeds.shape[:2]
@@ -365,7 +388,9 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden[:, keep, :])
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
         return OmniThinkerOutput(
             loss=loss,
             logits=logits,

@@ -128,7 +128,9 @@ class OmniVisionEncoder(OmniPreTrainedModel):
         config = self.config
         expected = config.in_channels * config.temporal_patch_size * config.patch_size**2
         if pixel_values.dim() != 2 or pixel_values.shape[1] != expected:
-            raise ValueError(f"pixel_values must have shape (num_patches, {expected}), got {tuple(pixel_values.shape)}")
+            raise ValueError(
+                f"pixel_values must have shape (num_patches, {expected}), got {tuple(pixel_values.shape)}"
+            )
         if int(grid_thw.prod(-1).sum()) != pixel_values.shape[0]:
             raise ValueError(
                 f"grid_thw {grid_thw.tolist()} describes {int(grid_thw.prod(-1).sum())} patches but pixel_values has "

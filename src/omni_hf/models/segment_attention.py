@@ -78,9 +78,19 @@ def segment_attention(
     if is_flash_attention(config):
         q, k, v = (t.transpose(0, 1).unsqueeze(0) for t in (query, key, value))
         out, _ = interface(
-            module, q, k, v, attention_mask=None, scaling=scaling, dropout=dropout, is_causal=False,
-            cu_seq_lens_q=layout.cu_seqlens, cu_seq_lens_k=layout.cu_seqlens,
-            max_length_q=layout.max_len, max_length_k=layout.max_len, **kwargs,
+            module,
+            q,
+            k,
+            v,
+            attention_mask=None,
+            scaling=scaling,
+            dropout=dropout,
+            is_causal=False,
+            cu_seq_lens_q=layout.cu_seqlens,
+            cu_seq_lens_k=layout.cu_seqlens,
+            max_length_q=layout.max_len,
+            max_length_k=layout.max_len,
+            **kwargs,
         )
         return out.reshape(layout.total, *query.shape[1:])
     q, k, v = (layout.pad(t).transpose(1, 2) for t in (query, key, value))  # (segments, heads, max_len, dim)

@@ -61,7 +61,9 @@ def audio_token_lengths(feature_lengths: torch.Tensor) -> torch.Tensor:
     return (after_conv - 2) // 2 + 1
 
 
-def video_temporal_ids(grid_t: int, second_per_grid: float | torch.Tensor, position_id_per_seconds: int) -> torch.Tensor:
+def video_temporal_ids(
+    grid_t: int, second_per_grid: float | torch.Tensor, position_id_per_seconds: int
+) -> torch.Tensor:
     """Temporal id of each temporal patch of a video, `(grid_t,)` long. float32 arithmetic, truncated, as the reference."""
     second_per_grid = torch.as_tensor(second_per_grid, dtype=torch.float32).cpu()
     return (torch.arange(grid_t) * second_per_grid * position_id_per_seconds).long()
@@ -94,7 +96,9 @@ def interleave_video_audio(
     video_chunk = t_ids.repeat_interleave(per_frame) // tokens.tokens_per_chunk
     audio_chunk = torch.arange(num_audio_tokens) // tokens.tokens_per_chunk
     chunk = torch.cat([video_chunk, audio_chunk])
-    is_audio = torch.cat([torch.zeros_like(video_chunk, dtype=torch.bool), torch.ones_like(audio_chunk, dtype=torch.bool)])
+    is_audio = torch.cat(
+        [torch.zeros_like(video_chunk, dtype=torch.bool), torch.ones_like(audio_chunk, dtype=torch.bool)]
+    )
     order = torch.argsort(chunk * 2 + is_audio.long(), stable=True)
     return is_audio[order]
 
@@ -262,7 +266,11 @@ def get_rope_index(
         deltas[b, 0] = int(pos.max()) + 1 - row.numel()
     unused = [
         (name, len(items) - used)
-        for name, items, used in (("audio", audio_lengths, counters[0]), ("image", image_grids, counters[1]), ("video", video_grids, counters[2]))
+        for name, items, used in (
+            ("audio", audio_lengths, counters[0]),
+            ("image", image_grids, counters[1]),
+            ("video", video_grids, counters[2]),
+        )
         if len(items) > used
     ]
     if unused:

@@ -1,6 +1,6 @@
 """`make demo`: build a tiny random omni_hf model and sample media offline, then chat with them through the CLI.
 
-    python -m omni_hf.testing.demo --out demo_assets
+python -m omni_hf.testing.demo --out demo_assets
 """
 
 import argparse
@@ -12,7 +12,6 @@ import torch
 from .media import write_image, write_video, write_wav
 from .tiny import reinit_, tiny_thinker_config_dict
 from .tokenizer import build_tiny_processor
-
 
 NOTICE = """\
 NOTE: this model has tiny RANDOM weights, so its reply above is meaningless text. Everything else is real:
@@ -48,8 +47,22 @@ def main(argv: list[str] | None = None) -> None:
     image = write_image(out / "shapes.png")
     video = write_video(out / "clip.mp4", duration=3.0, with_audio=True)
     print(f"Built a tiny random model in {model_dir} and sample media {audio}, {image}, {video}.")
-    command = ["chat", "--model", str(model_dir), "--text", "What do you hear and see?", "--audio", audio,
-               "--image", image, "--video", video, "--use-audio-in-video", "--max-new-tokens", "16"]
+    command = [
+        "chat",
+        "--model",
+        str(model_dir),
+        "--text",
+        "What do you hear and see?",
+        "--audio",
+        audio,
+        "--image",
+        image,
+        "--video",
+        video,
+        "--use-audio-in-video",
+        "--max-new-tokens",
+        "16",
+    ]
     print("$ omni-hf " + " ".join(command))
     start = time.perf_counter()
     code = cli_main(command)

@@ -3,7 +3,6 @@
 import copy
 from typing import Any
 
-
 TINY_VOCAB_SIZE = 1024
 # Special tokens sit right after a 1000-entry byte-level BPE vocabulary (see `testing.tokenizer`).
 TINY_SPECIAL_TOKENS = {
@@ -43,13 +42,25 @@ def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, 
     if size == "tiny":
         audio = dict(encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64, d_model=32)
         vision = dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2, fullatt_block_indexes=[1])
-        text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, mrope_section=[2, 3, 3])
+        text = dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            mrope_section=[2, 3, 3],
+        )
     elif size == "small":
         audio = dict(encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=1024, d_model=256)
         vision = dict(depth=4, hidden_size=256, intermediate_size=512, num_heads=4, fullatt_block_indexes=[1, 3])
-        text = dict(hidden_size=512, intermediate_size=1408, num_hidden_layers=8, num_attention_heads=8,
-                    num_key_value_heads=2, mrope_section=[8, 12, 12])
+        text = dict(
+            hidden_size=512,
+            intermediate_size=1408,
+            num_hidden_layers=8,
+            num_attention_heads=8,
+            num_key_value_heads=2,
+            mrope_section=[8, 12, 12],
+        )
     else:
         raise ValueError(f"size must be 'tiny' or 'small', got {size!r}")
     hidden = text["hidden_size"]
@@ -57,20 +68,40 @@ def tiny_thinker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, 
     config = {
         "model_type": "qwen2_5_omni_thinker",
         "audio_config": {
-            "model_type": "qwen2_5_omni_audio_encoder", "num_mel_bins": 128, "n_window": 100,
-            "max_source_positions": 1500, "output_dim": hidden, **audio,
+            "model_type": "qwen2_5_omni_audio_encoder",
+            "num_mel_bins": 128,
+            "n_window": 100,
+            "max_source_positions": 1500,
+            "output_dim": hidden,
+            **audio,
         },
         "vision_config": {
-            "model_type": "qwen2_5_omni_vision_encoder", "patch_size": 14, "temporal_patch_size": 2,
-            "spatial_merge_size": 2, "window_size": 112, "out_hidden_size": hidden, "in_channels": 3, **vision,
+            "model_type": "qwen2_5_omni_vision_encoder",
+            "patch_size": 14,
+            "temporal_patch_size": 2,
+            "spatial_merge_size": 2,
+            "window_size": 112,
+            "out_hidden_size": hidden,
+            "in_channels": 3,
+            **vision,
         },
         "text_config": {
-            "model_type": "qwen2_5_omni_text", "vocab_size": vocab_size, "max_position_embeddings": 8192,
-            "rms_norm_eps": 1e-6, "hidden_size": hidden, "intermediate_size": text["intermediate_size"],
-            "num_hidden_layers": text["num_hidden_layers"], "num_attention_heads": text["num_attention_heads"],
+            "model_type": "qwen2_5_omni_text",
+            "vocab_size": vocab_size,
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-6,
+            "hidden_size": hidden,
+            "intermediate_size": text["intermediate_size"],
+            "num_hidden_layers": text["num_hidden_layers"],
+            "num_attention_heads": text["num_attention_heads"],
             "num_key_value_heads": text["num_key_value_heads"],
-            "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": text["mrope_section"]},
-            "pad_token_id": sp["<|endoftext|>"], "eos_token_id": sp["<|im_end|>"],
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1000000.0,
+                "mrope_section": text["mrope_section"],
+            },
+            "pad_token_id": sp["<|endoftext|>"],
+            "eos_token_id": sp["<|im_end|>"],
         },
         "audio_token_index": sp["<|AUDIO|>"],
         "image_token_index": sp["<|IMAGE|>"],
