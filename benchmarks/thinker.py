@@ -103,13 +103,56 @@ def run_model(impl: str, path: str, audio_seconds: float, new_tokens: int, repea
     }
 
 
-def run_processor(impl: str, audio_seconds: float, repeats: int) -> float:
-    """Seconds to turn a chat with a clip of `audio_seconds` and an image into model inputs."""
-    from omni_hf.testing.processors import build_processor_pair, sample_processor_call
+def build_processors():
+    """Our processor (tiny tokenizer) and transformers' `Qwen2_5OmniProcessor` on the same tokenizer and image
+    processor, with the official feature-extractor settings (clips padded to 300 s before the STFT)."""
+    from transformers import BatchFeature, Qwen2_5OmniProcessor, WhisperFeatureExtractor
+    from transformers.video_processing_utils import VideoProcessorMixin
 
-    ours, reference = build_processor_pair()
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    class NoVideoProcessor(VideoProcessorMixin):  # transformers' video processor needs torchvision: unused here
+        temporal_patch_size, merge_size = 2, 2
+        model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+        def __call__(self, videos, **kwargs):
+            return BatchFeature({})
+
+    class ReferenceProcessor(Qwen2_5OmniProcessor):
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name == "video_processor":
+                return type(argument)
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    ours = build_tiny_processor()
+    official_features = WhisperFeatureExtractor(
+        feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400, chunk_length=300, return_attention_mask=True
+    )
+    reference = ReferenceProcessor(
+        image_processor=ours.image_processor,
+        video_processor=NoVideoProcessor(),
+        feature_extractor=official_features,
+        tokenizer=ours.tokenizer,
+        chat_template=ours.chat_template,
+    )
+    return ours, reference
+
+
+def run_processor(impl: str, audio_seconds: float, repeats: int) -> float:
+    """Seconds to turn text + a clip of `audio_seconds` + a 640x480 image into model inputs."""
+    import numpy as np
+
+    from omni_hf.testing.media import make_image
+
+    ours, reference = build_processors()
     processor = ours if impl == "ours" else reference
-    call = sample_processor_call(processor, audio_seconds)
+    audio = np.random.default_rng(0).standard_normal(int(audio_seconds * 16000)).astype(np.float32) * 0.1
+    image = make_image(640, 480)
+    text = "<|im_start|>user\n<|audio_bos|><|AUDIO|><|audio_eos|><|vision_bos|><|IMAGE|><|vision_eos|>Hi<|im_end|>\n"
+
+    def call():
+        return processor(text=[text], audio=[audio], images=[image], return_tensors="pt")
+
     call()
     times = []
     for _ in range(repeats):

@@ -50,7 +50,10 @@ def media(tmp_path_factory):
         "png": write_image(root / "shapes.png", width=224, height=168),
         "png_small": write_image(root / "small.png", width=60, height=40, seed=2),
         "video": write_video(root / "clip.mp4", duration=2.0, with_audio=True),
-        "video_long": write_video(root / "long.mp4", duration=4.0, fps=8, width=84, height=56, with_audio=True, seed=3),
+        "video_long": write_video(
+            root / "long.mp4", duration=4.0, fps=8, width=84, height=56, with_audio=True, seed=3
+        ),
+        "video_8s": write_video(root / "eight.mp4", duration=8.0, fps=4, width=56, height=56, with_audio=True, seed=4),
         "video_silent": write_video(root / "silent.mp4", duration=2.0, with_audio=False),
         "root": root,
     }

@@ -6,9 +6,9 @@ from transformers import Qwen2VLImageProcessorPil
 
 from omni_hf.processing import (
     IMAGE_MAX_PIXELS,
-    OmniProcessor,
     VIDEO_MAX_PIXELS,
     VIDEO_MIN_PIXELS,
+    OmniProcessor,
     default_image_processor,
     patchify,
     preprocess_video,
@@ -21,7 +21,9 @@ from omni_hf.testing.media import make_frames, make_image
 @pytest.fixture(scope="module")
 def transformers_image_processor():
     """A fresh transformers processor with the official Qwen2.5-Omni preprocessor_config values."""
-    return Qwen2VLImageProcessorPil(min_pixels=3136, max_pixels=12845056, patch_size=14, temporal_patch_size=2, merge_size=2)
+    return Qwen2VLImageProcessorPil(
+        min_pixels=3136, max_pixels=12845056, patch_size=14, temporal_patch_size=2, merge_size=2
+    )
 
 
 @pytest.mark.parametrize("size", [(224, 168), (60, 40), (333, 517), (28, 28)])
@@ -39,11 +41,15 @@ def test_images_match_transformers(processor, transformers_image_processor, size
 def test_large_images_are_resized_down_to_max_pixels(processor):
     assert processor.image_processor.size["longest_edge"] == IMAGE_MAX_PIXELS
     # Same mechanism with a lower cap, so the test stays fast: 1000x700 → at most 256*28*28 pixels.
-    small_cap = OmniProcessor(tokenizer=processor.tokenizer, image_processor=default_image_processor(max_pixels=256 * 28 * 28))
+    small_cap = OmniProcessor(
+        tokenizer=processor.tokenizer, image_processor=default_image_processor(max_pixels=256 * 28 * 28)
+    )
     out = small_cap(text="<|IMAGE|>", images=make_image(1000, 700), return_tensors="np")
     t, h, w = out["image_grid_thw"][0]
     assert t == 1 and h * w * 14 * 14 <= 256 * 28 * 28 and h % 2 == 0 and w % 2 == 0
-    assert (h * 14, w * 14) == smart_resize(700, 1000, factor=28, min_pixels=3136, max_pixels=256 * 28 * 28) == (364, 532)
+    assert (
+        (h * 14, w * 14) == smart_resize(700, 1000, factor=28, min_pixels=3136, max_pixels=256 * 28 * 28) == (364, 532)
+    )
 
 
 def _loop_patchify(frames, p=14, tp=2, m=2):
@@ -56,7 +62,9 @@ def _loop_patchify(frames, p=14, tp=2, m=2):
                 for mh in range(m):
                     for mw in range(m):
                         y, x = (bh * m + mh) * p, (bw * m + mw) * p
-                        rows.append(frames[ti * tp : (ti + 1) * tp, :, y : y + p, x : x + p].transpose(1, 0, 2, 3).ravel())
+                        rows.append(
+                            frames[ti * tp : (ti + 1) * tp, :, y : y + p, x : x + p].transpose(1, 0, 2, 3).ravel()
+                        )
     return np.stack(rows)
 
 

@@ -9,7 +9,6 @@ from omni_hf.processing import VideoClip, as_video_clip, load_audio, load_image,
 from omni_hf.processing.image_processing import sample_frame_indices, smart_nframes
 from omni_hf.testing.media import make_waveform
 
-
 # ------------------------------------------------------------------------------------------------------ audio
 
 

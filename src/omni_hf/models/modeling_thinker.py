@@ -289,7 +289,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         feature_attention_mask=None,
         audio_feature_lengths=None,
         video_second_per_grid=None,
-        use_audio_in_video=False,
+        use_audio_in_video=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """TMRoPE ids `(3, batch, seq)` and `rope_deltas` `(batch, 1)` of a prompt (see `omni_hf.models.tmrope`)."""
         if feature_attention_mask is not None:
@@ -302,7 +302,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             video_grid_thw=video_grid_thw,
             audio_feature_lengths=audio_feature_lengths,
             video_second_per_grid=video_second_per_grid,
-            use_audio_in_video=bool(use_audio_in_video),
+            use_audio_in_video=use_audio_in_video,
         )
 
     # ---------------------------------------------------------------- forward
@@ -336,6 +336,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             pixel_values / pixel_values_videos: `(num_patches, 1176)` patches, with `image_grid_thw` / `video_grid_thw`.
             position_ids: `(3, batch, seq)` TMRoPE ids; computed from the prompt when omitted (prefill), or from
                 `rope_deltas` and the cache length when decoding.
+            use_audio_in_video: whether videos are interleaved with their audio; detected from the prompt when None.
             logits_to_keep: compute logits only for the last `logits_to_keep` positions (0 = all).
 
         Returns:
@@ -414,7 +415,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
                 model_kwargs.get("feature_attention_mask"),
                 model_kwargs.get("audio_feature_lengths"),
                 model_kwargs.get("video_second_per_grid"),
-                model_kwargs.get("use_audio_in_video", False),
+                model_kwargs.get("use_audio_in_video"),
             )
             return position_ids
         text_positions = super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)

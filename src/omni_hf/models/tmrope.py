@@ -225,7 +225,7 @@ def get_rope_index(
     video_grid_thw: torch.Tensor | None = None,
     audio_feature_lengths: torch.Tensor | None = None,
     video_second_per_grid: torch.Tensor | list | None = None,
-    use_audio_in_video: bool = False,
+    use_audio_in_video: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TMRoPE position ids for a (padded) batch.
 
@@ -236,7 +236,8 @@ def get_rope_index(
         image_grid_thw / video_grid_thw: `(num, 3)` patch grids, in prompt order across the batch.
         audio_feature_lengths: `(num_audios,)` mel frames per audio clip (video audio tracks included, in order).
         video_second_per_grid: `(num_videos,)` seconds per temporal patch.
-        use_audio_in_video: whether videos carry their interleaved audio track.
+        use_audio_in_video: whether videos carry their interleaved audio track; `None` detects it from the prompt
+            (a `<|vision_bos|><|audio_bos|>` pair only occurs around a video with its audio).
 
     Returns:
         `position_ids` `(3, batch, seq)` long and `rope_deltas` `(batch, 1)` = max id + 1 - number of real tokens,
@@ -244,6 +245,8 @@ def get_rope_index(
     """
     batch, seq = input_ids.shape
     device = input_ids.device
+    if use_audio_in_video is None:
+        use_audio_in_video = prompt_has_audio_in_video(input_ids, tokens)
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     mask = attention_mask.bool().cpu()
@@ -279,6 +282,12 @@ def get_rope_index(
     return position_ids.to(device), deltas.to(device)
 
 
+def prompt_has_audio_in_video(input_ids: torch.Tensor, tokens: TMRoPETokens) -> bool:
+    """Whether any video in `input_ids` `(batch, seq)` is interleaved with its audio track."""
+    pairs = (input_ids[..., 1:] == tokens.audio_start_token_id) & (input_ids[..., :-1] == tokens.vision_start_token_id)
+    return bool(pairs.any())
+
+
 def mrope_axis_per_frequency(mrope_section: list[int]) -> torch.Tensor:
     """Which position axis (0 time, 1 height, 2 width) drives each of the `head_dim // 2` rotary frequencies."""
     return torch.repeat_interleave(torch.arange(len(mrope_section)), torch.tensor(mrope_section))
@@ -290,5 +299,6 @@ __all__ = [
     "get_rope_index",
     "interleave_video_audio",
     "mrope_axis_per_frequency",
+    "prompt_has_audio_in_video",
     "video_temporal_ids",
 ]

@@ -1,5 +1,7 @@
 """Processing for Qwen2.5-Omni: media loading, Qwen2-VL patching without torchvision, and `OmniProcessor`."""
 
+from .chat_utils import DEFAULT_SYSTEM_PROMPT, default_chat_template
+from .feature_extraction import default_feature_extractor, extract_audio_features
 from .image_processing import (
     FPS,
     FPS_MAX_FRAMES,
@@ -16,9 +18,17 @@ from .image_processing import (
     smart_nframes,
     smart_resize,
 )
-from .media import AUDIO_SAMPLING_RATE, VideoClip, as_video_clip, load_audio, load_image, load_video, resample_audio
-from .processing_omni import DEFAULT_SYSTEM_PROMPT, OmniProcessor, default_chat_template, default_feature_extractor
-
+from .media import (
+    AUDIO_SAMPLING_RATE,
+    VideoClip,
+    as_video_clip,
+    flatten_media,
+    load_audio,
+    load_image,
+    load_video,
+    resample_audio,
+)
+from .processing_omni import OmniProcessor
 
 __all__ = [
     "AUDIO_SAMPLING_RATE",
@@ -36,6 +46,8 @@ __all__ = [
     "default_chat_template",
     "default_feature_extractor",
     "default_image_processor",
+    "extract_audio_features",
+    "flatten_media",
     "load_audio",
     "load_image",
     "load_video",

@@ -14,7 +14,6 @@ from PIL import Image
 from transformers import Qwen2VLImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-
 # Official Qwen2.5-Omni / qwen-omni-utils defaults.
 IMAGE_MIN_PIXELS = 4 * 28 * 28  # 3136
 IMAGE_MAX_PIXELS = 16384 * 28 * 28  # 12845056
@@ -28,7 +27,13 @@ FRAME_FACTOR = 2  # = temporal_patch_size
 
 def default_image_processor(**overrides) -> Qwen2VLImageProcessorPil:
     """transformers' PIL Qwen2-VL image processor with the official Qwen2.5-Omni `preprocessor_config.json` values."""
-    kwargs = {"min_pixels": IMAGE_MIN_PIXELS, "max_pixels": IMAGE_MAX_PIXELS, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
+    kwargs = {
+        "min_pixels": IMAGE_MIN_PIXELS,
+        "max_pixels": IMAGE_MAX_PIXELS,
+        "patch_size": 14,
+        "temporal_patch_size": 2,
+        "merge_size": 2,
+    }
     kwargs.update(overrides)
     return Qwen2VLImageProcessorPil(**kwargs)
 
@@ -119,7 +124,11 @@ def preprocess_video(
     Returns:
         `pixel_values_videos` `(grid_t * grid_h * grid_w, 3 * 2 * 14 * 14)` float32 and `(grid_t, grid_h, grid_w)`.
     """
-    patch, merge, temporal = image_processor.patch_size, image_processor.merge_size, image_processor.temporal_patch_size
+    patch, merge, temporal = (
+        image_processor.patch_size,
+        image_processor.merge_size,
+        image_processor.temporal_patch_size,
+    )
     _, height, width, _ = frames.shape
     if image_processor.do_resize:
         height, width = smart_resize(height, width, factor=patch * merge, min_pixels=min_pixels, max_pixels=max_pixels)

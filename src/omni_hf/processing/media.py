@@ -20,7 +20,6 @@ from transformers.utils import logging
 
 from .image_processing import FPS, FPS_MAX_FRAMES, FPS_MIN_FRAMES, FRAME_FACTOR, sample_frame_indices, smart_nframes
 
-
 logger = logging.get_logger(__name__)
 
 AUDIO_SAMPLING_RATE = 16000
@@ -74,7 +73,9 @@ def _check_file(path: PathLike, kind: str, extensions: tuple[str, ...]) -> str:
         raise ValueError(f"{kind} file {path!r} is empty (0 bytes)")
     ext = Path(path).suffix.lower()
     if ext not in extensions:
-        raise ValueError(f"Unsupported {kind.lower()} format {ext or '(no extension)'!r} for {path!r}: expected one of {', '.join(extensions)}")
+        raise ValueError(
+            f"Unsupported {kind.lower()} format {ext or '(no extension)'!r} for {path!r}: expected one of {', '.join(extensions)}"
+        )
     return path
 
 
@@ -164,7 +165,9 @@ def load_audio(
                 data, rate = _decode_audio_av(path)
                 data = data.T
             except Exception as err:
-                raise ValueError(f"Could not decode audio file {path!r}: it is corrupt or not a valid audio file ({err})") from None
+                raise ValueError(
+                    f"Could not decode audio file {path!r}: it is corrupt or not a valid audio file ({err})"
+                ) from None
         waveform = _to_mono_float(data.mean(axis=1) if data.shape[0] else data.reshape(-1), repr(path))
         return resample_audio(waveform, rate, target_sampling_rate)
     if hasattr(audio, "detach") and hasattr(audio, "cpu"):  # torch tensor
@@ -220,11 +223,15 @@ def load_image(image: Any, min_side: int = MIN_IMAGE_SIDE) -> Image.Image | np.n
         try:
             with Image.open(path) as opened:
                 opened.load()
-                image = opened.copy() if opened.mode in ("RGB", "RGBA", "L", "LA", "P", "I;16") else opened.convert("RGB")
+                image = (
+                    opened.copy() if opened.mode in ("RGB", "RGBA", "L", "LA", "P", "I;16") else opened.convert("RGB")
+                )
         except Image.DecompressionBombError as err:
             raise ValueError(f"Image file {path!r} is too large to decode safely: {err}") from None
         except Exception as err:
-            raise ValueError(f"Could not decode image file {path!r}: it is corrupt or not a valid image ({err})") from None
+            raise ValueError(
+                f"Could not decode image file {path!r}: it is corrupt or not a valid image ({err})"
+            ) from None
         check_image_size(image.height, image.width, repr(path), min_side)
         return image
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # torch tensor
@@ -318,7 +325,9 @@ def _decode_frames(container, stream, indices: np.ndarray) -> np.ndarray:
     missing = sum(o is None for o in out)
     if missing:
         # The container over-reported its frame count: repeat the last decoded frame.
-        logger.warning(f"Video has fewer decodable frames than its metadata says; repeating the last frame {missing} time(s).")
+        logger.warning(
+            f"Video has fewer decodable frames than its metadata says; repeating the last frame {missing} time(s)."
+        )
         out = [last if o is None else o for o in out]
     return np.stack(out)
 
@@ -345,7 +354,9 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     if isinstance(video, (list, tuple)):
         if not video:
             raise ValueError("Video input is an empty list of frames")
-        video = np.stack([np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video])
+        video = np.stack(
+            [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video]
+        )
     if not isinstance(video, np.ndarray) or video.ndim != 4:
         raise ValueError(
             f"Unsupported video input {_describe(video)}: expected a file path, a VideoClip, or frames shaped "
@@ -354,7 +365,9 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     if video.shape[-1] != 3 and video.shape[1] == 3:
         video = video.transpose(0, 2, 3, 1)
     if video.shape[-1] != 3:
-        raise ValueError(f"Video frames of shape {video.shape}: expected 3 colour channels, (T, H, W, 3) or (T, 3, H, W)")
+        raise ValueError(
+            f"Video frames of shape {video.shape}: expected 3 colour channels, (T, H, W, 3) or (T, 3, H, W)"
+        )
     if video.shape[0] == 0:
         raise ValueError("Video input has 0 frames")
     if video.dtype != np.uint8:
@@ -365,11 +378,41 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     return VideoClip(frames=np.ascontiguousarray(video), fps=float(fps))
 
 
+# ----------------------------------------------------------------------------------------------------------- batches
+
+
+def _is_leaf(item: Any, kind: str) -> bool:
+    if isinstance(item, (str, os.PathLike)) or not isinstance(item, (list, tuple)):
+        return True
+    if kind == "audio":  # an (array, sampling_rate) tuple, or a plain list of samples
+        numbers = (int, float, np.number)
+        if len(item) == 2 and isinstance(item[1], numbers) and not isinstance(item[0], (*numbers, str)):
+            return True
+        return all(isinstance(x, numbers) for x in item)
+    if kind == "video":  # a list of frames (PIL images or (H, W, C) arrays) is one video
+        return bool(item) and all(isinstance(f, Image.Image) or getattr(f, "ndim", None) == 3 for f in item)
+    return False
+
+
+def flatten_media(items: Any, kind: str) -> list:
+    """Flatten media given per prompt (`[[a, b], [c]]`) or flat (`[a, b, c]`, or a single item) into one list.
+
+    `kind` ("image", "audio" or "video") decides what a single item is: an `(array, rate)` tuple is one audio clip,
+    a list of frames is one video.
+    """
+    if items is None:
+        return []
+    if _is_leaf(items, kind):
+        return [items]
+    return [leaf for item in items for leaf in flatten_media(item, kind)]
+
+
 __all__ = [
     "AUDIO_SAMPLING_RATE",
     "VideoClip",
     "as_video_clip",
     "check_image_size",
+    "flatten_media",
     "image_size",
     "load_audio",
     "load_image",

@@ -18,20 +18,25 @@ Example:
 ```
 """
 
-import math
-import os
 import re
-from importlib import resources
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import BatchFeature, WhisperFeatureExtractor
+from transformers import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from ..models.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from .chat_utils import (
+    DEFAULT_SYSTEM_PROMPT,
+    collect_media,
+    default_chat_template,
+    normalize_conversations,
+    with_system_prompt,
+)
+from .feature_extraction import default_feature_extractor, extract_audio_features
 from .image_processing import (
     FPS,
     FPS_MAX_FRAMES,
@@ -41,15 +46,10 @@ from .image_processing import (
     default_image_processor,
     preprocess_videos,
 )
-from .media import AUDIO_SAMPLING_RATE, VideoClip, as_video_clip, load_audio, load_image
-
+from .media import VideoClip, as_video_clip, flatten_media, load_audio, load_image
 
 logger = logging.get_logger(__name__)
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "
-    "visual inputs, as well as generating text and speech."
-)
 # Fallback placeholder strings when the tokenizer does not name them (the official tokenizer's strings).
 _TOKEN_DEFAULTS = {
     "audio_token": "<|AUDIO|>",
@@ -60,45 +60,6 @@ _TOKEN_DEFAULTS = {
     "vision_bos_token": "<|vision_bos|>",
     "vision_eos_token": "<|vision_eos|>",
 }
-
-
-def default_chat_template() -> str:
-    """The official Qwen2.5-Omni chat template (shipped as `omni_hf/processing/chat_template.jinja`)."""
-    return resources.files(__package__).joinpath("chat_template.jinja").read_text(encoding="utf-8")
-
-
-def default_feature_extractor() -> WhisperFeatureExtractor:
-    """The official Qwen2.5-Omni audio front end: 128 mel bins, 16 kHz, n_fft 400, hop 160, 300 s chunks, no dither."""
-    return WhisperFeatureExtractor(
-        feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=300, n_fft=400,
-        padding_value=0.0, dither=0.0, return_attention_mask=True,
-    )
-
-
-def _flatten(items: Any, is_leaf) -> list:
-    """Flatten nested (per-sample) lists of media down to the leaves recognised by `is_leaf`."""
-    if items is None:
-        return []
-    if is_leaf(items):
-        return [items]
-    if isinstance(items, (list, tuple)):
-        return [leaf for item in items for leaf in _flatten(item, is_leaf)]
-    return [items]
-
-
-def _is_video_leaf(item: Any) -> bool:
-    if isinstance(item, (str, os.PathLike, VideoClip)) or (hasattr(item, "ndim") and item.ndim == 4):
-        return True
-    # A list of frames (PIL images or (H, W, C) arrays) is one video.
-    return isinstance(item, (list, tuple)) and bool(item) and all(
-        hasattr(f, "size") and not isinstance(f, (list, tuple, str)) and getattr(f, "ndim", 3) == 3 for f in item
-    ) and not any(isinstance(f, VideoClip) for f in item)
-
-
-def _is_audio_leaf(item: Any) -> bool:
-    if isinstance(item, (str, os.PathLike, dict, np.ndarray, torch.Tensor)):
-        return True
-    return isinstance(item, tuple) and len(item) == 2 and np.isscalar(item[1])
 
 
 class OmniProcessor(ProcessorMixin):
@@ -160,7 +121,11 @@ class OmniProcessor(ProcessorMixin):
         for name, default in _TOKEN_DEFAULTS.items():
             token = getattr(tokenizer, name, None) or default
             token_id = tokenizer.convert_tokens_to_ids(token)
-            if token_id is None or token_id == tokenizer.unk_token_id or tokenizer.convert_ids_to_tokens(token_id) != token:
+            if (
+                token_id is None
+                or token_id == tokenizer.unk_token_id
+                or tokenizer.convert_ids_to_tokens(token_id) != token
+            ):
                 raise ValueError(f"The tokenizer does not know the special token {token!r} ({name}).")
             setattr(self, name, token)
             setattr(self, f"{name}_id", token_id)
@@ -241,7 +206,6 @@ class OmniProcessor(ProcessorMixin):
             `(num_videos, 3)`, `video_second_per_grid` `(num_videos,)` — each only when its modality is present.
         """
         use_audio_in_video = use_audio_in_video or kwargs.pop("load_audio_from_video", False)
-        kwargs.pop("videos_kwargs", None), kwargs.pop("audio_kwargs", None), kwargs.pop("text_kwargs", None)
         if kwargs:
             raise TypeError(f"OmniProcessor.__call__ got unexpected keyword arguments: {sorted(kwargs)}")
         if text is None:
@@ -249,26 +213,27 @@ class OmniProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError("`text` must be a string or a non-empty list of strings.")
-        if audio_padding not in ("longest", "max_length"):
-            raise ValueError(f"audio_padding must be 'longest' or 'max_length', got {audio_padding!r}")
-
-        image_list = [load_image(im) for im in _flatten(images, lambda x: not isinstance(x, (list, tuple)))]
-        clips = self._load_videos(_flatten(videos, _is_video_leaf), fps, use_audio_in_video)
-        standalone = [load_audio(a, sampling_rate) for a in _flatten(audio, _is_audio_leaf)]
-        self._check_counts(texts, len(image_list), len(clips), len(standalone))
+        image_inputs, video_inputs = flatten_media(images, "image"), flatten_media(videos, "video")
+        audio_inputs = flatten_media(audio, "audio")
+        self._check_counts(texts, len(image_inputs), len(video_inputs), len(audio_inputs))
+        image_list = [load_image(im) for im in image_inputs]
+        clips = self._load_videos(video_inputs, fps, use_audio_in_video)
+        standalone = [load_audio(a, sampling_rate) for a in audio_inputs]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
 
         data: dict[str, Any] = {}
         num_audio_tokens: list[int] = []
         if audio_slots:
-            features, mask = self._audio_features(audio_slots, audio_padding)
+            features, mask = extract_audio_features(self.feature_extractor, audio_slots, audio_padding)
             data["input_features"], data["feature_attention_mask"] = features, mask
             num_audio_tokens = audio_token_lengths(torch.from_numpy(mask.sum(-1).astype(np.int64))).tolist()
         if image_list:
             out = self.image_processor(images=image_list, return_tensors="np")
             data["pixel_values"], data["image_grid_thw"] = out["pixel_values"], out["image_grid_thw"]
         if clips:
-            out = preprocess_videos([c.frames for c in clips], self.image_processor, self.video_min_pixels, self.video_max_pixels)
+            out = preprocess_videos(
+                [c.frames for c in clips], self.image_processor, self.video_min_pixels, self.video_max_pixels
+            )
             data.update(out)
             data["video_second_per_grid"] = np.asarray(
                 [self.image_processor.temporal_patch_size / c.fps for c in clips], dtype=np.float32
@@ -279,7 +244,9 @@ class OmniProcessor(ProcessorMixin):
         limit = max_length if max_length is not None else self.max_length
         for i, row in enumerate(rows):
             if limit is not None and len(row) > limit:
-                raise ValueError(f"Prompt #{i} has {len(row)} tokens after media expansion, more than max_length={limit}.")
+                raise ValueError(
+                    f"Prompt #{i} has {len(row)} tokens after media expansion, more than max_length={limit}."
+                )
         input_ids, attention_mask = self._pad(rows, padding, padding_side or self.padding_side)
         data = {"input_ids": input_ids, "attention_mask": attention_mask, **data}
         if return_position_ids:
@@ -299,9 +266,12 @@ class OmniProcessor(ProcessorMixin):
         clips = []
         for i, (video, video_fps) in enumerate(zip(videos, fps_list)):
             clip = as_video_clip(
-                video, fps=video_fps if video_fps is not None else self.fps, min_frames=self.video_min_frames,
-                max_frames=self.video_max_frames, with_audio=use_audio_in_video,
-            ) if isinstance(video, (str, os.PathLike)) else as_video_clip(video, fps=video_fps if video_fps is not None else self.fps)
+                video,
+                fps=video_fps if video_fps is not None else self.fps,
+                min_frames=self.video_min_frames,
+                max_frames=self.video_max_frames,
+                with_audio=use_audio_in_video,
+            )
             if use_audio_in_video and clip.audio is None:
                 raise ValueError(
                     f"Video #{i} ({clip.source}) has no audio track, but use_audio_in_video=True needs one: pass a video "
@@ -312,7 +282,9 @@ class OmniProcessor(ProcessorMixin):
 
     def _check_counts(self, texts: list[str], n_images: int, n_videos: int, n_audio: int) -> None:
         for token, count, name in (
-            (self.image_token, n_images, "images"), (self.video_token, n_videos, "videos"), (self.audio_token, n_audio, "audio clips"),
+            (self.image_token, n_images, "images"),
+            (self.video_token, n_videos, "videos"),
+            (self.audio_token, n_audio, "audio clips"),
         ):
             found = sum(t.count(token) for t in texts)
             if found != count:
@@ -331,32 +303,6 @@ class OmniProcessor(ProcessorMixin):
             for match in pattern.finditer(t):
                 slots.append(next(audio_iter) if match.group() == self.audio_token else next(video_iter).audio)
         return slots
-
-    def _audio_features(self, waveforms: list[np.ndarray], audio_padding: str) -> tuple[np.ndarray, np.ndarray]:
-        """Log-mel features `(num_audio, 128, frames)` float32 and the frame mask `(num_audio, frames)` int32.
-
-        With `"longest"`, clips are padded to the longest one plus one STFT window (so every valid frame sees the
-        same zero padding as in the reference's 300 s layout) and the output is cut to the longest clip's frames.
-        """
-        fe = self.feature_extractor
-        waveforms = list(waveforms)
-        for i, w in enumerate(waveforms):
-            if len(w) > fe.n_samples:
-                logger.warning(f"Audio #{i} is {len(w) / fe.sampling_rate:.1f} s long: truncated to {fe.chunk_length} s.")
-                waveforms[i] = w[: fe.n_samples]
-        longest = max(len(w) for w in waveforms)
-        if audio_padding == "max_length":
-            target, frames = fe.n_samples, fe.nb_max_frames
-        else:
-            target = min(fe.n_samples, math.ceil((longest + fe.n_fft) / fe.hop_length) * fe.hop_length)
-            frames = min(fe.nb_max_frames, math.ceil(longest / fe.hop_length))
-        out = fe(
-            waveforms, sampling_rate=fe.sampling_rate, padding="max_length", max_length=target, truncation=True,
-            return_attention_mask=True, return_tensors="np",
-        )
-        features = np.ascontiguousarray(out["input_features"][..., :frames], dtype=np.float32)
-        mask = np.ascontiguousarray(out["attention_mask"][:, :frames])
-        return features, mask
 
     def _expand_rows(self, rows, data, num_audio_tokens: list[int], use_audio_in_video: bool) -> list[np.ndarray]:
         """Replace each placeholder id by its expanded id sequence (a few numpy ops per media item)."""
@@ -389,7 +335,9 @@ class OmniProcessor(ProcessorMixin):
                     else:
                         n_audio = num_audio_tokens[counters["audio"]]
                         counters["audio"] += 1
-                        is_audio = interleave_video_audio(torch.as_tensor(grid), spg, n_audio, self.rope_tokens).numpy()
+                        is_audio = interleave_video_audio(
+                            torch.as_tensor(grid), spg, n_audio, self.rope_tokens
+                        ).numpy()
                         body = np.where(is_audio, self.audio_token_id, self.video_token_id).astype(np.int64)
                         pieces += [np.array([self.audio_bos_token_id]), body, np.array([self.audio_eos_token_id])]
                 last = pos + 1
@@ -418,12 +366,20 @@ class OmniProcessor(ProcessorMixin):
         ids, mask = data["input_ids"], data["attention_mask"]
         if not isinstance(ids, np.ndarray):
             raise ValueError("return_position_ids=True needs a padded batch (padding=True) of equal-length rows.")
-        opt = {k: torch.as_tensor(data[k]) for k in ("image_grid_thw", "video_grid_thw", "video_second_per_grid") if k in data}
+        opt = {
+            k: torch.as_tensor(data[k])
+            for k in ("image_grid_thw", "video_grid_thw", "video_second_per_grid")
+            if k in data
+        }
         lengths = torch.as_tensor(data["feature_attention_mask"]).sum(-1) if "feature_attention_mask" in data else None
         position_ids, rope_deltas = get_rope_index(
-            torch.as_tensor(ids), self.rope_tokens, attention_mask=torch.as_tensor(mask),
-            image_grid_thw=opt.get("image_grid_thw"), video_grid_thw=opt.get("video_grid_thw"),
-            audio_feature_lengths=lengths, video_second_per_grid=opt.get("video_second_per_grid"),
+            torch.as_tensor(ids),
+            self.rope_tokens,
+            attention_mask=torch.as_tensor(mask),
+            image_grid_thw=opt.get("image_grid_thw"),
+            video_grid_thw=opt.get("video_grid_thw"),
+            audio_feature_lengths=lengths,
+            video_second_per_grid=opt.get("video_second_per_grid"),
             use_audio_in_video=use_audio_in_video,
         )
         return {"position_ids": position_ids, "rope_deltas": rope_deltas}
@@ -455,52 +411,41 @@ class OmniProcessor(ProcessorMixin):
             the prompt string(s) when `tokenize=False`; else `input_ids`, or the full `BatchFeature` with
             `return_dict=True`.
         """
-        template = chat_template or self.chat_template
-        if isinstance(template, dict):
-            template = template.get(chat_template or "default") or template["default"]
-        is_batched = isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(conversation[0], (list, tuple))
-        conversations = [list(c) for c in (conversation if is_batched else [conversation])]
-        if add_default_system_prompt and self.default_system_prompt is not None:
-            conversations = [
-                c if c and c[0].get("role") == "system" else [{"role": "system", "content": self.default_system_prompt}, *c]
-                for c in conversations
-            ]
+        template = self.chat_template
+        if chat_template is not None:  # a template name (when the processor has several) or a template string
+            named = isinstance(template, dict) and chat_template in template
+            template = template[chat_template] if named else chat_template
+        elif isinstance(template, dict):
+            template = template["default"]
+        conversations, is_batched = normalize_conversations(conversation)
+        if add_default_system_prompt:
+            conversations = with_system_prompt(conversations, self.default_system_prompt)
         prompts, _ = render_jinja_template(
-            conversations=conversations, chat_template=template, add_generation_prompt=add_generation_prompt,
-            continue_final_message=continue_final_message, **{**self.tokenizer.special_tokens_map, **template_kwargs},
+            conversations=conversations,
+            chat_template=template,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            **{**self.tokenizer.special_tokens_map, **template_kwargs},
         )
         if not tokenize:
             return prompts if is_batched else prompts[0]
-        media = {"image": [], "video": [], "audio": []}
-        for conv in conversations:
-            for message in conv:
-                content = message.get("content")
-                for block in content if isinstance(content, list) else []:
-                    kind = block.get("type")
-                    if kind in media:
-                        media[kind].append(_block_media(block, kind))
+        media = collect_media(conversations)
         out = self(
-            text=prompts, images=media["image"] or None, videos=media["video"] or None, audio=media["audio"] or None,
-            use_audio_in_video=use_audio_in_video, return_tensors=return_tensors, **(processor_kwargs or {}),
+            text=prompts,
+            images=media["image"] or None,
+            videos=media["video"] or None,
+            audio=media["audio"] or None,
+            use_audio_in_video=use_audio_in_video,
+            return_tensors=return_tensors,
+            **(processor_kwargs or {}),
         )
         return out if return_dict else out["input_ids"]
 
-    def post_process_image_text_to_text(self, generated_outputs, skip_special_tokens: bool = True, **kwargs) -> list[str]:
+    def post_process_image_text_to_text(
+        self, generated_outputs, skip_special_tokens: bool = True, **kwargs
+    ) -> list[str]:
         """Decode generated ids `(batch, seq)` to strings."""
         return self.tokenizer.batch_decode(generated_outputs, skip_special_tokens=skip_special_tokens, **kwargs)
 
 
-def _block_media(block: dict, kind: str):
-    value = block.get(kind, block.get("path", block.get("url")))
-    if value is None:
-        raise ValueError(f"A {kind!r} content block needs the media under the {kind!r} (or 'path') key: {block}")
-    if isinstance(value, str) and value.startswith(("http://", "https://")):
-        raise ValueError(f"Remote {kind} URLs are not supported ({value!r}): download the file and pass its path.")
-    if kind == "audio" and "sampling_rate" in block:
-        return (value, int(block["sampling_rate"]))
-    if kind == "audio" and isinstance(value, np.ndarray):
-        return (value, AUDIO_SAMPLING_RATE)
-    return value
-
-
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "OmniProcessor", "default_chat_template", "default_feature_extractor"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "OmniProcessor"]

@@ -2,5 +2,4 @@
 
 from .tiny import TINY_SPECIAL_TOKENS, TINY_TOKEN_IDS, TINY_VOCAB_SIZE, reinit_, tiny_thinker_config_dict
 
-
 __all__ = ["TINY_SPECIAL_TOKENS", "TINY_TOKEN_IDS", "TINY_VOCAB_SIZE", "reinit_", "tiny_thinker_config_dict"]

@@ -63,7 +63,12 @@ def write_wav(
     path = os.fspath(path)
     data = make_waveform(duration, sampling_rate, channels, kind, seed)
     ext = os.path.splitext(path)[1].lower()
-    formats = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", None)}
+    formats = {
+        ".wav": ("WAV", "PCM_16"),
+        ".flac": ("FLAC", "PCM_16"),
+        ".ogg": ("OGG", "VORBIS"),
+        ".mp3": ("MP3", None),
+    }
     if ext not in formats:
         raise ValueError(f"write_wav: unsupported extension {ext!r} for {path!r}; use one of {sorted(formats)}")
     fmt, subtype = formats[ext]

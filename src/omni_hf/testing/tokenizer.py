@@ -24,12 +24,9 @@ from transformers import Qwen2Tokenizer
 
 from .tiny import TINY_SPECIAL_TOKENS
 
-
 BASE_VOCAB_SIZE = 1000
 # Same regex as the official Qwen2 tokenizer (`transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX`).
-QWEN2_PRETOKENIZE_REGEX = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 # Named multimodal tokens, read by `Qwen2_5OmniProcessor` and `OmniProcessor` as `tokenizer.<name>` / `<name>_id`.
 OMNI_NAMED_TOKENS = {
     "audio_token": "<|AUDIO|>",
@@ -178,4 +175,10 @@ def save_tiny_tokenizer(path: str | None = None) -> str:
     return path
 
 
-__all__ = ["BASE_VOCAB_SIZE", "OMNI_NAMED_TOKENS", "build_tiny_processor", "build_tiny_tokenizer", "save_tiny_tokenizer"]
+__all__ = [
+    "BASE_VOCAB_SIZE",
+    "OMNI_NAMED_TOKENS",
+    "build_tiny_processor",
+    "build_tiny_tokenizer",
+    "save_tiny_tokenizer",
+]
