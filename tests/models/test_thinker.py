@@ -114,3 +114,18 @@ def test_clear_errors(tmp_path, our_thinker, mixed):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
     with pytest.raises(ValueError, match="model_type='llama'"):
         OmniThinkerForConditionalGeneration.from_pretrained(tmp_path)
+
+
+def test_loads_official_thinker_only_checkpoint(tmp_path, tiny_config_dict):
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+
+    from omni_hf.testing import reinit_
+
+    reference = reinit_(Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**tiny_config_dict))).eval()
+    reference.save_pretrained(tmp_path)
+    model, info = OmniThinkerForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        expected = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        assert (model.eval()(input_ids=ids).logits - expected).abs().max() <= 1e-4
