@@ -53,3 +53,14 @@ def test_remote_code_loads_without_omni_hf(tmp_path, our_thinker):
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
     )
     assert "REMOTE_OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_auto_processor_resolves_ours(tmp_path):
+    from transformers import AutoProcessor
+
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    build_tiny_processor().save_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert type(processor) is omni_hf.OmniProcessor
+    assert processor.audio_token_id == 1003

@@ -51,7 +51,7 @@ from .media import VideoClip, as_video_clip, flatten_media, load_audio, load_ima
 logger = logging.get_logger(__name__)
 
 # Fallback placeholder strings when the tokenizer does not name them (the official tokenizer's strings).
-_TOKEN_DEFAULTS = {
+OMNI_NAMED_TOKENS = {
     "audio_token": "<|AUDIO|>",
     "image_token": "<|IMAGE|>",
     "video_token": "<|VIDEO|>",
@@ -118,7 +118,7 @@ class OmniProcessor(ProcessorMixin):
         feature_extractor = feature_extractor if feature_extractor is not None else default_feature_extractor()
         chat_template = chat_template if chat_template is not None else default_chat_template()
         super().__init__(image_processor, feature_extractor, tokenizer, chat_template=chat_template)
-        for name, default in _TOKEN_DEFAULTS.items():
+        for name, default in OMNI_NAMED_TOKENS.items():
             token = getattr(tokenizer, name, None) or default
             token_id = tokenizer.convert_tokens_to_ids(token)
             if (

@@ -22,21 +22,12 @@ import tempfile
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Tokenizer
 
+from ..processing.processing_omni import OMNI_NAMED_TOKENS
 from .tiny import TINY_SPECIAL_TOKENS
 
 BASE_VOCAB_SIZE = 1000
 # Same regex as the official Qwen2 tokenizer (`transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX`).
 QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
-# Named multimodal tokens, read by `Qwen2_5OmniProcessor` and `OmniProcessor` as `tokenizer.<name>` / `<name>_id`.
-OMNI_NAMED_TOKENS = {
-    "audio_token": "<|AUDIO|>",
-    "image_token": "<|IMAGE|>",
-    "video_token": "<|VIDEO|>",
-    "audio_bos_token": "<|audio_bos|>",
-    "audio_eos_token": "<|audio_eos|>",
-    "vision_bos_token": "<|vision_bos|>",
-    "vision_eos_token": "<|vision_eos|>",
-}
 # Words that must be single tokens (the chat roles), repeated so BPE merges them early.
 _ROLE_WORDS = ("user", "assistant", "system")
 
@@ -177,7 +168,6 @@ def save_tiny_tokenizer(path: str | None = None) -> str:
 
 __all__ = [
     "BASE_VOCAB_SIZE",
-    "OMNI_NAMED_TOKENS",
     "build_tiny_processor",
     "build_tiny_tokenizer",
     "save_tiny_tokenizer",
