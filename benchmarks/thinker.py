@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--audio-seconds", type=float, default=20.0)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each implementation")
     parser.add_argument("--skip-processor", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
@@ -209,10 +210,18 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         build_checkpoint(Path(tmp))
-        results = {impl: spawn("model", impl, tmp, args) for impl in ("reference", "ours")}
-        if not args.skip_processor:
+        # Alternate the implementations over rounds and keep each one's best figures: this VM's speed drifts.
+        results = {"reference": {}, "ours": {}}
+        for _ in range(args.rounds):
             for impl in ("reference", "ours"):
-                results[impl].update(spawn("processor", impl, tmp, args))
+                found = spawn("model", impl, tmp, args)
+                if not args.skip_processor:
+                    found.update(spawn("processor", impl, tmp, args))
+                best = results[impl]
+                for key, value in found.items():
+                    keep_max = key == "decode_tok_s"
+                    if key not in best or (value > best[key] if keep_max else value < best[key]):
+                        best[key] = value
     rows = [
         ("prefill (s)", "prefill_s", True),
         ("decode (tokens/s)", "decode_tok_s", False),
