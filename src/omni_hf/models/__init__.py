@@ -5,7 +5,8 @@ from .configuration_audio_encoder import OmniAudioEncoderConfig
 from .configuration_thinker import OmniTextConfig, OmniThinkerConfig
 from .configuration_vision_encoder import OmniVisionEncoderConfig
 from .modeling_audio_encoder import OmniAudioEncoder
-from .modeling_thinker import OmniThinkerForConditionalGeneration, OmniThinkerModel
+from .modeling_decoder import OmniThinkerModel
+from .modeling_thinker import OmniThinkerForConditionalGeneration
 from .modeling_vision_encoder import OmniVisionEncoder
 
 __all__ = [

@@ -37,6 +37,8 @@ class TMRoPETokens:
 
     @classmethod
     def from_config(cls, config) -> "TMRoPETokens":
+        """From a Thinker config (merge size in its vision config) or a Talker config (merge size at top level)."""
+        merge = getattr(config, "spatial_merge_size", None) or config.vision_config.spatial_merge_size
         return cls(
             audio_token_id=config.audio_token_id,
             image_token_id=config.image_token_id,
@@ -45,7 +47,7 @@ class TMRoPETokens:
             audio_end_token_id=config.audio_end_token_id,
             vision_start_token_id=config.vision_start_token_id,
             vision_end_token_id=config.vision_end_token_id,
-            spatial_merge_size=config.vision_config.spatial_merge_size,
+            spatial_merge_size=merge,
             position_id_per_seconds=config.position_id_per_seconds,
             seconds_per_chunk=config.seconds_per_chunk,
         )

@@ -136,3 +136,67 @@ def reinit_(model, std: float = 0.15, seed: int = 0):
             if param.dim() > 1:
                 param.copy_(torch.randn(param.shape, generator=generator) * std)
     return model
+
+
+# Tiny speech side. Codec ids keep the official layout (8192 speech codes, pad 8292, bos 8293, eos 8294,
+# mask 8296, vocabulary 8448) because the DiT's codec embedding (8193 rows) is indexed by them.
+TINY_TTS_TOKENS = {"tts_text_pad_token_id": 1011, "tts_text_start_token_id": 1012, "tts_text_end_token_id": 1013}
+TINY_SPEAKER_BOS = {"Chelsie": 1014, "Ethan": 1015}
+
+
+def tiny_talker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """Official-format (`qwen2_5_omni_talker`) config of a tiny talker matching `tiny_thinker_config_dict(size)`."""
+    thinker = tiny_thinker_config_dict(size)
+    width = thinker["text_config"]["hidden_size"]
+    if size == "tiny":
+        layers = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=12, mrope_section=[2, 2, 2])
+    else:  # benchmark: hidden 384, 6 layers
+        layers = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
+                      num_key_value_heads=2, head_dim=64, mrope_section=[8, 12, 12])
+    mrope = layers.pop("mrope_section")
+    config = {
+        "model_type": "qwen2_5_omni_talker",
+        "vocab_size": 8448,
+        "embedding_size": width,
+        "max_position_embeddings": 8192,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
+        "rms_norm_eps": 1e-6,
+        "tts_codec_start_token_id": 8293,
+        "tts_codec_end_token_id": 8294,
+        "tts_codec_pad_token_id": 8292,
+        "tts_codec_mask_token_id": 8296,
+        **TINY_TTS_TOKENS,
+        **{k: thinker[k] for k in ("audio_token_index", "image_token_index", "video_token_index",
+                                    "audio_start_token_id", "audio_end_token_id", "vision_start_token_id",
+                                    "position_id_per_seconds", "seconds_per_chunk")},
+        "vision_end_token_id": thinker["vision_end_token_id"],
+        **layers,
+    }
+    config.update(overrides)
+    return config
+
+
+def tiny_token2wav_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """Official-format (`qwen2_5_omni_token2wav`) config: a tiny DiT and a reduced BigVGAN (still x240 upsampling)."""
+    if size == "tiny":
+        dit = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, head_dim=16, emb_dim=16,
+                   enc_emb_dim=24, enc_dim=16, enc_channels=[16, 16, 16, 16, 48], enc_attention_channels=8,
+                   enc_se_channels=8, look_ahead_layers=[2], look_backward_layers=[0, 3])
+        vocoder = dict(upsample_initial_channel=128, resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]])
+    else:  # benchmark: DiT hidden 256, 6 layers; reduced BigVGAN
+        dit = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, head_dim=64, emb_dim=128,
+                   enc_emb_dim=192, enc_dim=64, enc_channels=[64, 64, 64, 64, 192], enc_attention_channels=32,
+                   enc_se_channels=32, look_ahead_layers=[3], look_backward_layers=[0, 5])
+        vocoder = dict(upsample_initial_channel=256, resblock_kernel_sizes=[3, 7, 11],
+                       resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+    config = {
+        "model_type": "qwen2_5_omni_token2wav",
+        "dit_config": {"model_type": "qwen2_5_omni_dit", "dropout": 0.0, "mel_dim": 80, "block_size": 24,
+                       "repeats": 2, "num_embeds": 8193, "ff_mult": 2, **dit},
+        "bigvgan_config": {"model_type": "qwen2_5_omni_bigvgan", "mel_dim": 80,
+                           "upsample_rates": [5, 3, 2, 2, 2, 2], "upsample_kernel_sizes": [11, 7, 4, 4, 4, 4], **vocoder},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    return config
