@@ -8,6 +8,12 @@ from .auto import register_auto_classes
 from .models import (
     OmniAudioEncoder,
     OmniAudioEncoderConfig,
+    OmniConfig,
+    OmniForConditionalGeneration,
+    OmniTalkerConfig,
+    OmniTalkerForConditionalGeneration,
+    Speaker,
+    SpeakerBank,
     OmniTextConfig,
     OmniThinkerConfig,
     OmniThinkerForConditionalGeneration,
@@ -16,14 +22,25 @@ from .models import (
     OmniVisionEncoderConfig,
 )
 from .processing import OmniProcessor
+from .token2wav import BigVGANVocoder, OmniDiTModel, OmniFlowMatchScheduler, OmniToken2WavPipeline
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 
 __all__ = [
+    "BigVGANVocoder",
     "OmniAudioEncoder",
     "OmniAudioEncoderConfig",
+    "OmniConfig",
+    "OmniDiTModel",
+    "OmniFlowMatchScheduler",
+    "OmniForConditionalGeneration",
+    "OmniTalkerConfig",
+    "OmniTalkerForConditionalGeneration",
+    "OmniToken2WavPipeline",
+    "Speaker",
+    "SpeakerBank",
     "OmniProcessor",
     "OmniTextConfig",
     "OmniThinkerConfig",

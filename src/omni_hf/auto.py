@@ -9,6 +9,10 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProces
 from .models import (
     OmniAudioEncoder,
     OmniAudioEncoderConfig,
+    OmniConfig,
+    OmniForConditionalGeneration,
+    OmniTalkerConfig,
+    OmniTalkerForConditionalGeneration,
     OmniTextConfig,
     OmniThinkerConfig,
     OmniThinkerForConditionalGeneration,
@@ -21,6 +25,8 @@ _REGISTERED = False
 
 # Which classes `AutoModel` builds for each config (the thinker: the full multimodal model, as users expect).
 AUTO_MODELS = {
+    OmniConfig: OmniForConditionalGeneration,
+    OmniTalkerConfig: OmniTalkerForConditionalGeneration,
     OmniThinkerConfig: OmniThinkerForConditionalGeneration,
     OmniTextConfig: OmniThinkerModel,
     OmniAudioEncoderConfig: OmniAudioEncoder,

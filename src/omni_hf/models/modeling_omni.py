@@ -1,0 +1,209 @@
+"""The full Qwen2.5-Omni: Thinker (text) → Talker (speech codes) → Token2Wav pipeline (24 kHz waveform)."""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import PreTrainedConfig
+from transformers.utils import cached_file, logging
+
+from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
+from .configuration_omni import OmniConfig
+from .modeling_audio_encoder import OmniPreTrainedModel
+from .modeling_talker import OmniTalkerForConditionalGeneration
+from .modeling_thinker import OmniThinkerForConditionalGeneration
+from .speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
+from .talker_inputs import build_talker_inputs
+
+
+logger = logging.get_logger(__name__)
+
+TOKEN2WAV_FOLDER = "token2wav"
+_HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
+# Inputs that describe the prompt's media: the Thinker encodes them, the Talker needs them for TMRoPE ids.
+_MEDIA_LAYOUT = ("image_grid_thw", "video_grid_thw", "video_second_per_grid", "use_audio_in_video", "feature_attention_mask")
+
+
+def _checkpoint_tensors(path, prefix: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
+    """Tensors whose names start with `prefix` from a (sharded) safetensors checkpoint, local or on the Hub."""
+    index = cached_file(path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if index is not None:
+        weight_map = json.loads(Path(index).read_text())["weight_map"]
+        shards = sorted({shard for name, shard in weight_map.items() if name.startswith(prefix)})
+    else:
+        shards = ["model.safetensors"]
+    tensors = {}
+    for shard in shards:
+        with safe_open(cached_file(path, shard, **hub_kwargs), framework="pt") as handle:
+            for name in handle.keys():
+                if name.startswith(prefix):
+                    tensors[name] = handle.get_tensor(name)
+    return tensors
+
+
+class OmniForConditionalGeneration(OmniPreTrainedModel):
+    """Thinker + Talker (official parameter names, `thinker.*` / `talker.*`), the token2wav Diffusers pipeline and
+    the speakers. Loads official Qwen2.5-Omni checkpoints (with `spk_dict.pt`) and our own layout
+    (`token2wav/` pipeline folder, `speakers.safetensors` + `speakers.json`), written by `omni-hf convert`.
+
+    Example:
+
+    ```python
+    >>> model = OmniForConditionalGeneration.from_pretrained("Qwen/Qwen2.5-Omni-7B")
+    >>> inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt")
+    >>> text_ids, waveform = model.generate(**inputs, speaker="Chelsie")  # waveform: (samples,) at 24 kHz
+    ```"""
+
+    config: OmniConfig
+    config_class = OmniConfig
+    base_model_prefix = "omni"
+    _keys_to_ignore_on_load_unexpected = [r"^token2wav\."]
+    _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
+
+    def __init__(self, config: OmniConfig):
+        super().__init__(config)
+        self.thinker = OmniThinkerForConditionalGeneration._from_config(config.thinker_config)
+        self.talker = OmniTalkerForConditionalGeneration._from_config(config.talker_config) if config.enable_audio_output else None
+        self.token2wav: OmniToken2WavPipeline | None = None
+        self.speakers = SpeakerBank()
+        self.post_init()
+
+    @property
+    def has_talker(self) -> bool:
+        return self.talker is not None and self.token2wav is not None
+
+    def enable_talker(self) -> None:
+        """(Re)build the Talker and a token2wav pipeline from the config (random weights until loaded)."""
+        if self.talker is None:
+            self.talker = OmniTalkerForConditionalGeneration._from_config(self.config.talker_config).to(self.device)
+        if self.token2wav is None:
+            self.token2wav = OmniToken2WavPipeline.from_official(self.config.token2wav_config or {}, {})
+        self.config.enable_audio_output = True
+
+    def disable_talker(self) -> None:
+        """Drop the Talker and token2wav to free memory for text-only use."""
+        self.talker = None
+        self.token2wav = None
+        self.config.enable_audio_output = False
+
+    # ---------------------------------------------------------------- loading and saving
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        raw, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+        official = raw.get("model_type") == "qwen2_5_omni"
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if model.config.enable_audio_output:
+            model._load_speech_side(pretrained_model_name_or_path, official, hub_kwargs)
+        return loaded
+
+    def _load_speech_side(self, path, official: bool, hub_kwargs: dict) -> None:
+        if official:
+            tensors = _checkpoint_tensors(path, "token2wav.", hub_kwargs)
+            if not tensors:
+                raise ValueError(f"{path} has no token2wav weights: load with enable_audio_output=False for text only")
+            self.token2wav = OmniToken2WavPipeline.from_official(self.config.token2wav_config or {}, tensors)
+            speakers = cached_file(path, OFFICIAL_SPEAKERS, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+            self.speakers = SpeakerBank.from_official(speakers) if speakers else SpeakerBank()
+            return
+        local = Path(path)
+        if not local.is_dir():
+            from huggingface_hub import snapshot_download
+
+            hub = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")}
+            local = Path(snapshot_download(str(path), allow_patterns=[f"{TOKEN2WAV_FOLDER}/*", "speakers.*"], **hub))
+        if not (local / TOKEN2WAV_FOLDER / "model_index.json").is_file():
+            raise ValueError(f"{path} has no {TOKEN2WAV_FOLDER}/ pipeline: load with enable_audio_output=False for text only")
+        self.token2wav = OmniToken2WavPipeline.from_pretrained(local / TOKEN2WAV_FOLDER)
+        self.speakers = SpeakerBank.load(local) if (local / SPEAKERS_INDEX).is_file() else SpeakerBank()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.token2wav is not None:
+            self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
+        if len(self.speakers):
+            self.speakers.save(save_directory)
+
+    # ---------------------------------------------------------------- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        speaker: str = "Chelsie",
+        return_audio: bool | None = None,
+        thinker_max_new_tokens: int = 1024,
+        talker_max_new_tokens: int = 4096,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ):
+        """Answer in text and, with `return_audio`, speech.
+
+        Args:
+            input_ids / attention_mask / media inputs: from `OmniProcessor` (batch of one or more prompts).
+            speaker: a name in `self.speakers`.
+            return_audio: default: whether the Talker is enabled. False: the Thinker alone (`generate` of text).
+            thinker_* / talker_* / token2wav_*: keyword arguments for the Thinker's and Talker's `generate` and the
+                token2wav pipeline (e.g. `talker_do_sample=False`, `token2wav_num_inference_steps=10`).
+            generator: noise of the token2wav ODE.
+
+        Returns:
+            the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
+            is a `(samples,)` float32 tensor at 24 kHz for one prompt, or a list of them for a batch.
+        """
+        return_audio = self.has_talker if return_audio is None else return_audio
+        if return_audio and not self.has_talker:
+            raise ValueError("This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False")
+        voice = self.speakers[speaker] if return_audio else None
+        thinker_kwargs = {"max_new_tokens": thinker_max_new_tokens}
+        talker_kwargs = {"max_new_tokens": talker_max_new_tokens}
+        token2wav_kwargs = {}
+        for key, value in kwargs.items():
+            for prefix, target in (("thinker_", thinker_kwargs), ("talker_", talker_kwargs), ("token2wav_", token2wav_kwargs)):
+                if key.startswith(prefix):
+                    target[key[len(prefix) :]] = value
+                    break
+            else:
+                thinker_kwargs[key] = value
+        if not return_audio:
+            return self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
+
+        thinker_kwargs.update(output_hidden_states=True, return_dict_in_generate=True)
+        result = self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
+        eos = thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
+        codes = self._speak(input_ids, attention_mask, result, voice, eos, kwargs, talker_kwargs)
+        waveforms = [self.codes_to_waveform(row, voice, generator=generator, **token2wav_kwargs) for row in codes]
+        return result.sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
+
+    def _speak(self, input_ids, attention_mask, result, voice, eos, media, talker_kwargs) -> list[torch.Tensor]:
+        """The Talker's speech codes for each row, cut at its first end token."""
+        batch = input_ids.shape[0]
+        if result.sequences.shape[1] - input_ids.shape[1] < 2:
+            return [input_ids.new_zeros(0)] * batch
+        inputs = build_talker_inputs(
+            self.thinker, self.talker.config, input_ids, result.sequences, result.hidden_states,
+            voice.bos_token_id, attention_mask, eos,
+        )
+        layout = {k: media[k] for k in _MEDIA_LAYOUT if media.get(k) is not None}
+        generated = self.talker.generate(**inputs, **layout, **talker_kwargs)[:, inputs["input_ids"].shape[1] :]
+        ends = torch.isin(generated, torch.tensor(self.talker.config.codec_eos_token_ids, device=generated.device))
+        steps = torch.arange(generated.shape[1], device=generated.device)
+        lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
+        return [generated[i, : int(lengths[i])] for i in range(batch)]
+
+    def codes_to_waveform(self, codes: torch.Tensor, voice, generator=None, **token2wav_kwargs) -> torch.Tensor:
+        """`(codes,)` speech codes → `(samples,)` float32 waveform at 24 kHz (empty for no codes)."""
+        if codes.numel() == 0:
+            return torch.zeros(0)
+        output = self.token2wav(
+            codes.unsqueeze(0), reference_mel=voice.ref_mel, speaker_embedding=voice.cond, generator=generator,
+            **token2wav_kwargs,
+        )
+        return output.audios[0]
+
+
+__all__ = ["OmniForConditionalGeneration"]

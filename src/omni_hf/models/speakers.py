@@ -1,0 +1,146 @@
+"""Speakers: the voice conditioning of the Talker (bos entry) and of the DiT (x-vector + reference mel).
+
+Official checkpoints ship `spk_dict.pt` (`{name: {"bos_token": int, "cond": (1, 192), "ref_mel": (1, T, 80)}}`),
+read here with `torch.load(weights_only=True)`: a file that needs code execution to unpickle is refused. Our own
+format is `speakers.safetensors` (tensors `"{name}.cond"`, `"{name}.ref_mel"`) + `speakers.json` (bos ids).
+"""
+
+import json
+import os
+import pickle
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+SPEAKERS_WEIGHTS = "speakers.safetensors"
+SPEAKERS_INDEX = "speakers.json"
+OFFICIAL_SPEAKERS = "spk_dict.pt"
+FORMAT = "omni_hf-speakers/1"
+
+
+@dataclass
+class Speaker:
+    """One voice.
+
+    Attributes:
+        name: how `generate(speaker=...)` selects it.
+        bos_token_id: Thinker-vocabulary id whose embedding starts the Talker's reply (selects the voice there).
+        cond: `(1, enc_emb_dim)` speaker x-vector for the DiT.
+        ref_mel: `(1, frames, 80)` reference mel for the DiT's speaker encoder.
+    """
+
+    name: str
+    bos_token_id: int
+    cond: torch.Tensor
+    ref_mel: torch.Tensor
+
+    def __post_init__(self):
+        if not isinstance(self.bos_token_id, int) or isinstance(self.bos_token_id, bool):
+            raise ValueError(f"Speaker {self.name!r}: bos_token_id must be an int, got {self.bos_token_id!r}")
+        cond, ref_mel = torch.as_tensor(self.cond), torch.as_tensor(self.ref_mel)
+        if cond.dim() == 1:
+            cond = cond.unsqueeze(0)
+        if ref_mel.dim() == 2:
+            ref_mel = ref_mel.unsqueeze(0)
+        if cond.dim() != 2 or cond.shape[0] != 1:
+            raise ValueError(f"Speaker {self.name!r}: cond must have shape (1, dim), got {tuple(cond.shape)}")
+        if ref_mel.dim() != 3 or ref_mel.shape[0] != 1 or ref_mel.shape[1] == 0:
+            raise ValueError(f"Speaker {self.name!r}: ref_mel must have shape (1, frames, mels), got {tuple(ref_mel.shape)}")
+        self.cond, self.ref_mel = cond.float(), ref_mel.float()
+
+
+class SpeakerBank(Mapping):
+    """The speakers of a model, by name."""
+
+    def __init__(self, speakers: dict[str, Speaker] | None = None):
+        self._speakers: dict[str, Speaker] = dict(speakers or {})
+
+    def __getitem__(self, name: str) -> Speaker:
+        if name not in self._speakers:
+            known = ", ".join(sorted(self._speakers)) or "none loaded"
+            raise ValueError(f"Unknown speaker {name!r}; known speakers: {known}")
+        return self._speakers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._speakers)
+
+    def __len__(self) -> int:
+        return len(self._speakers)
+
+    def add(self, speaker: Speaker, overwrite: bool = False) -> None:
+        if speaker.name in self._speakers and not overwrite:
+            raise ValueError(f"A speaker named {speaker.name!r} exists already (pass overwrite=True to replace it)")
+        self._speakers[speaker.name] = speaker
+
+    def names(self) -> list[str]:
+        return sorted(self._speakers)
+
+    # ---------------------------------------------------------------- official spk_dict.pt
+    @classmethod
+    def from_official(cls, path: str | os.PathLike) -> "SpeakerBank":
+        """Read an official `spk_dict.pt` safely (`weights_only=True`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Speaker file {str(path)!r} does not exist")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"Refusing to load speaker file {str(path)!r}: it needs arbitrary code execution to unpickle "
+                f"(only tensors, numbers and dicts are allowed). Details: {str(error).splitlines()[0]}"
+            ) from None
+        except Exception as error:  # truncated or not a torch file at all
+            raise ValueError(f"Speaker file {str(path)!r} is not a readable spk_dict.pt: {error}") from None
+        if not isinstance(raw, dict) or not raw:
+            raise ValueError(f"Speaker file {str(path)!r} must hold a non-empty dict of speakers, got {type(raw).__name__}")
+        speakers = {}
+        for name, entry in raw.items():
+            if not isinstance(entry, dict) or not {"bos_token", "cond", "ref_mel"} <= set(entry):
+                raise ValueError(f"Speaker {name!r} in {str(path)!r} needs 'bos_token', 'cond' and 'ref_mel' entries")
+            bos = entry["bos_token"]
+            bos = int(bos.item()) if torch.is_tensor(bos) else bos
+            speakers[str(name)] = Speaker(str(name), bos, entry["cond"], entry["ref_mel"])
+        return cls(speakers)
+
+    # ---------------------------------------------------------------- our format
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write `speakers.safetensors` + `speakers.json` into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors, index = {}, {"format": FORMAT, "speakers": {}}
+        for name, speaker in self._speakers.items():
+            tensors[f"{name}.cond"] = speaker.cond.contiguous()
+            tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous()
+            index["speakers"][name] = {"bos_token_id": speaker.bos_token_id}
+        save_file(tensors, directory / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
+        (directory / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "SpeakerBank":
+        """Read our format from `directory`."""
+        directory = Path(directory)
+        index_path, weights_path = directory / SPEAKERS_INDEX, directory / SPEAKERS_WEIGHTS
+        if not index_path.is_file() or not weights_path.is_file():
+            raise FileNotFoundError(f"{directory} needs both {SPEAKERS_INDEX} and {SPEAKERS_WEIGHTS}")
+        try:
+            index = json.loads(index_path.read_text())
+            entries = index["speakers"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{index_path} is not a valid speaker index: {error}") from None
+        if index.get("format") != FORMAT:
+            raise ValueError(f"{index_path} has format {index.get('format')!r}, expected {FORMAT!r}")
+        tensors = load_file(weights_path)
+        speakers = {}
+        for name, entry in entries.items():
+            missing = [k for k in (f"{name}.cond", f"{name}.ref_mel") if k not in tensors]
+            if missing:
+                raise ValueError(f"{weights_path} lacks {missing} for speaker {name!r}")
+            speakers[name] = Speaker(name, int(entry["bos_token_id"]), tensors[f"{name}.cond"], tensors[f"{name}.ref_mel"])
+        return cls(speakers)
+
+
+__all__ = ["Speaker", "SpeakerBank"]
