@@ -12,14 +12,14 @@ from .models import (
     OmniForConditionalGeneration,
     OmniTalkerConfig,
     OmniTalkerForConditionalGeneration,
-    Speaker,
-    SpeakerBank,
     OmniTextConfig,
     OmniThinkerConfig,
     OmniThinkerForConditionalGeneration,
     OmniThinkerModel,
     OmniVisionEncoder,
     OmniVisionEncoderConfig,
+    Speaker,
+    SpeakerBank,
 )
 from .processing import OmniProcessor
 from .token2wav import BigVGANVocoder, OmniDiTModel, OmniFlowMatchScheduler, OmniToken2WavPipeline

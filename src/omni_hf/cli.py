@@ -28,27 +28,18 @@ def _chat_messages(args) -> list[dict]:
     return messages + [{"role": "user", "content": content}]
 
 
-def chat(args) -> str:
-    """Answer one user turn with the Thinker and return the reply text (also printed)."""
-    import torch
-
-    from .models import OmniThinkerForConditionalGeneration
-    from .processing import OmniProcessor
-
-    processor = OmniProcessor.from_pretrained(args.model)
-    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
-        args.dtype
-    ]
-    model = OmniThinkerForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
-    inputs = processor.apply_chat_template(
+def _load_inputs(processor, args, device):
+    return processor.apply_chat_template(
         _chat_messages(args),
         add_generation_prompt=True,
         tokenize=True,
         return_dict=True,
         return_tensors="pt",
         use_audio_in_video=args.use_audio_in_video,
-    ).to(args.device)
-    config = model.config
+    ).to(device)
+
+
+def _text_generation_kwargs(args, config) -> dict:
     media_ids = [
         config.audio_token_id,
         config.image_token_id,
@@ -58,16 +49,74 @@ def chat(args) -> str:
         config.vision_start_token_id,
         config.vision_end_token_id,
     ]
-    generation = dict(max_new_tokens=args.max_new_tokens, suppress_tokens=media_ids)
+    kwargs = dict(max_new_tokens=args.max_new_tokens, suppress_tokens=media_ids)
     if args.temperature > 0:
-        generation.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
+        kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
     else:
-        generation.update(do_sample=False)
+        kwargs.update(do_sample=False)
+    return kwargs
+
+
+def chat(args) -> str:
+    """Answer one user turn; print the reply text and, with `--output`, write the spoken reply as a WAV."""
+    import torch
+
+    from .models import OmniForConditionalGeneration, OmniThinkerForConditionalGeneration
+    from .processing import OmniProcessor
+
+    processor = OmniProcessor.from_pretrained(args.model)
+    dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        args.dtype
+    ]
+    if args.output:
+        model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
+        thinker = model.thinker
+    else:
+        model = thinker = (
+            OmniThinkerForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
+        )
+    inputs = _load_inputs(processor, args, args.device)
+    generation = _text_generation_kwargs(args, thinker.config)
     with torch.inference_mode():
-        output = model.generate(**inputs, **generation)
+        if args.output:
+            kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {
+                "talker_max_new_tokens": args.max_speech_codes
+            }
+            output, waveform = model.generate(**inputs, speaker=args.speaker, **kwargs)
+        else:
+            output = model.generate(**inputs, **generation)
     reply = processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)[0]
     print(reply)
+    if args.output:
+        import soundfile
+
+        from .token2wav import SAMPLING_RATE
+
+        soundfile.write(args.output, waveform.cpu().numpy(), SAMPLING_RATE, subtype="PCM_16")
+        print(f"Wrote {waveform.numel() / SAMPLING_RATE:.2f} s of speech ({args.speaker}) to {args.output}")
     return reply
+
+
+def convert(args) -> None:
+    """Load a checkpoint (official or ours) and write it in our layout."""
+    from pathlib import Path
+
+    from .models import OmniForConditionalGeneration
+
+    destination = Path(args.destination)
+    if destination.exists() and any(destination.iterdir()) and not args.overwrite:
+        raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass --overwrite")
+    model = OmniForConditionalGeneration.from_pretrained(args.source)
+    model.save_pretrained(args.destination)
+    try:
+        from .processing import OmniProcessor
+
+        OmniProcessor.from_pretrained(args.source).save_pretrained(args.destination)
+    except (OSError, ValueError) as error:  # weights without a tokenizer: still a usable model folder
+        print(f"(no processor copied: {error})", file=sys.stderr)
+    print(
+        f"Wrote {args.destination}: thinker + talker safetensors, token2wav/ pipeline, speakers {model.speakers.names()}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-p", type=float, default=0.8)
     c.add_argument("--device", default="cpu")
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    c.add_argument("--output", help="also speak the reply: write a 24 kHz WAV here")
+    c.add_argument("--speaker", default="Chelsie", help="voice for --output (see the model's speakers)")
+    c.add_argument("--max-speech-codes", type=int, default=4096, help="at most this many codes (50 per second)")
     c.set_defaults(func=chat)
+    v = sub.add_parser("convert", help="write a checkpoint (official or ours) in omni_hf's layout")
+    v.add_argument("source", help="local directory or Hub repo")
+    v.add_argument("destination", help="new local directory")
+    v.add_argument("--overwrite", action="store_true", help="write into a non-empty destination")
+    v.set_defaults(func=convert)
     return parser
 
 

@@ -15,13 +15,16 @@ def pair():
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
     torch.manual_seed(0)
-    config = Qwen2_5OmniConfig(thinker_config=tiny_thinker_config_dict(), talker_config=tiny_talker_config_dict(),
-                               enable_audio_output=False)
+    config = Qwen2_5OmniConfig(
+        thinker_config=tiny_thinker_config_dict(), talker_config=tiny_talker_config_dict(), enable_audio_output=False
+    )
     reference = Qwen2_5OmniForConditionalGeneration(config).eval()
     reference.enable_talker()
     reinit_(reference.thinker)
     reinit_(reference.talker, std=0.1, seed=1)
-    ours = OmniTalkerForConditionalGeneration(OmniTalkerConfig(**translate_official_talker_config(tiny_talker_config_dict())))
+    ours = OmniTalkerForConditionalGeneration(
+        OmniTalkerConfig(**translate_official_talker_config(tiny_talker_config_dict()))
+    )
     ours.load_state_dict(reference.talker.state_dict(), strict=True)
     return reference, ours.eval()
 
@@ -32,19 +35,38 @@ def talker_inputs(pair):
     reference, ours = pair
     ids = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10], [1000, 1000, 1000, 1001, 5, 11, 1002, 1001, 9]])
     mask = (ids != 1000).long()
-    out = reference.thinker.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
-                                     output_hidden_states=True, return_dict_in_generate=True, eos_token_id=None,
-                                     pad_token_id=1000)
+    out = reference.thinker.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        max_new_tokens=12,
+        do_sample=False,
+        output_hidden_states=True,
+        return_dict_in_generate=True,
+        eos_token_id=None,
+        pad_token_id=1000,
+    )
     with torch.no_grad():
-        return build_talker_inputs(reference.thinker, ours.config, ids, out.sequences, out.hidden_states,
-                                   TINY_SPEAKER_BOS["Chelsie"], mask, [1002])
+        return build_talker_inputs(
+            reference.thinker,
+            ours.config,
+            ids,
+            out.sequences,
+            out.hidden_states,
+            TINY_SPEAKER_BOS["Chelsie"],
+            mask,
+            [1002],
+        )
 
 
 def _reference_kwargs(inputs):
     # The reference mutates inputs_embeds in place: give it a copy.
-    return dict(input_ids=inputs["input_ids"], inputs_embeds=inputs["inputs_embeds"].clone(),
-                input_text_ids=inputs["input_text_ids"], attention_mask=inputs["attention_mask"],
-                thinker_reply_part=inputs["thinker_reply_part"])
+    return dict(
+        input_ids=inputs["input_ids"],
+        inputs_embeds=inputs["inputs_embeds"].clone(),
+        input_text_ids=inputs["input_text_ids"],
+        attention_mask=inputs["attention_mask"],
+        thinker_reply_part=inputs["thinker_reply_part"],
+    )
 
 
 def test_prefill_logits_match_reference(pair, talker_inputs):
@@ -62,8 +84,15 @@ def test_prefill_logits_match_reference(pair, talker_inputs):
 def test_forty_greedy_codes_match_reference(pair, talker_inputs):
     reference, ours = pair
     config = talker_generation_config(ours.config)
-    kwargs = dict(do_sample=False, max_new_tokens=40, min_new_tokens=40, eos_token_id=config.eos_token_id,
-                  pad_token_id=config.pad_token_id, suppress_tokens=config.suppress_tokens, repetition_penalty=1.0)
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=40,
+        min_new_tokens=40,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        suppress_tokens=config.suppress_tokens,
+        repetition_penalty=1.0,
+    )
     expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)
     got = ours.generate(**talker_inputs, **kwargs)
     assert got.shape[1] == talker_inputs["input_ids"].shape[1] + 40
@@ -98,8 +127,9 @@ def test_teacher_forced_loss_trains(pair, talker_inputs):
     optimizer = torch.optim.AdamW(talker.parameters(), lr=3e-3)
     losses = []
     for _ in range(4):
-        loss = talker(input_ids=previous, inputs_embeds=track, labels=labels, position_ids=position_ids,
-                      attention_mask=mask).loss
+        loss = talker(
+            input_ids=previous, inputs_embeds=track, labels=labels, position_ids=position_ids, attention_mask=mask
+        ).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -109,6 +139,8 @@ def test_teacher_forced_loss_trains(pair, talker_inputs):
 
 def test_config_validation():
     with pytest.raises(Exception, match="mrope_section"):  # strict-dataclass validation wraps the ValueError
-        OmniTalkerConfig(head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 1]})
+        OmniTalkerConfig(
+            head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 1]}
+        )
     with pytest.raises(Exception, match="must be a codec id"):
         OmniTalkerConfig(vocab_size=100, num_speech_codes=50)

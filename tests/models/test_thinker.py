@@ -121,7 +121,9 @@ def test_loads_official_thinker_only_checkpoint(tmp_path, tiny_config_dict):
 
     from omni_hf.testing import reinit_
 
-    reference = reinit_(Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**tiny_config_dict))).eval()
+    reference = reinit_(
+        Qwen2_5OmniThinkerForConditionalGeneration(Qwen2_5OmniThinkerConfig(**tiny_config_dict))
+    ).eval()
     reference.save_pretrained(tmp_path)
     model, info = OmniThinkerForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]

@@ -88,11 +88,18 @@ class OmniTalkerConfig(Qwen2Config):
                 f"= {self.head_dim // 2}"
             )
         if not 0 < self.num_speech_codes <= self.vocab_size:
-            raise ValueError(f"num_speech_codes ({self.num_speech_codes}) must be in (0, vocab_size={self.vocab_size}]")
+            raise ValueError(
+                f"num_speech_codes ({self.num_speech_codes}) must be in (0, vocab_size={self.vocab_size}]"
+            )
 
     def validate_token_ids(self):
         """Only codec ids index the Talker's vocabulary; the text/media ids belong to the Thinker's."""
-        for name in ("tts_codec_start_token_id", "tts_codec_end_token_id", "tts_codec_pad_token_id", "tts_codec_mask_token_id"):
+        for name in (
+            "tts_codec_start_token_id",
+            "tts_codec_end_token_id",
+            "tts_codec_pad_token_id",
+            "tts_codec_mask_token_id",
+        ):
             value = getattr(self, name)
             if not 0 <= value < self.vocab_size:
                 raise ValueError(f"{name} ({value}) must be a codec id in [0, vocab_size={self.vocab_size})")

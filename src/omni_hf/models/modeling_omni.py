@@ -17,18 +17,25 @@ from .modeling_thinker import OmniThinkerForConditionalGeneration
 from .speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 from .talker_inputs import build_talker_inputs
 
-
 logger = logging.get_logger(__name__)
 
 TOKEN2WAV_FOLDER = "token2wav"
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
 # Inputs that describe the prompt's media: the Thinker encodes them, the Talker needs them for TMRoPE ids.
-_MEDIA_LAYOUT = ("image_grid_thw", "video_grid_thw", "video_second_per_grid", "use_audio_in_video", "feature_attention_mask")
+_MEDIA_LAYOUT = (
+    "image_grid_thw",
+    "video_grid_thw",
+    "video_second_per_grid",
+    "use_audio_in_video",
+    "feature_attention_mask",
+)
 
 
 def _checkpoint_tensors(path, prefix: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
     """Tensors whose names start with `prefix` from a (sharded) safetensors checkpoint, local or on the Hub."""
-    index = cached_file(path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    index = cached_file(
+        path, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False, **hub_kwargs
+    )
     if index is not None:
         weight_map = json.loads(Path(index).read_text())["weight_map"]
         shards = sorted({shard for name, shard in weight_map.items() if name.startswith(prefix)})
@@ -65,7 +72,11 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
     def __init__(self, config: OmniConfig):
         super().__init__(config)
         self.thinker = OmniThinkerForConditionalGeneration._from_config(config.thinker_config)
-        self.talker = OmniTalkerForConditionalGeneration._from_config(config.talker_config) if config.enable_audio_output else None
+        self.talker = (
+            OmniTalkerForConditionalGeneration._from_config(config.talker_config)
+            if config.enable_audio_output
+            else None
+        )
         self.token2wav: OmniToken2WavPipeline | None = None
         self.speakers = SpeakerBank()
         self.post_init()
@@ -116,7 +127,9 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             hub = {k: v for k, v in hub_kwargs.items() if k in ("cache_dir", "revision", "token", "local_files_only")}
             local = Path(snapshot_download(str(path), allow_patterns=[f"{TOKEN2WAV_FOLDER}/*", "speakers.*"], **hub))
         if not (local / TOKEN2WAV_FOLDER / "model_index.json").is_file():
-            raise ValueError(f"{path} has no {TOKEN2WAV_FOLDER}/ pipeline: load with enable_audio_output=False for text only")
+            raise ValueError(
+                f"{path} has no {TOKEN2WAV_FOLDER}/ pipeline: load with enable_audio_output=False for text only"
+            )
         self.token2wav = OmniToken2WavPipeline.from_pretrained(local / TOKEN2WAV_FOLDER)
         self.speakers = SpeakerBank.load(local) if (local / SPEAKERS_INDEX).is_file() else SpeakerBank()
 
@@ -157,13 +170,19 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         """
         return_audio = self.has_talker if return_audio is None else return_audio
         if return_audio and not self.has_talker:
-            raise ValueError("This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False")
+            raise ValueError(
+                "This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False"
+            )
         voice = self.speakers[speaker] if return_audio else None
         thinker_kwargs = {"max_new_tokens": thinker_max_new_tokens}
         talker_kwargs = {"max_new_tokens": talker_max_new_tokens}
         token2wav_kwargs = {}
         for key, value in kwargs.items():
-            for prefix, target in (("thinker_", thinker_kwargs), ("talker_", talker_kwargs), ("token2wav_", token2wav_kwargs)):
+            for prefix, target in (
+                ("thinker_", thinker_kwargs),
+                ("talker_", talker_kwargs),
+                ("token2wav_", token2wav_kwargs),
+            ):
                 if key.startswith(prefix):
                     target[key[len(prefix) :]] = value
                     break
@@ -185,8 +204,14 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         if result.sequences.shape[1] - input_ids.shape[1] < 2:
             return [input_ids.new_zeros(0)] * batch
         inputs = build_talker_inputs(
-            self.thinker, self.talker.config, input_ids, result.sequences, result.hidden_states,
-            voice.bos_token_id, attention_mask, eos,
+            self.thinker,
+            self.talker.config,
+            input_ids,
+            result.sequences,
+            result.hidden_states,
+            voice.bos_token_id,
+            attention_mask,
+            eos,
         )
         layout = {k: media[k] for k in _MEDIA_LAYOUT if media.get(k) is not None}
         generated = self.talker.generate(**inputs, **layout, **talker_kwargs)[:, inputs["input_ids"].shape[1] :]
@@ -200,7 +225,10 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         if codes.numel() == 0:
             return torch.zeros(0)
         output = self.token2wav(
-            codes.unsqueeze(0), reference_mel=voice.ref_mel, speaker_embedding=voice.cond, generator=generator,
+            codes.unsqueeze(0),
+            reference_mel=voice.ref_mel,
+            speaker_embedding=voice.cond,
+            generator=generator,
             **token2wav_kwargs,
         )
         return output.audios[0]

@@ -100,6 +100,12 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         logits_to_keep: int = 0,
         output_hidden_states: bool | None = None,
         input_text_ids: torch.LongTensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        video_second_per_grid: torch.Tensor | None = None,
+        audio_feature_lengths: torch.LongTensor | None = None,
+        feature_attention_mask: torch.Tensor | None = None,
+        use_audio_in_video: bool | None = None,
         **kwargs,
     ) -> OmniTalkerOutput:
         """
@@ -113,6 +119,8 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             position_ids: `(3, batch, seq)` TMRoPE ids; from `input_text_ids` when omitted at prefill.
             labels: `(batch, seq)` codec ids to predict (shifted inside, -100 ignored): a teacher-forced
                 cross-entropy loss.
+            input_text_ids, image_grid_thw, video_grid_thw, video_second_per_grid, audio_feature_lengths /
+                feature_attention_mask, use_audio_in_video: the prompt's Thinker ids and media layout, for TMRoPE.
 
         Returns:
             [`OmniTalkerOutput`] with float32 `logits` `(batch, kept, vocab_size)`.
@@ -122,7 +130,9 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         remaining = thinker_reply_part
         if inputs_embeds is None:
             if thinker_reply_part is None:
-                raise ValueError("Decoding without inputs_embeds needs thinker_reply_part (the Thinker entries to come)")
+                raise ValueError(
+                    "Decoding without inputs_embeds needs thinker_reply_part (the Thinker entries to come)"
+                )
             steps = input_ids.shape[1]
             if thinker_reply_part.shape[1] < steps:
                 raise ValueError(f"thinker_reply_part has {thinker_reply_part.shape[1]} entries for {steps} steps")
@@ -130,9 +140,15 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             remaining = thinker_reply_part[:, steps:] if thinker_reply_part.shape[1] > steps else thinker_reply_part
         hidden = inputs_embeds if input_ids is None else inputs_embeds + self.embed_codes(input_ids)
         if position_ids is None and input_text_ids is not None and (cache is None or cache.get_seq_length() == 0):
-            position_ids, _ = self.get_rope_index(input_text_ids, attention_mask, **_media_kwargs(kwargs))
-        for key in _MEDIA_KEYS:
-            kwargs.pop(key, None)
+            media = dict(
+                image_grid_thw=image_grid_thw,
+                video_grid_thw=video_grid_thw,
+                video_second_per_grid=video_second_per_grid,
+                audio_feature_lengths=audio_feature_lengths,
+                feature_attention_mask=feature_attention_mask,
+                use_audio_in_video=use_audio_in_video,
+            )
+            position_ids, _ = self.get_rope_index(input_text_ids, attention_mask, **_media_kwargs(media))
         outputs = self.model(
             inputs_embeds=self.thinker_to_talker_proj(hidden),
             attention_mask=attention_mask,
@@ -148,7 +164,11 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size)
         return OmniTalkerOutput(
-            loss=loss, logits=logits, cache=outputs.cache, hidden_states=outputs.hidden_states, thinker_reply_part=remaining
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            thinker_reply_part=remaining,
         )
 
     # ---------------------------------------------------------------- generation
@@ -178,7 +198,9 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         if text_ids is None:
             positions = super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
             return positions.unsqueeze(0).expand(3, -1, -1)
-        position_ids, _ = self.get_rope_index(text_ids, model_kwargs.get("attention_mask"), **_media_kwargs(model_kwargs))
+        position_ids, _ = self.get_rope_index(
+            text_ids, model_kwargs.get("attention_mask"), **_media_kwargs(model_kwargs)
+        )
         return position_ids
 
 

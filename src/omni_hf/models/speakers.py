@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-
 SPEAKERS_WEIGHTS = "speakers.safetensors"
 SPEAKERS_INDEX = "speakers.json"
 OFFICIAL_SPEAKERS = "spk_dict.pt"
@@ -49,7 +48,9 @@ class Speaker:
         if cond.dim() != 2 or cond.shape[0] != 1:
             raise ValueError(f"Speaker {self.name!r}: cond must have shape (1, dim), got {tuple(cond.shape)}")
         if ref_mel.dim() != 3 or ref_mel.shape[0] != 1 or ref_mel.shape[1] == 0:
-            raise ValueError(f"Speaker {self.name!r}: ref_mel must have shape (1, frames, mels), got {tuple(ref_mel.shape)}")
+            raise ValueError(
+                f"Speaker {self.name!r}: ref_mel must have shape (1, frames, mels), got {tuple(ref_mel.shape)}"
+            )
         self.cond, self.ref_mel = cond.float(), ref_mel.float()
 
 
@@ -89,14 +90,18 @@ class SpeakerBank(Mapping):
         try:
             raw = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as error:
+            if "global" not in str(error).lower():  # not a pickle needing code, just a broken file
+                raise ValueError(f"Speaker file {str(path)!r} is not a readable spk_dict.pt: {error}") from None
             raise ValueError(
                 f"Refusing to load speaker file {str(path)!r}: it needs arbitrary code execution to unpickle "
-                f"(only tensors, numbers and dicts are allowed). Details: {str(error).splitlines()[0]}"
+                "(only tensors, numbers and dicts are allowed)."
             ) from None
         except Exception as error:  # truncated or not a torch file at all
             raise ValueError(f"Speaker file {str(path)!r} is not a readable spk_dict.pt: {error}") from None
         if not isinstance(raw, dict) or not raw:
-            raise ValueError(f"Speaker file {str(path)!r} must hold a non-empty dict of speakers, got {type(raw).__name__}")
+            raise ValueError(
+                f"Speaker file {str(path)!r} must hold a non-empty dict of speakers, got {type(raw).__name__}"
+            )
         speakers = {}
         for name, entry in raw.items():
             if not isinstance(entry, dict) or not {"bos_token", "cond", "ref_mel"} <= set(entry):
@@ -139,7 +144,9 @@ class SpeakerBank(Mapping):
             missing = [k for k in (f"{name}.cond", f"{name}.ref_mel") if k not in tensors]
             if missing:
                 raise ValueError(f"{weights_path} lacks {missing} for speaker {name!r}")
-            speakers[name] = Speaker(name, int(entry["bos_token_id"]), tensors[f"{name}.cond"], tensors[f"{name}.ref_mel"])
+            speakers[name] = Speaker(
+                name, int(entry["bos_token_id"]), tensors[f"{name}.cond"], tensors[f"{name}.ref_mel"]
+            )
         return cls(speakers)
 
 

@@ -10,26 +10,53 @@ from pathlib import Path
 import torch
 
 from .media import write_image, write_video, write_wav
-from .tiny import reinit_, tiny_thinker_config_dict
+from .tiny import reinit_, tiny_speakers, tiny_talker_config_dict, tiny_thinker_config_dict, tiny_token2wav_config_dict
 from .tokenizer import build_tiny_processor
 
 NOTICE = """\
-NOTE: this model has tiny RANDOM weights, so its reply above is meaningless text. Everything else is real:
-the media were decoded, featurised and encoded, and the Thinker generated with TMRoPE positions.
+NOTE: this model has tiny RANDOM weights, so its reply above is meaningless text and {reply} is noise, not
+speech. Everything else is real: the media were decoded, featurised and encoded, the Thinker generated with TMRoPE
+positions, the Talker turned its reply stream into speech codes, and the token2wav pipeline (DiT + RK4 flow
+matching + BigVGAN) turned them into a 24 kHz waveform.
 To chat with the real model (downloads ~22 GB), run for example:
   .venv/bin/omni-hf chat --model Qwen/Qwen2.5-Omni-7B --text "What do you hear and see?" \\
-      --audio {audio} --image {image} --video {video} --use-audio-in-video --device cuda --dtype bfloat16"""
+      --audio {audio} --image {image} --video {video} --use-audio-in-video --device cuda --dtype bfloat16 \\
+      --speaker Chelsie --output reply.wav"""
 
 
-def build_demo_model(path: Path) -> Path:
-    """Save a tiny random Thinker and its processor (tiny tokenizer) in our own format."""
-    from ..models import OmniThinkerConfig, OmniThinkerForConditionalGeneration
+def build_demo_model(path: Path, speech: bool = True) -> Path:
+    """Save a tiny random model and its processor (tiny tokenizer) in our own layout.
+
+    With `speech`, the full model (Thinker + Talker + token2wav pipeline + two random speakers), else the Thinker.
+    """
+    from ..models import (
+        OmniConfig,
+        OmniForConditionalGeneration,
+        OmniThinkerConfig,
+        OmniThinkerForConditionalGeneration,
+    )
+    from ..models.configuration_omni import translate_official_config
     from ..models.configuration_thinker import translate_official_thinker_config
 
     torch.manual_seed(0)
-    config = OmniThinkerConfig(**translate_official_thinker_config(tiny_thinker_config_dict()))
-    model = reinit_(OmniThinkerForConditionalGeneration(config))
-    model.save_pretrained(path)
+    if not speech:
+        config = OmniThinkerConfig(**translate_official_thinker_config(tiny_thinker_config_dict()))
+        reinit_(OmniThinkerForConditionalGeneration(config)).save_pretrained(path)
+    else:
+        official = {
+            "model_type": "qwen2_5_omni",
+            "thinker_config": tiny_thinker_config_dict(),
+            "talker_config": tiny_talker_config_dict(),
+            "token2wav_config": tiny_token2wav_config_dict(),
+        }
+        model = OmniForConditionalGeneration(OmniConfig(**translate_official_config(official)))
+        reinit_(model.thinker)
+        reinit_(model.talker, std=0.1)
+        model.enable_talker()
+        reinit_(model.token2wav.dit, std=0.05)
+        reinit_(model.token2wav.vocoder, std=0.3)
+        model.speakers = tiny_speakers(model.token2wav.dit.config.enc_emb_dim)
+        model.save_pretrained(path)
     build_tiny_processor().save_pretrained(path)
     return path
 
@@ -47,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     image = write_image(out / "shapes.png")
     video = write_video(out / "clip.mp4", duration=3.0, with_audio=True)
     print(f"Built a tiny random model in {model_dir} and sample media {audio}, {image}, {video}.")
+    reply_wav = str(out / "reply.wav")
     command = [
         "chat",
         "--model",
@@ -62,6 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         "--use-audio-in-video",
         "--max-new-tokens",
         "16",
+        "--speaker",
+        "Chelsie",
+        "--output",
+        reply_wav,
+        "--max-speech-codes",
+        "100",
     ]
     print("$ omni-hf " + " ".join(command))
     start = time.perf_counter()
@@ -69,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     if code:
         raise SystemExit(code)
     print(f"(answered in {time.perf_counter() - start:.2f} s on CPU)")
-    print(NOTICE.format(audio=audio, image=image, video=video))
+    print(NOTICE.format(audio=audio, image=image, video=video, reply=reply_wav))
 
 
 if __name__ == "__main__":

@@ -149,11 +149,25 @@ def tiny_talker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, A
     thinker = tiny_thinker_config_dict(size)
     width = thinker["text_config"]["hidden_size"]
     if size == "tiny":
-        layers = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, head_dim=12, mrope_section=[2, 2, 2])
+        layers = dict(
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=12,
+            mrope_section=[2, 2, 2],
+        )
     else:  # benchmark: hidden 384, 6 layers
-        layers = dict(hidden_size=384, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=6,
-                      num_key_value_heads=2, head_dim=64, mrope_section=[8, 12, 12])
+        layers = dict(
+            hidden_size=384,
+            intermediate_size=1024,
+            num_hidden_layers=6,
+            num_attention_heads=6,
+            num_key_value_heads=2,
+            head_dim=64,
+            mrope_section=[8, 12, 12],
+        )
     mrope = layers.pop("mrope_section")
     config = {
         "model_type": "qwen2_5_omni_talker",
@@ -167,9 +181,19 @@ def tiny_talker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, A
         "tts_codec_pad_token_id": 8292,
         "tts_codec_mask_token_id": 8296,
         **TINY_TTS_TOKENS,
-        **{k: thinker[k] for k in ("audio_token_index", "image_token_index", "video_token_index",
-                                    "audio_start_token_id", "audio_end_token_id", "vision_start_token_id",
-                                    "position_id_per_seconds", "seconds_per_chunk")},
+        **{
+            k: thinker[k]
+            for k in (
+                "audio_token_index",
+                "image_token_index",
+                "video_token_index",
+                "audio_start_token_id",
+                "audio_end_token_id",
+                "vision_start_token_id",
+                "position_id_per_seconds",
+                "seconds_per_chunk",
+            )
+        },
         "vision_end_token_id": thinker["vision_end_token_id"],
         **layers,
     }
@@ -180,23 +204,83 @@ def tiny_talker_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, A
 def tiny_token2wav_config_dict(size: str = "tiny", **overrides: Any) -> dict[str, Any]:
     """Official-format (`qwen2_5_omni_token2wav`) config: a tiny DiT and a reduced BigVGAN (still x240 upsampling)."""
     if size == "tiny":
-        dit = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, head_dim=16, emb_dim=16,
-                   enc_emb_dim=24, enc_dim=16, enc_channels=[16, 16, 16, 16, 48], enc_attention_channels=8,
-                   enc_se_channels=8, look_ahead_layers=[2], look_backward_layers=[0, 3])
-        vocoder = dict(upsample_initial_channel=128, resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]])
+        dit = dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            head_dim=16,
+            emb_dim=16,
+            enc_emb_dim=24,
+            enc_dim=16,
+            enc_channels=[16, 16, 16, 16, 48],
+            enc_attention_channels=8,
+            enc_se_channels=8,
+            look_ahead_layers=[2],
+            look_backward_layers=[0, 3],
+        )
+        vocoder = dict(
+            upsample_initial_channel=128, resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]]
+        )
     else:  # benchmark: DiT hidden 256, 6 layers; reduced BigVGAN
-        dit = dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4, head_dim=64, emb_dim=128,
-                   enc_emb_dim=192, enc_dim=64, enc_channels=[64, 64, 64, 64, 192], enc_attention_channels=32,
-                   enc_se_channels=32, look_ahead_layers=[3], look_backward_layers=[0, 5])
-        vocoder = dict(upsample_initial_channel=256, resblock_kernel_sizes=[3, 7, 11],
-                       resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]])
+        dit = dict(
+            hidden_size=256,
+            num_hidden_layers=6,
+            num_attention_heads=4,
+            head_dim=64,
+            emb_dim=128,
+            enc_emb_dim=192,
+            enc_dim=64,
+            enc_channels=[64, 64, 64, 64, 192],
+            enc_attention_channels=32,
+            enc_se_channels=32,
+            look_ahead_layers=[3],
+            look_backward_layers=[0, 5],
+        )
+        vocoder = dict(
+            upsample_initial_channel=256,
+            resblock_kernel_sizes=[3, 7, 11],
+            resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+        )
     config = {
         "model_type": "qwen2_5_omni_token2wav",
-        "dit_config": {"model_type": "qwen2_5_omni_dit", "dropout": 0.0, "mel_dim": 80, "block_size": 24,
-                       "repeats": 2, "num_embeds": 8193, "ff_mult": 2, **dit},
-        "bigvgan_config": {"model_type": "qwen2_5_omni_bigvgan", "mel_dim": 80,
-                           "upsample_rates": [5, 3, 2, 2, 2, 2], "upsample_kernel_sizes": [11, 7, 4, 4, 4, 4], **vocoder},
+        "dit_config": {
+            "model_type": "qwen2_5_omni_dit",
+            "dropout": 0.0,
+            "mel_dim": 80,
+            "block_size": 24,
+            "repeats": 2,
+            "num_embeds": 8193,
+            "ff_mult": 2,
+            **dit,
+        },
+        "bigvgan_config": {
+            "model_type": "qwen2_5_omni_bigvgan",
+            "mel_dim": 80,
+            "upsample_rates": [5, 3, 2, 2, 2, 2],
+            "upsample_kernel_sizes": [11, 7, 4, 4, 4, 4],
+            **vocoder,
+        },
     }
     for key, value in overrides.items():
         config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
     return config
+
+
+def tiny_speakers(enc_emb_dim: int, seed: int = 0):
+    """Two random speakers (`Chelsie`, `Ethan`) with the tiny bos ids, a `(1, enc_emb_dim)` x-vector and a 1 s mel."""
+    import torch
+
+    from ..models.speakers import Speaker, SpeakerBank
+
+    generator = torch.Generator().manual_seed(seed)
+    return SpeakerBank(
+        {
+            name: Speaker(
+                name,
+                bos,
+                torch.randn(1, enc_emb_dim, generator=generator),
+                torch.randn(1, 100, 80, generator=generator) * 2 - 6,
+            )
+            for name, bos in TINY_SPEAKER_BOS.items()
+        }
+    )
