@@ -8,14 +8,13 @@ ratio reference / ours (higher is better for time, lower is better for memory).
 """
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from common import peak_rss_mb, report, reset_peak_rss, run_child
 
 
 def build_checkpoint(path: Path) -> None:
@@ -50,20 +49,6 @@ def model_inputs(audio_seconds: float, seed: int = 0) -> dict:
         "pixel_values": torch.randn(22 * 30, 1176, generator=g),
         "image_grid_thw": grid,
     }
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak_rss() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def run_model(impl: str, path: str, audio_seconds: float, new_tokens: int, repeats: int) -> dict:
@@ -167,31 +152,27 @@ def child(args) -> None:
         result = {"processor_s": run_processor(args.impl, args.audio_seconds, args.repeats)}
     else:
         result = run_model(args.impl, args.path, args.audio_seconds, args.new_tokens, args.repeats)
-    print("RESULT " + json.dumps(result))
+    report(result)
 
 
 def spawn(kind: str, impl: str, path: str, args) -> dict:
-    cmd = [
-        sys.executable,
+    return run_child(
         __file__,
-        "--child",
-        kind,
-        "--impl",
-        impl,
-        "--path",
-        path,
-        "--audio-seconds",
-        str(args.audio_seconds),
-        "--new-tokens",
-        str(args.new_tokens),
-        "--repeats",
-        str(args.repeats),
-    ]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise RuntimeError(f"{kind}/{impl} failed:\n{out.stderr[-4000:]}")
+        [
+            "--child",
+            kind,
+            "--impl",
+            impl,
+            "--path",
+            path,
+            "--audio-seconds",
+            str(args.audio_seconds),
+            "--new-tokens",
+            str(args.new_tokens),
+            "--repeats",
+            str(args.repeats),
+        ],
+    )
 
 
 def main() -> None:

@@ -50,28 +50,34 @@ def test_processor_to_thinker_matches_reference(reference_thinker, our_thinker, 
     assert torch.equal(our_thinker.generate(**inputs, **kwargs), reference_ids)
 
 
-def test_cli_chat_prints_a_reply(tmp_path, media, capsys):
+def test_cli_chat_prints_a_reply_and_writes_speech(tmp_path, media, capsys):
+    import soundfile
+
     model_dir = build_demo_model(tmp_path / "tiny")
-    code = cli.main(
-        [
-            "chat",
-            "--model",
-            str(model_dir),
-            "--text",
-            "Hi",
-            "--audio",
-            media["audio"],
-            "--image",
-            media["image"],
-            "--video",
-            media["video"],
-            "--use-audio-in-video",
-            "--max-new-tokens",
-            "5",
-        ]
-    )
-    assert code == 0
+    wav = tmp_path / "reply.wav"
+    args = [
+        "chat",
+        "--model",
+        str(model_dir),
+        "--text",
+        "Hi",
+        "--audio",
+        media["audio"],
+        "--image",
+        media["image"],
+        "--video",
+        media["video"],
+        "--use-audio-in-video",
+        "--max-new-tokens",
+        "5",
+    ]
+    assert cli.main(args) == 0
     assert capsys.readouterr().out.strip()
+    assert cli.main([*args, "--speaker", "Ethan", "--output", str(wav), "--max-speech-codes", "20"]) == 0
+    data, rate = soundfile.read(wav)
+    assert rate == 24000 and 0 < len(data) <= 20 * 480
+    assert cli.main([*args, "--speaker", "Nobody", "--output", str(wav)]) == 2
+    assert "known speakers: Chelsie, Ethan" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_clearly(tmp_path, capsys):

@@ -172,3 +172,37 @@ def test_clear_errors(official, ours, batch, tmp_path):
         OmniForConditionalGeneration.from_pretrained(stripped)
     text_only = OmniForConditionalGeneration.from_pretrained(stripped, enable_audio_output=False)
     assert not text_only.has_talker
+
+
+def test_mixed_text_audio_image_prompt_speaks_like_the_reference(official, ours, tmp_path):
+    from omni_hf.testing.media import write_image, write_wav
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    processor = build_tiny_processor()
+    audio = write_wav(tmp_path / "q.wav", duration=1.2, sampling_rate=22050)
+    image = write_image(tmp_path / "i.png", width=112, height=84)
+    conversations = [
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "audio", "audio": audio},
+                    {"type": "image", "image": image},
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ],
+        [{"role": "user", "content": "Hello"}],
+    ]
+    inputs = dict(
+        processor.apply_chat_template(
+            conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+    )
+    _, reference = official
+    # transformers 5.24 forwards pixel_values to its talker, whose generate rejects them: route them to None there.
+    expected_ids, expected_waves = _reference_speech(reference, inputs, seed=9, talker_pixel_values=None)
+    ids, waves = _our_speech(ours, inputs, seed=9)
+    assert torch.equal(ids, expected_ids)
+    for got, expected in zip(waves, expected_waves):
+        assert got.shape == expected.shape and (got - expected).abs().max() <= 1e-4

@@ -5,6 +5,8 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import Qwen2Config
 
+from .configuration_thinker import set_mrope_defaults
+
 
 @strict
 class OmniTalkerConfig(Qwen2Config):
@@ -79,14 +81,7 @@ class OmniTalkerConfig(Qwen2Config):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.rope_parameters is None:
-            self.rope_parameters = {"rope_type": "default", "rope_theta": self.default_theta}
-        self.rope_parameters.setdefault("mrope_section", [16, 24, 24])
-        if sum(self.rope_parameters["mrope_section"]) * 2 != self.head_dim:
-            raise ValueError(
-                f"rope_parameters['mrope_section'] {self.rope_parameters['mrope_section']} must sum to head_dim / 2 "
-                f"= {self.head_dim // 2}"
-            )
+        set_mrope_defaults(self, self.head_dim)
         if not 0 < self.num_speech_codes <= self.vocab_size:
             raise ValueError(
                 f"num_speech_codes ({self.num_speech_codes}) must be in (0, vocab_size={self.vocab_size}]"

@@ -55,15 +55,16 @@ class OmniTextConfig(Qwen2Config):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        if self.rope_parameters is None:
-            self.rope_parameters = {"rope_type": "default", "rope_theta": self.default_theta}
-        self.rope_parameters.setdefault("mrope_section", [16, 24, 24])
-        head_dim = self.hidden_size // self.num_attention_heads
-        if sum(self.rope_parameters["mrope_section"]) * 2 != head_dim:
-            raise ValueError(
-                f"rope_parameters['mrope_section'] {self.rope_parameters['mrope_section']} must sum to head_dim / 2 "
-                f"= {head_dim // 2}"
-            )
+        set_mrope_defaults(self, self.hidden_size // self.num_attention_heads)
+
+
+def set_mrope_defaults(config, head_dim: int) -> None:
+    """Default TMRoPE settings (theta 1e6, sections [16, 24, 24]) and a check that the sections cover head_dim / 2."""
+    if config.rope_parameters is None:
+        config.rope_parameters = {"rope_type": "default", "rope_theta": config.default_theta}
+    sections = config.rope_parameters.setdefault("mrope_section", [16, 24, 24])
+    if sum(sections) * 2 != head_dim:
+        raise ValueError(f"rope_parameters['mrope_section'] {sections} must sum to head_dim / 2 = {head_dim // 2}")
 
 
 @strict
@@ -178,4 +179,4 @@ def translate_official_thinker_config(config_dict: dict[str, Any]) -> dict[str, 
     return thinker
 
 
-__all__ = ["OmniTextConfig", "OmniThinkerConfig", "translate_official_thinker_config"]
+__all__ = ["OmniTextConfig", "OmniThinkerConfig", "set_mrope_defaults", "translate_official_thinker_config"]

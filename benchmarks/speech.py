@@ -1,0 +1,240 @@
+"""Speech benchmark: omni_hf vs transformers' Qwen2.5-Omni on the same random small weights.
+
+Talker codes/s, token2wav real-time factor at 5, 10 and 20 s of audio (with peak memory), and the end-to-end time
+of a spoken reply; each figure with the ratio reference / ours. Small config: talker hidden 384, 6 layers; DiT
+hidden 256, 6 layers; BigVGAN with 256 initial channels.
+
+    python benchmarks/speech.py                # everything (several minutes: the reference token2wav is slow)
+    python benchmarks/speech.py --seconds 5 10 --codes 100
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from common import peak_rss_mb, report, reset_peak_rss, run_child
+
+
+def build_checkpoint(path: Path) -> None:
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    from omni_hf.testing.tiny import (
+        TINY_SPEAKER_BOS,
+        reinit_,
+        tiny_talker_config_dict,
+        tiny_thinker_config_dict,
+        tiny_token2wav_config_dict,
+    )
+
+    torch.manual_seed(0)
+    config = Qwen2_5OmniConfig(
+        thinker_config=tiny_thinker_config_dict("small"),
+        talker_config=tiny_talker_config_dict("small"),
+        token2wav_config=tiny_token2wav_config_dict("small"),
+    )
+    model = Qwen2_5OmniForConditionalGeneration(config)
+    reinit_(model.thinker, std=0.05)
+    reinit_(model.talker, std=0.05)
+    reinit_(model.token2wav, std=0.05)
+    model.save_pretrained(path)
+    speakers = {
+        name: {"bos_token": bos, "cond": torch.randn(1, 192), "ref_mel": torch.randn(1, 300, 80) - 5}
+        for name, bos in TINY_SPEAKER_BOS.items()
+    }
+    torch.save(speakers, path / "spk_dict.pt")
+
+
+def load(impl: str, path: str):
+    if impl == "ours":
+        from omni_hf import OmniForConditionalGeneration
+
+        model = OmniForConditionalGeneration.from_pretrained(path).eval()
+        model.token2wav.set_progress_bar_config(disable=True)
+        return model
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    model = Qwen2_5OmniForConditionalGeneration.from_pretrained(path).eval()
+    model.load_speakers(Path(path) / "spk_dict.pt")
+    return model
+
+
+def speech_code_filter(vocab: int = 8448):
+    """Both talkers may only emit speech codes or an end token (random talkers would sample control ids)."""
+    from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
+
+    never = [i for i in range(8193, vocab) if i not in (8292, 8294)] + [8292, 8294]  # no early end: fixed length
+    return LogitsProcessorList([SuppressTokensLogitsProcessor(never, device="cpu")])
+
+
+def prompt():
+    ids = torch.tensor([[1001, *range(10, 60), 1002, 1001, 900]])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def run_talker(impl: str, path: str, codes: int) -> dict:
+    from omni_hf.models.talker_inputs import build_talker_inputs
+
+    model = load(impl, path)
+    inputs = prompt()
+    with torch.no_grad():
+        out = model.thinker.generate(
+            **inputs,
+            max_new_tokens=12,
+            min_new_tokens=12,
+            do_sample=False,
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+            eos_token_id=None,
+        )
+        ours = load("ours", path) if impl != "ours" else model
+        talker_inputs = build_talker_inputs(
+            ours.thinker, ours.talker.config, inputs["input_ids"], out.sequences, out.hidden_states, 1014, None, None
+        )
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=codes,
+        min_new_tokens=codes,
+        logits_processor=speech_code_filter(),
+        repetition_penalty=1.0,
+        eos_token_id=8294,
+        pad_token_id=8292,
+    )
+    talker_inputs.pop("attention_mask")
+
+    def call():
+        extra = {"inputs_embeds": talker_inputs["inputs_embeds"].clone()}
+        return model.talker.generate(**{**talker_inputs, **extra}, **kwargs)
+
+    call()
+    start = time.perf_counter()
+    call()
+    return {"talker_codes_per_s": codes / (time.perf_counter() - start)}
+
+
+def run_token2wav(impl: str, path: str, seconds: float) -> dict:
+    model = load(impl, path)
+    codes = torch.randint(0, 8192, (1, int(seconds * 50)), generator=torch.Generator().manual_seed(0))
+    speaker = model.speakers["Chelsie"] if impl == "ours" else model.speaker_map["Chelsie"]
+    with torch.no_grad():
+        if impl == "ours":
+
+            def call():
+                return model.token2wav(codes, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond).audios
+        else:
+
+            def call():
+                return model.token2wav(
+                    codes, conditioning=speaker["cond"].float(), reference_mel=speaker["ref_mel"].float()
+                )
+
+        reset_peak_rss()
+        base = peak_rss_mb()
+        call()  # first call: peak memory above the loaded model
+        peak = peak_rss_mb() - base
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+    return {"rtf": elapsed / seconds, "peak_mb": peak}
+
+
+def run_end_to_end(impl: str, path: str, codes: int) -> dict:
+    model = load(impl, path)
+    inputs = prompt()
+    kwargs = dict(
+        speaker="Chelsie",
+        thinker_max_new_tokens=20,
+        thinker_min_new_tokens=20,
+        thinker_do_sample=False,
+        thinker_eos_token_id=None,
+        talker_do_sample=False,
+        talker_max_new_tokens=codes,
+        talker_min_new_tokens=codes,
+        talker_repetition_penalty=1.0,
+    )
+    if impl != "ours":
+        kwargs["talker_logits_processor"] = speech_code_filter()
+    else:
+        model.talker.generation_config.suppress_tokens = list(speech_code_filter()[0].suppress_tokens.tolist())
+    with torch.no_grad():
+        start = time.perf_counter()
+        _, wave = model.generate(**inputs, **kwargs)
+        elapsed = time.perf_counter() - start
+    return {"e2e_s": elapsed, "audio_s": wave.numel() / 24000}
+
+
+def child(args) -> None:
+    torch.set_num_threads(2)
+    if args.child == "talker":
+        report(run_talker(args.impl, args.path, args.codes))
+    elif args.child == "token2wav":
+        report(run_token2wav(args.impl, args.path, args.child_seconds))
+    else:
+        report(run_end_to_end(args.impl, args.path, args.codes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[5, 10, 20], help="token2wav audio lengths")
+    parser.add_argument("--codes", type=int, default=250, help="talker / end-to-end codes (50 per second)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-seconds", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        build_checkpoint(Path(tmp))
+
+        def both(kind, *extra):
+            return [
+                run_child(
+                    __file__, ["--child", kind, "--impl", impl, "--path", tmp, "--codes", str(args.codes), *extra]
+                )
+                for impl in ("reference", "ours")
+            ]
+
+        ref, ours = both("talker")
+        rows.append(
+            (
+                f"talker, {args.codes} codes (codes/s)",
+                ref["talker_codes_per_s"],
+                ours["talker_codes_per_s"],
+                ours["talker_codes_per_s"] / ref["talker_codes_per_s"],
+            )
+        )
+        for seconds in args.seconds:
+            ref, ours = both("token2wav", "--child-seconds", str(seconds))
+            rows.append((f"token2wav RTF, {seconds:g} s", ref["rtf"], ours["rtf"], ref["rtf"] / ours["rtf"]))
+            rows.append(
+                (
+                    f"token2wav peak MB, {seconds:g} s",
+                    ref["peak_mb"],
+                    ours["peak_mb"],
+                    ours["peak_mb"] / max(ref["peak_mb"], 1e-9),
+                )
+            )
+        ref, ours = both("e2e")
+        rows.append(
+            (
+                f"spoken reply, {ours['audio_s']:.1f} s audio (s)",
+                ref["e2e_s"],
+                ours["e2e_s"],
+                ref["e2e_s"] / ours["e2e_s"],
+            )
+        )
+    print(
+        "Speech benchmark: small config, 2 torch threads (ratios: ref/ours for time, ours/ref for memory and codes/s)"
+    )
+    print(f"{'metric':<36}{'reference':>12}{'omni_hf':>12}{'ratio':>9}")
+    for label, ref_value, our_value, ratio in rows:
+        print(f"{label:<36}{ref_value:>12.3f}{our_value:>12.3f}{ratio:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
