@@ -34,6 +34,7 @@ style: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/thinker.py
+	$(PY) benchmarks/speech.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
