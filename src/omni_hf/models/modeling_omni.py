@@ -85,6 +85,14 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
     def has_talker(self) -> bool:
         return self.talker is not None and self.token2wav is not None
 
+    def to(self, *args, **kwargs):
+        """Move the model; the token2wav pipeline follows the device but stays float32 (as the reference requires)."""
+        model = super().to(*args, **kwargs)
+        device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        if device is not None and self.token2wav is not None:
+            self.token2wav.to(device)
+        return model
+
     def enable_talker(self) -> None:
         """(Re)build the Talker and a token2wav pipeline from the config (random weights until loaded)."""
         if self.talker is None:
