@@ -2,6 +2,7 @@
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -199,27 +200,37 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         if not return_audio:
             return self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
 
-        thinker_kwargs.update(output_hidden_states=True, return_dict_in_generate=True)
-        result = self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
+        with self._thinker_track() as track:
+            sequences = self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
+        if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
+            sequences = sequences.sequences
         eos = thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
-        codes = self._speak(input_ids, attention_mask, result, voice, eos, kwargs, talker_kwargs)
+        codes = self._speak(input_ids, attention_mask, sequences, track, voice, eos, kwargs, talker_kwargs)
         waveforms = [self.codes_to_waveform(row, voice, generator=generator, **token2wav_kwargs) for row in codes]
-        return result.sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
+        return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
 
-    def _speak(self, input_ids, attention_mask, result, voice, eos, media, talker_kwargs) -> list[torch.Tensor]:
+    @contextmanager
+    def _thinker_track(self):
+        """Record, for every Thinker forward, its input embeddings and final hidden states (what the Talker reads),
+        instead of keeping every layer's hidden states as `output_hidden_states=True` would."""
+        track: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def record(module, args, kwargs, output):
+            track.append((kwargs["inputs_embeds"], output.last_hidden_state))
+
+        handle = self.thinker.model.register_forward_hook(record, with_kwargs=True)
+        try:
+            yield track
+        finally:
+            handle.remove()
+
+    def _speak(self, input_ids, attention_mask, sequences, track, voice, eos, media, talker_kwargs) -> list[torch.Tensor]:
         """The Talker's speech codes for each row, cut at its first end token."""
         batch = input_ids.shape[0]
-        if result.sequences.shape[1] - input_ids.shape[1] < 2:
+        if sequences.shape[1] - input_ids.shape[1] < 2:
             return [input_ids.new_zeros(0)] * batch
         inputs = build_talker_inputs(
-            self.thinker,
-            self.talker.config,
-            input_ids,
-            result.sequences,
-            result.hidden_states,
-            voice.bos_token_id,
-            attention_mask,
-            eos,
+            self.thinker, self.talker.config, input_ids, sequences, track, voice.bos_token_id, attention_mask, eos
         )
         layout = {k: media[k] for k in _MEDIA_LAYOUT if media.get(k) is not None}
         generated = self.talker.generate(**inputs, **layout, **talker_kwargs)[:, inputs["input_ids"].shape[1] :]

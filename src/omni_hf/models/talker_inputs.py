@@ -27,8 +27,10 @@ def build_talker_inputs(
     Args:
         thinker: the [`OmniThinkerForConditionalGeneration`] that generated (its embedding table is used).
         input_ids: `(batch, prompt)` the Thinker prompt.
-        sequences / hidden_states: `generate(..., output_hidden_states=True, return_dict_in_generate=True)` output:
-            `hidden_states[step][layer]`, layer 0 = input embeddings, layer -1 = final hidden states.
+        sequences: the Thinker's `generate` output `(batch, prompt + reply)`.
+        hidden_states: per Thinker forward (prefill, then one per decode step), a sequence whose first item is the
+            input embeddings and last item the final hidden states, e.g. `generate(..., output_hidden_states=True,
+            return_dict_in_generate=True).hidden_states`, or `(inputs_embeds, last_hidden_state)` pairs.
         speaker_bos_id: Thinker-vocabulary id of the speaker's bos entry.
         eos_token_ids: Thinker end ids; the reply entries stop at the first one.
 
