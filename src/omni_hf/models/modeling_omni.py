@@ -224,7 +224,9 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         finally:
             handle.remove()
 
-    def _speak(self, input_ids, attention_mask, sequences, track, voice, eos, media, talker_kwargs) -> list[torch.Tensor]:
+    def _speak(
+        self, input_ids, attention_mask, sequences, track, voice, eos, media, talker_kwargs
+    ) -> list[torch.Tensor]:
         """The Talker's speech codes for each row, cut at its first end token."""
         batch = input_ids.shape[0]
         if sequences.shape[1] - input_ids.shape[1] < 2:
