@@ -118,6 +118,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         if model.config.enable_audio_output:
             model._load_speech_side(pretrained_model_name_or_path, official, hub_kwargs)
+            model.token2wav.to(model.talker.device)  # follows device_map / .to(); stays float32
         return loaded
 
     def _load_speech_side(self, path, official: bool, hub_kwargs: dict) -> None:
