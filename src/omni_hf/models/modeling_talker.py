@@ -140,14 +140,14 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             remaining = thinker_reply_part[:, steps:] if thinker_reply_part.shape[1] > steps else thinker_reply_part
         hidden = inputs_embeds if input_ids is None else inputs_embeds + self.embed_codes(input_ids)
         if position_ids is None and input_text_ids is not None and (cache is None or cache.get_seq_length() == 0):
-            media = dict(
-                image_grid_thw=image_grid_thw,
-                video_grid_thw=video_grid_thw,
-                video_second_per_grid=video_second_per_grid,
-                audio_feature_lengths=audio_feature_lengths,
-                feature_attention_mask=feature_attention_mask,
-                use_audio_in_video=use_audio_in_video,
-            )
+            media = {
+                "image_grid_thw": image_grid_thw,
+                "video_grid_thw": video_grid_thw,
+                "video_second_per_grid": video_second_per_grid,
+                "audio_feature_lengths": audio_feature_lengths,
+                "feature_attention_mask": feature_attention_mask,
+                "use_audio_in_video": use_audio_in_video,
+            }
             position_ids, _ = self.get_rope_index(input_text_ids, attention_mask, **_media_kwargs(media))
         outputs = self.model(
             inputs_embeds=self.thinker_to_talker_proj(hidden),
@@ -184,13 +184,12 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
                 inputs.pop(key, None)
         return inputs
 
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        model_kwargs = super()._update_model_kwargs_for_generation(
-            outputs, model_kwargs, is_encoder_decoder, num_new_tokens
-        )
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, *args, **kwargs):
+        """Carry the Thinker entries not yet consumed to the next step."""
+        updated = super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
         if outputs.thinker_reply_part is not None:
-            model_kwargs["thinker_reply_part"] = outputs.thinker_reply_part
-        return model_kwargs
+            updated["thinker_reply_part"] = outputs.thinker_reply_part
+        return updated
 
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         """TMRoPE ids of the prompt from `input_text_ids`; `generate` then extends each axis by one per step."""
