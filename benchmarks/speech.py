@@ -199,35 +199,18 @@ def main() -> None:
                 for impl in ("reference", "ours")
             ]
 
+        def add(label, ref, ours, key, ratio):
+            rows.append((label, ref[key], ours[key], ratio(ref[key], ours[key])))
+
+        ref_over_ours, ours_over_ref = (lambda r, o: r / o), (lambda r, o: o / max(r, 1e-9))
         ref, ours = both("talker")
-        rows.append(
-            (
-                f"talker, {args.codes} codes (codes/s)",
-                ref["talker_codes_per_s"],
-                ours["talker_codes_per_s"],
-                ours["talker_codes_per_s"] / ref["talker_codes_per_s"],
-            )
-        )
+        add(f"talker, {args.codes} codes (codes/s)", ref, ours, "talker_codes_per_s", ours_over_ref)
         for seconds in args.seconds:
             ref, ours = both("token2wav", "--child-seconds", str(seconds))
-            rows.append((f"token2wav RTF, {seconds:g} s", ref["rtf"], ours["rtf"], ref["rtf"] / ours["rtf"]))
-            rows.append(
-                (
-                    f"token2wav peak MB, {seconds:g} s",
-                    ref["peak_mb"],
-                    ours["peak_mb"],
-                    ours["peak_mb"] / max(ref["peak_mb"], 1e-9),
-                )
-            )
+            add(f"token2wav RTF, {seconds:g} s", ref, ours, "rtf", ref_over_ours)
+            add(f"token2wav peak MB, {seconds:g} s", ref, ours, "peak_mb", ours_over_ref)
         ref, ours = both("e2e")
-        rows.append(
-            (
-                f"spoken reply, {ours['audio_s']:.1f} s audio (s)",
-                ref["e2e_s"],
-                ours["e2e_s"],
-                ref["e2e_s"] / ours["e2e_s"],
-            )
-        )
+        add(f"spoken reply, {ours['audio_s']:.1f} s audio (s)", ref, ours, "e2e_s", ref_over_ours)
     print(
         "Speech benchmark: small config, 2 torch threads (ratios: ref/ours for time, ours/ref for memory and codes/s)"
     )

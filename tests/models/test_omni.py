@@ -60,6 +60,18 @@ def batch():
     return {"input_ids": ids, "attention_mask": (ids != 1000).long()}
 
 
+# Greedy Thinker and Talker, so both implementations must produce the same ids and (given the noise) waveforms.
+GREEDY_SPEECH = dict(
+    speaker="Chelsie",
+    thinker_max_new_tokens=6,
+    thinker_do_sample=False,
+    thinker_eos_token_id=1002,
+    talker_do_sample=False,
+    talker_max_new_tokens=30,
+    talker_repetition_penalty=1.0,
+)
+
+
 def _reference_speech(reference, batch, seed, **kwargs):
     from transformers import LogitsProcessorList, SuppressTokensLogitsProcessor
 
@@ -67,30 +79,14 @@ def _reference_speech(reference, batch, seed, **kwargs):
     torch.manual_seed(seed)  # the reference draws its ODE noise from the global generator
     return reference.generate(
         **batch,
-        speaker="Chelsie",
-        thinker_max_new_tokens=6,
-        thinker_do_sample=False,
-        thinker_eos_token_id=1002,
-        talker_do_sample=False,
-        talker_max_new_tokens=30,
-        talker_repetition_penalty=1.0,
+        **GREEDY_SPEECH,
         talker_logits_processor=LogitsProcessorList([SuppressTokensLogitsProcessor(never, device="cpu")]),
         **kwargs,
     )
 
 
 def _our_speech(model, batch, seed):
-    return model.generate(
-        **batch,
-        speaker="Chelsie",
-        thinker_max_new_tokens=6,
-        thinker_do_sample=False,
-        thinker_eos_token_id=1002,
-        talker_do_sample=False,
-        talker_max_new_tokens=30,
-        talker_repetition_penalty=1.0,
-        generator=torch.Generator().manual_seed(seed),
-    )
+    return model.generate(**batch, **GREEDY_SPEECH, generator=torch.Generator().manual_seed(seed))
 
 
 def test_official_checkpoint_loads_everything(official, ours):
