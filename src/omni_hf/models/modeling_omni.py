@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from .modeling_audio_encoder import OmniPreTrainedModel
 from .modeling_talker import OmniTalkerForConditionalGeneration
 from .modeling_thinker import OmniThinkerForConditionalGeneration
 from .speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
+from ..streaming.events import AudioChunk, StreamStats, TextDelta
+from ..streaming.generate import stream_reply
+from ..token2wav.streaming import StreamingWindow
 from .talker_inputs import build_talker_inputs
 
 logger = logging.get_logger(__name__)
@@ -178,27 +182,11 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
             is a `(samples,)` float32 tensor at 24 kHz for one prompt, or a list of them for a batch.
         """
-        return_audio = self.has_talker if return_audio is None else return_audio
-        if return_audio and not self.has_talker:
-            raise ValueError(
-                "This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False"
-            )
-        voice = self.speakers[speaker] if return_audio else None
-        thinker_kwargs = {"max_new_tokens": thinker_max_new_tokens}
-        talker_kwargs = {"max_new_tokens": talker_max_new_tokens}
-        token2wav_kwargs = {}
-        for key, value in kwargs.items():
-            for prefix, target in (
-                ("thinker_", thinker_kwargs),
-                ("talker_", talker_kwargs),
-                ("token2wav_", token2wav_kwargs),
-            ):
-                if key.startswith(prefix):
-                    target[key[len(prefix) :]] = value
-                    break
-            else:
-                thinker_kwargs[key] = value
-        if not return_audio:
+        voice = self._voice(speaker, return_audio)
+        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
+            kwargs, thinker_max_new_tokens, talker_max_new_tokens
+        )
+        if voice is None:
             return self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
 
         with self._thinker_track() as track:
@@ -209,6 +197,75 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         codes = self._speak(input_ids, attention_mask, sequences, track, voice, eos, kwargs, talker_kwargs)
         waveforms = [self.codes_to_waveform(row, voice, generator=generator, **token2wav_kwargs) for row in codes]
         return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
+
+    def stream(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        speaker: str = "Chelsie",
+        return_audio: bool | None = None,
+        tokenizer=None,
+        window: StreamingWindow | None = None,
+        thinker_max_new_tokens: int = 1024,
+        talker_max_new_tokens: int = 4096,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
+        """Answer one prompt in text and speech *while* generating: an iterator of events.
+
+        The Thinker and the Talker advance together (the Talker takes step `t` as soon as the Thinker's entry `t`
+        exists) and token2wav decodes chunk by chunk, so audio starts long before the reply is finished. Greedy
+        streaming gives the same text and codes as greedy `generate`.
+
+        Args:
+            input_ids / attention_mask / media inputs: from `OmniProcessor`, one prompt (batch of 1).
+            speaker: a name in `self.speakers`; return_audio: as in `generate` (False: text only).
+            tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
+            window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, then 8 DiT blocks).
+            thinker_* / talker_* / token2wav_*: as in `generate`; `generator`: the token2wav noise.
+
+        Yields:
+            [`TextDelta`] per Thinker token, [`AudioChunk`] (float32 PCM at 24 kHz with its start time) whenever a
+            chunk is final, and a last [`StreamStats`] (time to first text and audio, RTF per stage, counts).
+
+        Example:
+
+        ```python
+        >>> for event in model.stream(**inputs, speaker="Chelsie", tokenizer=processor):
+        ...     if isinstance(event, TextDelta):
+        ...         print(event.text, end="", flush=True)
+        ...     elif isinstance(event, AudioChunk):
+        ...         player.write(event.audio)
+        ```
+        """
+        voice = self._voice(speaker, return_audio)
+        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
+            kwargs, thinker_max_new_tokens, talker_max_new_tokens
+        )
+        layout = {k: kwargs[k] for k in _MEDIA_LAYOUT if kwargs.get(k) is not None}
+        return stream_reply(
+            self,
+            input_ids,
+            attention_mask,
+            {},
+            thinker_kwargs,
+            voice=voice,
+            talker_kwargs=talker_kwargs,
+            token2wav_kwargs=token2wav_kwargs,
+            media_layout=layout,
+            tokenizer=tokenizer,
+            window=window,
+            generator=generator,
+        )
+
+    def _voice(self, speaker: str, return_audio: bool | None):
+        """The speaker to answer with, or None for a text-only reply."""
+        return_audio = self.has_talker if return_audio is None else return_audio
+        if return_audio and not self.has_talker:
+            raise ValueError(
+                "This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False"
+            )
+        return self.speakers[speaker] if return_audio else None
 
     @contextmanager
     def _thinker_track(self):
@@ -254,6 +311,21 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             **token2wav_kwargs,
         )
         return output.audios[0]
+
+
+def _split_kwargs(kwargs: dict, thinker_max_new_tokens: int, talker_max_new_tokens: int) -> tuple[dict, dict, dict]:
+    """Route `thinker_*` / `talker_*` / `token2wav_*` keyword arguments (unprefixed ones go to the Thinker)."""
+    thinker = {"max_new_tokens": thinker_max_new_tokens}
+    talker = {"max_new_tokens": talker_max_new_tokens}
+    token2wav = {}
+    for key, value in kwargs.items():
+        for prefix, target in (("thinker_", thinker), ("talker_", talker), ("token2wav_", token2wav)):
+            if key.startswith(prefix):
+                target[key[len(prefix) :]] = value
+                break
+        else:
+            thinker[key] = value
+    return thinker, talker, token2wav
 
 
 __all__ = ["OmniForConditionalGeneration"]

@@ -13,6 +13,59 @@ def _zero_media(embeds: torch.Tensor, input_ids: torch.Tensor, media_ids: list[i
     return embeds.masked_fill(media.unsqueeze(-1), 0.0)
 
 
+def text_entry(thinker, token_id: int, batch: int, device=None) -> torch.Tensor:
+    """The Talker-track entry of an embedding-only Thinker id (tts eos / pad, speaker bos): `(batch, 1, width)`."""
+    embed = thinker.get_input_embeddings()
+    return embed(torch.full((batch, 1), token_id, dtype=torch.long, device=device or embed.weight.device))
+
+
+def talker_prompt(
+    thinker,
+    talker_config,
+    input_ids: torch.Tensor,
+    prompt_track: tuple[torch.Tensor, torch.Tensor],
+    first_entry: torch.Tensor,
+    first_token: torch.Tensor,
+    speaker_bos_id: int,
+    attention_mask: torch.Tensor | None = None,
+) -> dict:
+    """The Talker prompt: every Thinker prompt position, the speaker's bos entry and the first reply entry.
+
+    Args:
+        input_ids: `(batch, prompt)` the Thinker prompt.
+        prompt_track: the Thinker's `(inputs_embeds, last_hidden_state)` over the prompt, each `(batch, prompt, width)`.
+        first_entry: `(batch, 1, width)` the entry (hidden state + embedding) of the first reply token.
+        first_token: `(batch, 1)` the first reply token.
+
+    Returns:
+        kwargs for the Talker's `generate`: `input_ids` (codec ids), `inputs_embeds`, `input_text_ids`,
+        `attention_mask` (add `thinker_reply_part`).
+    """
+    batch = input_ids.shape[0]
+    device = input_ids.device
+    config = thinker.config
+    media_ids = [config.audio_token_id, config.image_token_id, config.video_token_id]
+    prompt_entries = prompt_track[1] + _zero_media(prompt_track[0], input_ids, media_ids)
+    bos = text_entry(thinker, speaker_bos_id, batch, device)
+    codes = torch.cat(
+        [
+            torch.full_like(input_ids, talker_config.tts_codec_mask_token_id),
+            torch.full((batch, 1), talker_config.tts_codec_pad_token_id, dtype=torch.long, device=device),
+            torch.full((batch, 1), talker_config.tts_codec_start_token_id, dtype=torch.long, device=device),
+        ],
+        dim=1,
+    )
+    text_ids = torch.cat([input_ids, torch.full((batch, 1), speaker_bos_id, device=device), first_token], dim=1)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    return {
+        "input_ids": codes,
+        "inputs_embeds": torch.cat([prompt_entries, bos, first_entry], dim=1),
+        "input_text_ids": text_ids,
+        "attention_mask": torch.cat([attention_mask, attention_mask.new_ones(batch, 2)], dim=1),
+    }
+
+
 def build_talker_inputs(
     thinker,
     talker_config,
@@ -40,21 +93,22 @@ def build_talker_inputs(
     """
     batch, prompt_len = input_ids.shape
     device = input_ids.device
-    config = thinker.config
-    embed = thinker.get_input_embeddings()
     generated = sequences[:, prompt_len:]
     if generated.shape[1] < 2:
         raise ValueError("The Thinker reply must have at least 2 tokens to be spoken")
-    media_ids = [config.audio_token_id, config.image_token_id, config.video_token_id]
-    prompt_embeds = _zero_media(hidden_states[0][0], input_ids, media_ids)
-    prompt_entries = hidden_states[0][-1] + prompt_embeds
     reply = torch.cat([h[-1] for h in hidden_states[1:]], dim=1) + torch.cat([h[0] for h in hidden_states[1:]], dim=1)
-
-    def entry(token_id: int) -> torch.Tensor:
-        return embed(torch.full((batch, 1), token_id, dtype=torch.long, device=device))
-
-    eos, pad = entry(talker_config.tts_text_end_token_id), entry(talker_config.tts_text_pad_token_id)
-    inputs_embeds = torch.cat([prompt_entries, entry(speaker_bos_id), reply[:, :1]], dim=1)
+    inputs = talker_prompt(
+        thinker,
+        talker_config,
+        input_ids,
+        (hidden_states[0][0], hidden_states[0][-1]),
+        reply[:, :1],
+        generated[:, :1],
+        speaker_bos_id,
+        attention_mask,
+    )
+    eos = text_entry(thinker, talker_config.tts_text_end_token_id, batch, device)
+    pad = text_entry(thinker, talker_config.tts_text_pad_token_id, batch, device)
     stream = torch.cat([reply[:, 1:], eos, pad], dim=1)
     if eos_token_ids is not None:
         ends = torch.isin(generated, torch.as_tensor(eos_token_ids, device=device).flatten())
@@ -63,25 +117,7 @@ def build_talker_inputs(
         slot = torch.arange(stream.shape[1], device=device).unsqueeze(0)
         stream = torch.where((slot >= first_end[:, None]).unsqueeze(-1), pad, stream)
         stream = torch.where((slot == first_end[:, None] - 1).unsqueeze(-1), eos, stream)
-    codes = torch.cat(
-        [
-            torch.full_like(input_ids, talker_config.tts_codec_mask_token_id),
-            torch.full((batch, 1), talker_config.tts_codec_pad_token_id, dtype=torch.long, device=device),
-            torch.full((batch, 1), talker_config.tts_codec_start_token_id, dtype=torch.long, device=device),
-        ],
-        dim=1,
-    )
-    text_ids = torch.cat([input_ids, torch.full((batch, 1), speaker_bos_id, device=device), generated[:, :1]], dim=1)
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 2)], dim=1)
-    return {
-        "input_ids": codes,
-        "inputs_embeds": inputs_embeds,
-        "thinker_reply_part": stream,
-        "input_text_ids": text_ids,
-        "attention_mask": mask,
-    }
+    return {**inputs, "thinker_reply_part": stream}
 
 
-__all__ = ["build_talker_inputs"]
+__all__ = ["build_talker_inputs", "talker_prompt", "text_entry"]

@@ -121,6 +121,11 @@ class AntiAliasedSnakeBeta(nn.Module):
         down_matrix, self.down_pad = self._downsample_matrix(taps, ratio, block)
         self.register_buffer("up_matrix", up_matrix.float(), persistent=False)
         self.register_buffer("down_matrix", down_matrix.float(), persistent=False)
+        # Input samples on either side that reach an output sample: the upsampler's, then the downsampler's (in
+        # input-rate samples, rounded up).
+        up_reach = max(self.up_pad, up_matrix.shape[0] - block - self.up_pad)
+        down_reach = max(self.down_pad, kernel_size - 1 - self.down_pad)
+        self.reach = up_reach + -(-down_reach // ratio)
 
     @staticmethod
     def _upsample_matrix(taps: torch.Tensor, ratio: int, block: int) -> tuple[torch.Tensor, int]:
@@ -296,6 +301,29 @@ class BigVGANVocoder(ModelMixin, ConfigMixin):
         )
         self.activation_post = AntiAliasedSnakeBeta(channels[-1])
         self.conv_post = nn.Conv1d(channels[-1], 1, 7, padding=3, bias=False)
+
+    def receptive_field(self) -> int:
+        """Mel frames on either side of a frame that can change its 240 samples (an upper bound from the kernel
+        sizes). Vocoding a window with this much real context on both sides reproduces the samples of its middle
+        exactly, which is how the streaming token2wav vocodes chunk by chunk without seams."""
+
+        def reach(module) -> int:  # samples, at the module's rate, that one output sample reads on either side
+            if isinstance(module, AntiAliasedSnakeBeta):
+                return module.reach
+            if isinstance(module, nn.ConvTranspose1d):
+                return -(-module.kernel_size[0] // module.stride[0])
+            return (module.kernel_size[0] - 1) * module.dilation[0] // 2
+
+        samples = reach(self.conv_pre) * self.hop_length  # counted in output samples (rate: hop_length per frame)
+        rate = 1
+        for stage, (upsample,) in enumerate(self.ups):
+            samples += reach(upsample) * (self.hop_length // rate)
+            rate *= upsample.stride[0]
+            blocks = self.resblocks[stage * self.num_kernels : (stage + 1) * self.num_kernels]
+            widest = max(sum(reach(m) for m in (*b.convs1, *b.convs2, *b.activations)) for b in blocks)
+            samples += widest * (self.hop_length // rate)
+        samples += reach(self.activation_post) + reach(self.conv_post)
+        return -(-samples // self.hop_length)
 
     @staticmethod
     def normalize_mel(mel: torch.Tensor) -> torch.Tensor:

@@ -465,6 +465,7 @@ class OmniDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         reference_mel: torch.Tensor,
         speaker_embedding: torch.Tensor,
         guidance: bool = True,
+        speaker_features: torch.Tensor | None = None,
     ) -> DiTConditioning:
         """Compute everything that is constant across ODE steps (call once per sampling).
 
@@ -475,6 +476,8 @@ class OmniDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             speaker_embedding (`torch.Tensor` of shape `(batch, enc_emb_dim)`): the speaker x-vector (`cond`).
             guidance (`bool`, *optional*, defaults to `True`): also prepare the unconditional half used by
                 classifier-free guidance (code 0, zero reference mel, zero x-vector).
+            speaker_features (`torch.Tensor`, *optional*): the `speaker_features` of an earlier conditioning with the
+                same speaker and guidance, to skip the speaker encoder (streaming decodes many windows).
 
         Returns:
             `DiTConditioning` covering `codes * repeats` frames.
@@ -500,7 +503,8 @@ class OmniDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             reference_mel = torch.cat([reference_mel, torch.zeros_like(reference_mel)])
             speaker_embedding = torch.cat([speaker_embedding, torch.zeros_like(speaker_embedding)])
         code_embeds = self.text_embed(codes)
-        speaker_features = self.input_embed.spk_encoder(reference_mel)
+        if speaker_features is None:
+            speaker_features = self.input_embed.spk_encoder(reference_mel)
         condition_hidden = self.input_embed.condition(speaker_features, code_embeds, speaker_embedding)
         layout = BlockAttentionLayout(
             code_embeds.shape[1], self.config.block_size, self.config.head_dim, self.rope_theta, codes.device, dtype

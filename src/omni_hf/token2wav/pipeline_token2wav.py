@@ -1,6 +1,7 @@
 """Token2Wav as a Diffusers pipeline: speech codes → mel (DiT + flow-matching ODE) → 24 kHz waveform (BigVGAN)."""
 
 import inspect
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -11,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from .bigvgan import BigVGANVocoder
 from .modeling_dit import OmniDiTModel
 from .scheduling_flow_match import OmniFlowMatchScheduler
+from .streaming import StreamingWindow, Token2WavStream, stream_token2wav
 
 SAMPLING_RATE = 24000
 DIT_PREFIX = "token2wav.code2wav_dit_model."
@@ -73,6 +75,26 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             return latents.to(device=device, dtype=dtype)
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
+    def scheduler_for(self, solver: str | None = None, sway_coefficient: float | None = -1.0):
+        """The pipeline's scheduler, or a copy of it with another solver / sway (the pipeline's stays unchanged)."""
+        overrides = {"sway_coefficient": sway_coefficient} | ({"solver": solver} if solver is not None else {})
+        if any(self.scheduler.config.get(k) != v for k, v in overrides.items()):
+            return OmniFlowMatchScheduler.from_config(self.scheduler.config, **overrides)
+        return self.scheduler
+
+    def solve(self, sample, conditioning, scheduler, num_inference_steps: int, guidance_scale: float, progress=False):
+        """Integrate the flow ODE from noise `sample` `(batch, frames, mel_dim)` to the mel (same layout)."""
+        scheduler.set_timesteps(num_inference_steps, device=sample.device)
+        bar = self.progress_bar(total=len(scheduler.timesteps)) if progress else None
+        for t in scheduler.timesteps:
+            velocity = self.dit(sample, t, conditioning, guidance_scale=guidance_scale).sample
+            sample = scheduler.step(velocity, t, sample).prev_sample
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        return sample
+
     @torch.no_grad()
     def __call__(
         self,
@@ -87,6 +109,7 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pt",
         return_dict: bool = True,
+        window: StreamingWindow | None = None,
     ):
         """
         Args:
@@ -99,6 +122,8 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             sway_coefficient: sway sampling of the time grid (official -1; None for a uniform grid).
             generator / latents: the initial noise `(batch, codes * 2, 80)`.
             output_type: `"pt"` / `"np"` waveforms `(batch, codes * 2 * 240)`, or `"mel"` for `(batch, 80, frames)`.
+            window: decode in the streaming windows of this [`StreamingWindow`] (exactly what `stream` plays, with
+                bounded memory for long audio) instead of one global ODE (the reference's numerics).
 
         Returns:
             [`AudioPipelineOutput`] with `audios`, or a tuple when `return_dict=False`.
@@ -111,26 +136,36 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         speaker_embedding = (
             speaker_embedding.to(device, dtype).reshape(speaker_embedding.shape[0], -1).expand(batch, -1)
         )
-        conditioning = self.dit.prepare_conditioning(
-            codes.to(device), reference_mel, speaker_embedding, guidance_scale > 0
-        )
-        sample = self.prepare_latents(batch, conditioning.num_frames, dtype, device, generator, latents)
-
-        scheduler = self.scheduler
-        overrides = {"sway_coefficient": sway_coefficient} | ({"solver": solver} if solver is not None else {})
-        if any(scheduler.config.get(k) != v for k, v in overrides.items()):
-            scheduler = OmniFlowMatchScheduler.from_config(scheduler.config, **overrides)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        with self.progress_bar(total=len(scheduler.timesteps)) as progress:
-            for t in scheduler.timesteps:
-                velocity = self.dit(sample, t, conditioning, guidance_scale=guidance_scale).sample
-                sample = scheduler.step(velocity, t, sample).prev_sample
-                progress.update()
-        mel = sample.transpose(1, 2)  # (batch, 80, frames)
+        self.dit.check_codes(codes)
+        sample = self.prepare_latents(batch, codes.shape[1] * self.dit.config.repeats, dtype, device, generator, latents)
+        if window is None:
+            conditioning = self.dit.prepare_conditioning(
+                codes.to(device), reference_mel, speaker_embedding, guidance_scale > 0
+            )
+            scheduler = self.scheduler_for(solver, sway_coefficient)
+            sample = self.solve(sample, conditioning, scheduler, num_inference_steps, guidance_scale, progress=True)
+            mel = sample.transpose(1, 2)  # (batch, 80, frames)
+        else:  # what `stream` plays, decoded at once
+            mel, audios = [], []
+            for row in range(batch):
+                stream = Token2WavStream(
+                    self,
+                    reference_mel[row : row + 1],
+                    speaker_embedding[row : row + 1],
+                    window,
+                    num_inference_steps,
+                    guidance_scale,
+                    solver,
+                    sway_coefficient,
+                    latents=sample[row : row + 1],
+                )
+                audios.append(torch.cat([*stream.push(codes[row]), *stream.finish()]))
+                mel.append(torch.cat(stream.mel_chunks, dim=-1))
+            mel = torch.cat(mel)
         if output_type == "mel":
             audios = mel
         else:
-            audios = self.vocoder(mel.to(self.vocoder.dtype))
+            audios = torch.stack(audios) if window is not None else self.vocoder(mel.to(self.vocoder.dtype))
             audios = audios.reshape(batch, -1).float()
             if output_type == "np":
                 audios = audios.cpu().numpy().astype(np.float32)
@@ -138,6 +173,29 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         if not return_dict:
             return (audios,)
         return AudioPipelineOutput(audios=audios)
+
+    def stream(
+        self,
+        code_chunks: Iterable[torch.Tensor],
+        reference_mel: torch.Tensor,
+        speaker_embedding: torch.Tensor,
+        window: StreamingWindow | None = None,
+        **kwargs,
+    ) -> Iterator[torch.Tensor]:
+        """Decode codes as they arrive: yields float32 waveform chunks `(samples,)` at 24 kHz.
+
+        Args:
+            code_chunks: an iterable (e.g. a generator fed by the talker) of `(n,)` code tensors.
+            reference_mel / speaker_embedding: the speaker, one utterance.
+            window: the DiT chunking ([`StreamingWindow`]); a chunk's mel is decoded once the codes of its look-ahead
+                block exist, and the vocoder emits samples once their receptive field is complete.
+            kwargs: `num_inference_steps`, `guidance_scale`, `solver`, `sway_coefficient`, `generator`, `latents`,
+                `vocoder_context` (see [`Token2WavStream`]).
+
+        The concatenated chunks equal `self(codes, ..., window=window, latents=...)` on the same codes and noise.
+        """
+        stream = Token2WavStream(self, reference_mel, speaker_embedding, window, **kwargs)
+        return stream_token2wav(stream, code_chunks)
 
 
 __all__ = ["OmniToken2WavPipeline", "SAMPLING_RATE"]

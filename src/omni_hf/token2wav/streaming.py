@@ -1,0 +1,232 @@
+"""Streaming token2wav: speech codes arrive a few at a time, waveform chunks leave as soon as they are final.
+
+Why the DiT is decoded in windows: every DiT evaluation lets a block see one block ahead and two behind, so over the
+36 evaluations of the ODE a block of the *global* solution depends on codes 36 blocks (8.6 s) ahead; no streaming
+decoder can reproduce it before the talker has finished. Like Qwen's own streaming token2wav, a chunk of blocks is
+solved with a window of `past_blocks` behind and `future_blocks` ahead (the DiT's per-evaluation reach) and only the
+chunk's own frames are kept. The windows depend only on block indices, never on how the codes arrived, so the
+concatenated stream equals the offline windowed decode (`OmniToken2WavPipeline(..., window=...)`) on the same codes
+and noise, and equals the global decode whenever the window spans the whole utterance.
+
+The vocoder is exact: BigVGAN is convolutional with a finite receptive field (`BigVGANVocoder.receptive_field`), so
+each chunk is vocoded with that much real mel context on both sides and only its middle is kept; the stream is the
+full-utterance vocoding cut into pieces, with no seam to click.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .bigvgan import BigVGANVocoder
+
+
+@dataclass(frozen=True)
+class StreamingWindow:
+    """Chunking of the streaming DiT decode (frames are grouped in DiT blocks of `block_size`, 24 = 0.24 s).
+
+    Args:
+        chunk_blocks: blocks per chunk, in order; the last value repeats. Small first chunks give early audio,
+            larger later ones cost less (each chunk also recomputes its `past_blocks + future_blocks` context).
+        past_blocks: context blocks before the chunk (official: 2, the DiT's look-back reach per evaluation).
+        future_blocks: look-ahead blocks after the chunk (official: 1); a chunk is decoded once their codes exist.
+    """
+
+    chunk_blocks: tuple[int, ...] = (2, 4, 8)
+    past_blocks: int = 2
+    future_blocks: int = 1
+
+    def __post_init__(self):
+        if not self.chunk_blocks or any(int(n) < 1 for n in self.chunk_blocks):
+            raise ValueError(f"chunk_blocks must be positive block counts, got {self.chunk_blocks}")
+        if self.past_blocks < 0 or self.future_blocks < 0:
+            raise ValueError(f"past_blocks and future_blocks must be >= 0, got {self.past_blocks}, {self.future_blocks}")
+
+    def chunk_size(self, index: int) -> int:
+        return int(self.chunk_blocks[min(index, len(self.chunk_blocks) - 1)])
+
+
+class VocoderStream:
+    """Vocode a mel spectrogram that grows at the end, emitting each sample once its receptive field is complete.
+
+    `push(mel)` returns the samples of every frame that has `context` frames after it; `push(..., final=True)`
+    returns the rest. The concatenation equals `vocoder(full_mel)` (up to float summation order).
+    """
+
+    def __init__(self, vocoder: BigVGANVocoder, context: int | None = None):
+        self.vocoder = vocoder
+        self.context = vocoder.receptive_field() if context is None else int(context)
+        self.hop = vocoder.hop_length
+        self._mel: torch.Tensor | None = None  # (1, mel_dim, kept frames)
+        self._offset = 0  # absolute index of the first kept frame
+        self._emitted = 0  # frames whose samples were returned
+
+    @property
+    def frames(self) -> int:
+        return self._offset + (0 if self._mel is None else self._mel.shape[-1])
+
+    @torch.no_grad()
+    def push(self, mel: torch.Tensor | None, final: bool = False) -> torch.Tensor:
+        """`mel` `(1, mel_dim, new_frames)` → float32 samples `(n,)` (possibly empty)."""
+        if mel is not None and mel.shape[-1]:
+            self._mel = mel if self._mel is None else torch.cat([self._mel, mel], dim=-1)
+        known = self.frames
+        end = known if final else known - self.context
+        if self._mel is None or end <= self._emitted:
+            return torch.zeros(0)
+        start = max(self._offset, self._emitted - self.context)
+        stop = min(known, end + self.context)
+        window = self._mel[..., start - self._offset : stop - self._offset]
+        audio = self.vocoder(window.to(self.vocoder.dtype))[0]
+        samples = audio[(self._emitted - start) * self.hop : (end - start) * self.hop].float()
+        self._emitted = end
+        keep_from = max(self._offset, end - self.context)  # older frames are never read again
+        self._mel = self._mel[..., keep_from - self._offset :]
+        self._offset = keep_from
+        return samples
+
+
+class Token2WavStream:
+    """Incremental code → waveform decoding with a token2wav pipeline (batch of one utterance).
+
+    Feed codes with `push(codes)` as the talker produces them and call `finish()` at the end; both return the
+    waveform chunks (float32 `(samples,)` tensors at 24 kHz) that became final. See the module docstring for why
+    the DiT is solved in windows and why the vocoder stitching is exact.
+
+    Args:
+        pipeline: an [`OmniToken2WavPipeline`].
+        reference_mel / speaker_embedding: the speaker (`Speaker.ref_mel` `(1, frames, 80)`, `Speaker.cond`).
+        window: [`StreamingWindow`] (default: chunks of 2, 4, then 8 blocks; 2 blocks back, 1 ahead).
+        num_inference_steps / guidance_scale / solver / sway_coefficient: as for the pipeline call.
+        latents: `(1, ≥ frames, mel_dim)` initial noise (sliced per window); otherwise noise is drawn block by block
+            (24 frames at a time, in order) from `generator`.
+        vocoder_context: mel frames of vocoder context per side (default: the receptive field: exact stitching).
+    """
+
+    def __init__(
+        self,
+        pipeline,
+        reference_mel: torch.Tensor,
+        speaker_embedding: torch.Tensor,
+        window: StreamingWindow | None = None,
+        num_inference_steps: int = 10,
+        guidance_scale: float = 0.5,
+        solver: str | None = None,
+        sway_coefficient: float | None = -1.0,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        vocoder_context: int | None = None,
+    ):
+        pipeline.check_inputs(torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps)
+        dit = pipeline.dit
+        self.pipeline = pipeline
+        self.window = window or StreamingWindow()
+        self.block_size = dit.config.block_size
+        self.repeats = dit.config.repeats
+        if self.block_size % self.repeats:
+            raise ValueError(f"block_size ({self.block_size}) must be a multiple of repeats ({self.repeats})")
+        self.device, self.dtype = pipeline._execution_device, dit.dtype
+        self.steps, self.guidance_scale = num_inference_steps, guidance_scale
+        self.scheduler = pipeline.scheduler_for(solver, sway_coefficient)
+        self.reference_mel = reference_mel.to(self.device, self.dtype)[:1]
+        self.speaker_embedding = speaker_embedding.to(self.device, self.dtype).reshape(1, -1)
+        self.speaker_features = None  # computed with the first window, then reused
+        self.generator = generator
+        if latents is not None and (latents.dim() != 3 or latents.shape[0] != 1 or latents.shape[2] != dit.config.mel_dim):
+            raise ValueError(f"latents must be (1, frames, {dit.config.mel_dim}), got {tuple(latents.shape)}")
+        self.latents = latents
+        self._noise: list[torch.Tensor] = []  # per block, when drawn from the generator
+        self.vocoder = VocoderStream(pipeline.vocoder, vocoder_context)
+        self._codes = torch.zeros(0, dtype=torch.long, device=self.device)
+        self._chunk = 0  # index of the next chunk to decode
+        self._next_block = 0  # first block of that chunk
+        self._finished = False
+        self.mel_chunks: list[torch.Tensor] = []  # (1, mel_dim, frames) per decoded chunk, for inspection
+
+    @property
+    def frames(self) -> int:
+        return self._codes.numel() * self.repeats
+
+    def push(self, codes: torch.Tensor) -> list[torch.Tensor]:
+        """Append speech codes `(n,)` or `(1, n)` in `[0, num_embeds)`; return the waveform chunks now final."""
+        if self._finished:
+            raise RuntimeError("This token2wav stream is finished; start a new one")
+        codes = torch.as_tensor(codes).reshape(-1).to(self.device)
+        if codes.numel():
+            self.pipeline.dit.check_codes(codes.unsqueeze(0))
+            self._codes = torch.cat([self._codes, codes.long()])
+        return self._decode_ready(final=False)
+
+    def finish(self) -> list[torch.Tensor]:
+        """No more codes: decode what is left and flush the vocoder."""
+        if self._finished:
+            return []
+        self._finished = True
+        return self._decode_ready(final=True)
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _decode_ready(self, final: bool) -> list[torch.Tensor]:
+        chunks = []
+        block, w = self.block_size, self.window
+        while self._next_block * block < self.frames:
+            size = w.chunk_size(self._chunk)
+            needed = (self._next_block + size + w.future_blocks) * block
+            if self.frames < needed and not final:
+                break
+            mel = self._decode_chunk(self._next_block, size)
+            self.mel_chunks.append(mel)
+            self._next_block += size
+            self._chunk += 1
+            audio = self.vocoder.push(mel)
+            if audio.numel():
+                chunks.append(audio)
+        if final:
+            tail = self.vocoder.push(None, final=True)
+            if tail.numel():
+                chunks.append(tail)
+        return chunks
+
+    def _noise_for(self, start: int, stop: int) -> torch.Tensor:
+        if self.latents is not None:
+            if self.latents.shape[1] < stop:
+                raise ValueError(f"latents cover {self.latents.shape[1]} frames, the codes need {stop}")
+            return self.latents[:, start:stop].to(self.device, self.dtype)
+        mel_dim = self.pipeline.dit.config.mel_dim
+        while len(self._noise) * self.block_size < stop:
+            self._noise.append(
+                torch.randn(
+                    (1, self.block_size, mel_dim), generator=self.generator, device=self.device, dtype=self.dtype
+                )
+            )
+        return torch.cat(self._noise, dim=1)[:, start:stop]
+
+    @torch.no_grad()
+    def _decode_chunk(self, first_block: int, size: int) -> torch.Tensor:
+        """Solve the ODE over the chunk's window; return the chunk's own mel `(1, mel_dim, frames)`."""
+        block, w = self.block_size, self.window
+        own_start, own_stop = first_block * block, min((first_block + size) * block, self.frames)
+        start = max(0, (first_block - w.past_blocks) * block)
+        stop = min((first_block + size + w.future_blocks) * block, self.frames)
+        dit = self.pipeline.dit
+        conditioning = dit.prepare_conditioning(
+            self._codes[start // self.repeats : stop // self.repeats].unsqueeze(0),
+            self.reference_mel,
+            self.speaker_embedding,
+            self.guidance_scale > 0,
+            speaker_features=self.speaker_features,
+        )
+        self.speaker_features = conditioning.speaker_features
+        sample = self.pipeline.solve(
+            self._noise_for(start, stop), conditioning, self.scheduler, self.steps, self.guidance_scale
+        )
+        return sample[:, own_start - start : own_stop - start].transpose(1, 2)
+
+
+def stream_token2wav(stream: Token2WavStream, code_chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Drive a [`Token2WavStream`] from an iterable of code chunks, yielding waveform chunks as they are final."""
+    for codes in code_chunks:
+        yield from stream.push(codes)
+    yield from stream.finish()
+
+
+__all__ = ["StreamingWindow", "Token2WavStream", "VocoderStream", "stream_token2wav"]
