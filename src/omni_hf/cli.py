@@ -2,6 +2,7 @@
 
 omni-hf chat --model Qwen/Qwen2.5-Omni-7B --text "What is said here?" --audio question.wav
 omni-hf chat --model ./tiny-omni --text "Describe" --image cat.png --video clip.mp4 --use-audio-in-video
+omni-hf chat --model Qwen/Qwen2.5-Omni-7B --audio question.wav --output reply.wav --stream
 """
 
 import argparse
@@ -68,7 +69,7 @@ def chat(args) -> str:
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         args.dtype
     ]
-    if args.output:
+    if args.output or args.stream:
         model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
         thinker = model.thinker
     else:
@@ -77,6 +78,8 @@ def chat(args) -> str:
         )
     inputs = _load_inputs(processor, args, args.device)
     generation = _text_generation_kwargs(args, thinker.config)
+    if args.stream:
+        return _stream_chat(model, processor, inputs, generation, args)
     with torch.inference_mode():
         if args.output:
             kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {
@@ -95,6 +98,40 @@ def chat(args) -> str:
         soundfile.write(args.output, waveform.cpu().numpy(), SAMPLING_RATE, subtype="PCM_16")
         print(f"Wrote {waveform.numel() / SAMPLING_RATE:.2f} s of speech ({args.speaker}) to {args.output}")
     return reply
+
+
+def _stream_chat(model, processor, inputs, generation, args) -> str:
+    """Print the reply as it is generated; with `--output`, write the speech to a WAV that grows chunk by chunk."""
+    import soundfile
+    import torch
+
+    from .streaming import AudioChunk, StreamStats, TextDelta
+    from .token2wav import SAMPLING_RATE
+
+    speak = bool(args.output)
+    if speak and not model.has_talker:
+        raise ValueError(f"{args.model} has no talker/token2wav: drop --output to stream text only")
+    kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {"talker_max_new_tokens": args.max_speech_codes}
+    reply = []
+    wav = soundfile.SoundFile(args.output, "w", SAMPLING_RATE, 1, subtype="PCM_16") if speak else None
+    try:
+        with torch.inference_mode():
+            for event in model.stream(**inputs, speaker=args.speaker, return_audio=speak, tokenizer=processor, **kwargs):
+                if isinstance(event, TextDelta):
+                    reply.append(event.text)
+                    print(event.text, end="", flush=True)
+                elif isinstance(event, AudioChunk):
+                    wav.write(event.audio)
+                    wav.flush()  # a player can start on the file while the reply is still being generated
+                elif isinstance(event, StreamStats):
+                    print()
+                    if speak:
+                        print(f"Wrote {event.audio_seconds:.2f} s of speech ({args.speaker}) to {args.output}")
+                    print(f"Stream stats: {event.summary()}")
+    finally:
+        if wav is not None:
+            wav.close()
+    return "".join(reply)
 
 
 def convert(args) -> None:
@@ -138,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output", help="also speak the reply: write a 24 kHz WAV here")
     c.add_argument("--speaker", default="Chelsie", help="voice for --output (see the model's speakers)")
     c.add_argument("--max-speech-codes", type=int, default=4096, help="at most this many codes (50 per second)")
+    c.add_argument(
+        "--stream",
+        action="store_true",
+        help="print text as it is generated and write --output progressively (speech starts before the reply ends)",
+    )
     c.set_defaults(func=chat)
     v = sub.add_parser("convert", help="write a checkpoint (official or ours) in omni_hf's layout")
     v.add_argument("source", help="local directory or Hub repo")

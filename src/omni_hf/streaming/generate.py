@@ -93,11 +93,14 @@ def stream_reply(
     tokenizer=None,
     window: StreamingWindow | None = None,
     generator: torch.Generator | None = None,
+    prompt_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
     """Yield `TextDelta`s and, with a `voice`, `AudioChunk`s as they are produced, then one `StreamStats`.
 
     `thinker_inputs` are the prompt's extra Thinker inputs (media, or a prefilled `cache`); `media_layout` the
-    media layout the Talker needs for TMRoPE ids. See `OmniForConditionalGeneration.stream` for the public API.
+    media layout the Talker needs for TMRoPE ids. `prompt_prefix` is the Thinker track `(inputs_embeds,
+    last_hidden_state)` of prompt positions already in a prefilled cache (chunked prefill). See
+    `OmniForConditionalGeneration.stream` for the public API.
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}")
@@ -127,6 +130,8 @@ def stream_reply(
                     embeds, hidden = track.pop()
                     if thinker.steps == 1:
                         prompt_track = (embeds, hidden)
+                        if prompt_prefix is not None:
+                            prompt_track = tuple(torch.cat(pair, dim=1) for pair in zip(prompt_prefix, prompt_track))
                     elif speak:
                         entries.append(hidden + embeds)
                     track.clear()

@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     if code:
         raise SystemExit(code)
     print(f"(answered in {time.perf_counter() - start:.2f} s on CPU)")
+    streamed_wav = str(out / "reply_streamed.wav")
+    command = [*command[: command.index("--output")], "--output", streamed_wav, *command[command.index("--output") + 2 :]]
+    command.append("--stream")
+    print("\nThe same turn streamed: text is printed as it is generated and the WAV grows chunk by chunk.")
+    print("$ omni-hf " + " ".join(command))
+    code = cli_main(command)
+    if code:
+        raise SystemExit(code)
     print(NOTICE.format(audio=audio, image=image, video=video, reply=reply_wav))
 
 
