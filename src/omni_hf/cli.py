@@ -116,7 +116,9 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     wav = soundfile.SoundFile(args.output, "w", SAMPLING_RATE, 1, subtype="PCM_16") if speak else None
     try:
         with torch.inference_mode():
-            for event in model.stream(**inputs, speaker=args.speaker, return_audio=speak, tokenizer=processor, **kwargs):
+            for event in model.stream(
+                **inputs, speaker=args.speaker, return_audio=speak, tokenizer=processor, **kwargs
+            ):
                 if isinstance(event, TextDelta):
                     reply.append(event.text)
                     print(event.text, end="", flush=True)

@@ -11,15 +11,15 @@ from safetensors import safe_open
 from transformers import PreTrainedConfig
 from transformers.utils import cached_file, logging
 
+from ..streaming.events import AudioChunk, StreamStats, TextDelta
+from ..streaming.generate import stream_reply
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
+from ..token2wav.streaming import StreamingWindow
 from .configuration_omni import OmniConfig
 from .modeling_audio_encoder import OmniPreTrainedModel
 from .modeling_talker import OmniTalkerForConditionalGeneration
 from .modeling_thinker import OmniThinkerForConditionalGeneration
 from .speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
-from ..streaming.events import AudioChunk, StreamStats, TextDelta
-from ..streaming.generate import stream_reply
-from ..token2wav.streaming import StreamingWindow
 from .talker_inputs import build_talker_inputs
 
 logger = logging.get_logger(__name__)

@@ -36,7 +36,9 @@ class StepDecoder:
         """Prepare decoding exactly as `model.generate(**generate_kwargs)` would, without decoding anything yet."""
         for key in _UNSUPPORTED:
             if generate_kwargs.get(key) not in (None, 1):
-                raise ValueError(f"Step-wise decoding supports greedy and sampling only, not {key}={generate_kwargs[key]}")
+                raise ValueError(
+                    f"Step-wise decoding supports greedy and sampling only, not {key}={generate_kwargs[key]}"
+                )
         if generate_kwargs.get("streamer") is not None:
             raise ValueError("Step-wise decoding yields tokens itself; do not pass a streamer")
         return model.generate(custom_generate=cls._capture, **generate_kwargs)

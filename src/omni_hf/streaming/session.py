@@ -135,7 +135,9 @@ class OmniSession:
             )
         samples = np.asarray(samples)
         if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.number):
-            raise ValueError(f"append_audio expects a 1-D array of samples, got shape {samples.shape} ({samples.dtype})")
+            raise ValueError(
+                f"append_audio expects a 1-D array of samples, got shape {samples.shape} ({samples.dtype})"
+            )
         self._add_frames(self.features.push(samples))
         while self._pending.shape[1] >= self.chunk_frames:
             self._encode(self._pending[:, : self.chunk_frames])
@@ -171,8 +173,17 @@ class OmniSession:
         }
 
     # ---------------------------------------------------------------- reply
-    def stream(self, text: str = "", speaker: str = "Chelsie", return_audio: bool | None = None, window=None,
-               thinker_max_new_tokens: int = 1024, talker_max_new_tokens: int = 4096, generator=None, **kwargs):
+    def stream(
+        self,
+        text: str = "",
+        speaker: str = "Chelsie",
+        return_audio: bool | None = None,
+        window=None,
+        thinker_max_new_tokens: int = 1024,
+        talker_max_new_tokens: int = 4096,
+        generator=None,
+        **kwargs,
+    ):
         """End the turn (with optional `text` after the audio) and stream the reply: the events of
         `OmniForConditionalGeneration.stream`."""
         from ..models.modeling_omni import _split_kwargs

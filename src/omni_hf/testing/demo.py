@@ -104,7 +104,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(code)
     print(f"(answered in {time.perf_counter() - start:.2f} s on CPU)")
     streamed_wav = str(out / "reply_streamed.wav")
-    command = [*command[: command.index("--output")], "--output", streamed_wav, *command[command.index("--output") + 2 :]]
+    command = [
+        *command[: command.index("--output")],
+        "--output",
+        streamed_wav,
+        *command[command.index("--output") + 2 :],
+    ]
     command.append("--stream")
     print("\nThe same turn streamed: text is printed as it is generated and the WAV grows chunk by chunk.")
     print("$ omni-hf " + " ".join(command))

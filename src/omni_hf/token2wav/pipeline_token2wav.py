@@ -137,7 +137,9 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             speaker_embedding.to(device, dtype).reshape(speaker_embedding.shape[0], -1).expand(batch, -1)
         )
         self.dit.check_codes(codes)
-        sample = self.prepare_latents(batch, codes.shape[1] * self.dit.config.repeats, dtype, device, generator, latents)
+        sample = self.prepare_latents(
+            batch, codes.shape[1] * self.dit.config.repeats, dtype, device, generator, latents
+        )
         if window is None:
             conditioning = self.dit.prepare_conditioning(
                 codes.to(device), reference_mel, speaker_embedding, guidance_scale > 0

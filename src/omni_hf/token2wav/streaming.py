@@ -40,7 +40,9 @@ class StreamingWindow:
         if not self.chunk_blocks or any(int(n) < 1 for n in self.chunk_blocks):
             raise ValueError(f"chunk_blocks must be positive block counts, got {self.chunk_blocks}")
         if self.past_blocks < 0 or self.future_blocks < 0:
-            raise ValueError(f"past_blocks and future_blocks must be >= 0, got {self.past_blocks}, {self.future_blocks}")
+            raise ValueError(
+                f"past_blocks and future_blocks must be >= 0, got {self.past_blocks}, {self.future_blocks}"
+            )
 
     def chunk_size(self, index: int) -> int:
         return int(self.chunk_blocks[min(index, len(self.chunk_blocks) - 1)])
@@ -117,7 +119,9 @@ class Token2WavStream:
         latents: torch.Tensor | None = None,
         vocoder_context: int | None = None,
     ):
-        pipeline.check_inputs(torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps)
+        pipeline.check_inputs(
+            torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps
+        )
         dit = pipeline.dit
         self.pipeline = pipeline
         self.window = window or StreamingWindow()
@@ -132,7 +136,9 @@ class Token2WavStream:
         self.speaker_embedding = speaker_embedding.to(self.device, self.dtype).reshape(1, -1)
         self.speaker_features = None  # computed with the first window, then reused
         self.generator = generator
-        if latents is not None and (latents.dim() != 3 or latents.shape[0] != 1 or latents.shape[2] != dit.config.mel_dim):
+        if latents is not None and (
+            latents.dim() != 3 or latents.shape[0] != 1 or latents.shape[2] != dit.config.mel_dim
+        ):
             raise ValueError(f"latents must be (1, frames, {dit.config.mel_dim}), got {tuple(latents.shape)}")
         self.latents = latents
         self._noise: list[torch.Tensor] = []  # per block, when drawn from the generator

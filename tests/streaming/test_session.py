@@ -1,0 +1,113 @@
+"""Chunked prefill (`OmniSession`): audio prefilled chunk by chunk gives the one-shot prompt, cache and logits."""
+
+import numpy as np
+import pytest
+import torch
+
+from omni_hf.streaming import AudioChunk, StreamStats, TextDelta
+from omni_hf.streaming.session import OmniSession, StreamingLogMel
+
+
+def _speechlike(seconds: float, loud_start: bool, seed: int = 0) -> np.ndarray:
+    """A 16 kHz test signal with pitch and loudness changes; `loud_start` puts its loudest moment first."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * (180 + 40 * np.sin(2 * np.pi * 0.7 * t)) * t) * (1.2 + np.sin(2 * np.pi * 0.4 * t))
+    wave = wave + 0.003 * rng.standard_normal(t.size)
+    wave[np.abs(np.sin(2 * np.pi * 0.9 * t)) < 0.2] *= 1e-4  # near-silent gaps: bins far below the peak
+    if loud_start:
+        wave[:800] *= 4
+    return wave.astype(np.float32)
+
+
+def _one_shot(processor, wave, text):
+    conversation = [
+        {
+            "role": "user",
+            "content": [{"type": "audio", "audio": wave, "sampling_rate": 16000}, {"type": "text", "text": text}],
+        }
+    ]
+    return processor.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+
+
+def _feed(session, wave, sizes=(3333, 160, 20000, 7)):
+    i = k = 0
+    while i < wave.size:
+        session.append_audio(wave[i : i + sizes[k % len(sizes)]])
+        i += sizes[k % len(sizes)]
+        k += 1
+
+
+def test_chunked_prefill_equals_one_shot_prefill(tiny_omni):
+    model, processor = tiny_omni
+    wave = _speechlike(5.3, loud_start=True)  # 3 encoder chunks: 2 s, 2 s, 1.3 s
+    session = OmniSession(model, processor)
+    _feed(session, wave)
+    assert session.cache.get_seq_length() > 100  # two full chunks were prefilled before the turn ended
+    prompt = session.finish_input("What did I say?")
+    one = _one_shot(processor, wave, "What did I say?")
+    assert torch.equal(prompt["input_ids"], one["input_ids"])
+    assert (session.input_features - one["input_features"]).abs().max() <= 1e-5
+    with torch.no_grad():
+        expected = model.thinker(**one).logits[0, -1]
+        past = session.cache.get_seq_length()
+        got = model.thinker(
+            input_ids=prompt["input_ids"][:, past:],
+            position_ids=prompt["position_ids"][..., past:],
+            cache=session.cache,
+        ).logits[0, -1]
+    assert expected.abs().max() > 1e-2
+    assert (got - expected).abs().max() <= 1e-4
+
+
+def test_session_reply_streams_like_a_one_shot_prompt(tiny_omni):
+    model, processor = tiny_omni
+    wave = _speechlike(4.5, loud_start=True, seed=1)
+    greedy = dict(thinker_max_new_tokens=6, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=40)
+    session = OmniSession(model, processor)
+    _feed(session, wave)
+    events = list(session.stream("Hi", **greedy))
+    one = _one_shot(processor, wave, "Hi")
+    expected = list(model.stream(**one, **greedy))
+    assert events[-1].token_ids == expected[-1].token_ids and len(events[-1].token_ids) == 6
+    assert events[-1].speech_code_ids == expected[-1].speech_code_ids and events[-1].speech_codes == 40
+    assert any(isinstance(e, AudioChunk) for e in events) and any(isinstance(e, TextDelta) for e in events)
+    assert isinstance(events[-1], StreamStats)
+
+
+def test_running_maximum_only_changes_bins_80_db_below_the_peak(tiny_omni):
+    _, processor = tiny_omni
+    wave = _speechlike(5.0, loud_start=False)
+    wave[-8000:] *= 8  # the loudest part comes last: the stream cannot know the final floor in advance
+    stream = StreamingLogMel(processor.feature_extractor)
+    streamed = np.concatenate(
+        [stream.push(wave[i : i + 4000]) for i in range(0, wave.size, 4000)] + [stream.finish()], axis=1
+    )
+    one_shot = _one_shot(processor, wave, "")["input_features"][0].numpy()
+    assert streamed.shape == one_shot.shape
+    differs = np.abs(streamed - one_shot) > 1e-5
+    assert differs.any()  # the difference is real ...
+    floor = one_shot.min()  # ... and confined to bins the one-shot features floored at (global max - 8) / 4 scale
+    assert np.allclose(one_shot[differs], floor, atol=1e-5)
+
+
+def test_session_lifecycle_and_bad_input(tiny_omni):
+    model, processor = tiny_omni
+    session = OmniSession(model, processor)
+    with pytest.raises(ValueError, match="expects 16000 Hz"):
+        session.append_audio(np.zeros(100, dtype=np.float32), sampling_rate=44100)
+    with pytest.raises(ValueError, match="1-D array"):
+        session.append_audio(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="no audio"):
+        session.finish_input()
+    session.append_audio(_speechlike(0.5, loud_start=True))
+    session.finish_input()
+    with pytest.raises(RuntimeError, match="turn is over"):
+        session.append_audio(np.zeros(10, dtype=np.float32))
+    other = OmniSession(model, processor)
+    other.close()
+    assert other.cache is None
+    with pytest.raises(RuntimeError, match="turn is over"):
+        other.append_audio(np.zeros(10, dtype=np.float32))
