@@ -35,6 +35,7 @@ style: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/thinker.py
 	$(PY) benchmarks/speech.py
+	$(PY) benchmarks/latency.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,184 @@
+"""Latency benchmark: streaming omni_hf vs transformers' Qwen2.5-Omni (which returns audio only when done).
+
+Same random small weights as `speech.py` (talker hidden 384 x 6, DiT 256 x 6, BigVGAN 256 channels, thinker
+hidden 512 x 8 with the real 152k vocabulary), 2 torch threads, each measurement in its own process:
+
+1. a spoken reply of `--codes` codes (500 = 10 s): the reference's full `generate` time vs our `stream()`'s time
+   to first audio, plus our RTF per stage (thinker, talker, DiT, vocoder, and wall / audio);
+2. a `--input-seconds` (30 s) spoken question: latency from the end of the input to the first text token and to
+   the first audio, one-shot (processor + prefill of the whole prompt, then `stream`) vs chunked prefill
+   (`OmniSession` fed while the audio "arrives"; only the last chunk and the prompt suffix remain).
+
+    python benchmarks/latency.py                 # about 2 minutes
+    python benchmarks/latency.py --codes 250 --input-seconds 10
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import report, run_child
+from speech import build_checkpoint, load, prompt, speech_code_filter
+
+THINKER_TOKENS = 20
+
+
+def reply_kwargs(codes: int) -> dict:
+    return dict(
+        speaker="Chelsie",
+        thinker_max_new_tokens=THINKER_TOKENS,
+        thinker_min_new_tokens=THINKER_TOKENS,
+        thinker_do_sample=False,
+        thinker_eos_token_id=None,
+        talker_do_sample=False,
+        talker_max_new_tokens=codes,
+        talker_min_new_tokens=codes,
+        talker_repetition_penalty=1.0,
+        talker_logits_processor=speech_code_filter(),
+    )
+
+
+def our_reply_kwargs(model, codes: int) -> dict:
+    """Ours has the speech-code filter built in (`suppress_tokens`); extend it with the end tokens (fixed length)."""
+    kwargs = reply_kwargs(codes)
+    model.talker.generation_config.suppress_tokens = kwargs.pop("talker_logits_processor")[0].suppress_tokens.tolist()
+    return kwargs
+
+
+def run_reference_reply(path: str, codes: int) -> dict:
+    model = load("reference", path)
+    with torch.no_grad():
+        start = time.perf_counter()
+        _, wave = model.generate(**prompt(), **reply_kwargs(codes))
+        elapsed = time.perf_counter() - start
+    return {"first_audio_s": elapsed, "e2e_s": elapsed, "audio_s": wave.numel() / 24000}
+
+
+def run_streamed_reply(path: str, codes: int) -> dict:
+    from omni_hf.streaming import AudioChunk
+
+    model = load("ours", path)
+    list(model.stream(**prompt(), **our_reply_kwargs(model, 20)))  # warm-up
+    with torch.no_grad():
+        start = time.perf_counter()
+        gaps, played_until = [], None
+        for event in model.stream(**prompt(), **our_reply_kwargs(model, codes)):
+            now = time.perf_counter() - start
+            if isinstance(event, AudioChunk):
+                if played_until is not None:
+                    gaps.append(now - played_until)  # > 0: a real-time player would have starved
+                played_until = max(played_until or now, now) + event.duration
+        stats = event
+    return {
+        "first_audio_s": stats.time_to_first_audio,
+        "first_text_s": stats.time_to_first_text,
+        "e2e_s": stats.wall_seconds,
+        "audio_s": stats.audio_seconds,
+        "rtf": stats.rtf,
+        "starved_s": float(sum(g for g in gaps if g > 0)),
+    }
+
+
+def spoken_input(seconds: float) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * (180 + 40 * np.sin(2 * np.pi * 0.7 * t)) * t) * (1.2 + np.sin(2 * np.pi * 0.4 * t))
+    return wave.astype(np.float32)
+
+
+def run_input_latency(path: str, seconds: float, chunked: bool) -> dict:
+    """Seconds from the end of the spoken input to the first text token / first audio chunk."""
+    from omni_hf.streaming import AudioChunk, TextDelta
+    from omni_hf.streaming.session import OmniSession
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    model, processor = load("ours", path), build_tiny_processor()
+    wave = spoken_input(seconds)
+    kwargs = our_reply_kwargs(model, 100)
+    result = {}
+    for _attempt in range(2):  # the first run warms up
+        if chunked:
+            session = OmniSession(model, processor)
+            for i in range(0, wave.size, 1600):  # 0.1 s packets, prefilled as they arrive
+                session.append_audio(wave[i : i + 1600])
+            start = time.perf_counter()
+            events = session.stream("Answer.", **kwargs)
+        else:
+            start = time.perf_counter()
+            conversation = [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "audio", "audio": wave, "sampling_rate": 16000},
+                        {"type": "text", "text": "Answer."},
+                    ],
+                }
+            ]
+            inputs = processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+            events = model.stream(**inputs, **kwargs)
+        first_text = first_audio = None
+        with torch.no_grad():
+            for event in events:
+                if first_text is None and isinstance(event, TextDelta):
+                    first_text = time.perf_counter() - start
+                if isinstance(event, AudioChunk):
+                    first_audio = time.perf_counter() - start
+                    events.close()
+                    break
+        result = {"first_text_s": first_text, "first_audio_s": first_audio}
+    return result
+
+
+def child(args) -> None:
+    torch.set_num_threads(2)
+    if args.child == "reference":
+        report(run_reference_reply(args.path, args.codes))
+    elif args.child == "stream":
+        report(run_streamed_reply(args.path, args.codes))
+    else:
+        report(run_input_latency(args.path, args.input_seconds, chunked=args.child == "chunked"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--codes", type=int, default=500, help="spoken reply length in codes (50 per second)")
+    parser.add_argument("--input-seconds", type=float, default=30.0, help="spoken input length")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_checkpoint(Path(tmp))
+        common = ["--path", tmp, "--codes", str(args.codes), "--input-seconds", str(args.input_seconds)]
+        ref = run_child(__file__, ["--child", "reference", *common])
+        ours = run_child(__file__, ["--child", "stream", *common])
+        one_shot = run_child(__file__, ["--child", "one_shot", *common])
+        chunked = run_child(__file__, ["--child", "chunked", *common])
+    print("Latency benchmark: small config, 2 torch threads, same random weights for both implementations")
+    print(f"\nSpoken reply of {ours['audio_s']:.1f} s ({args.codes} codes, {THINKER_TOKENS} text tokens):")
+    print(f"  reference generate, end to end (first audio = last): {ref['e2e_s']:.2f} s")
+    print(f"  omni_hf stream, first text:                          {ours['first_text_s']:.3f} s")
+    print(
+        f"  omni_hf stream, first audio:                         {ours['first_audio_s']:.2f} s "
+        f"({ours['first_audio_s'] / ref['e2e_s']:.3f} of the reference's end to end; target <= 0.1)"
+    )
+    print(f"  omni_hf stream, end to end:                          {ours['e2e_s']:.2f} s")
+    print("  RTF per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in ours["rtf"].items()) + " (target total < 1)")
+    print(f"  player starvation after the first chunk: {ours['starved_s']:.2f} s")
+    print(f"\nAfter the end of a {args.input_seconds:g} s spoken input:")
+    for label, key in (("first text", "first_text_s"), ("first audio", "first_audio_s")):
+        ratio = one_shot[key] / chunked[key]
+        print(
+            f"  {label:<12} one-shot prefill {one_shot[key]:.3f} s, chunked prefill {chunked[key]:.3f} s: "
+            f"{ratio:.1f}x lower (target >= 5x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
