@@ -22,24 +22,13 @@ import numpy as np
 import torch
 
 from common import report, run_child
-from speech import build_checkpoint, load, prompt, speech_code_filter
+from speech import build_checkpoint, fixed_reply_kwargs, load, prompt, speech_code_filter
 
 THINKER_TOKENS = 20
 
 
 def reply_kwargs(codes: int) -> dict:
-    return dict(
-        speaker="Chelsie",
-        thinker_max_new_tokens=THINKER_TOKENS,
-        thinker_min_new_tokens=THINKER_TOKENS,
-        thinker_do_sample=False,
-        thinker_eos_token_id=None,
-        talker_do_sample=False,
-        talker_max_new_tokens=codes,
-        talker_min_new_tokens=codes,
-        talker_repetition_penalty=1.0,
-        talker_logits_processor=speech_code_filter(),
-    )
+    return fixed_reply_kwargs(codes, THINKER_TOKENS) | {"talker_logits_processor": speech_code_filter()}
 
 
 def our_reply_kwargs(model, codes: int) -> dict:

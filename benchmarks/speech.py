@@ -140,13 +140,12 @@ def run_token2wav(impl: str, path: str, seconds: float) -> dict:
     return {"rtf": elapsed / seconds, "peak_mb": peak}
 
 
-def run_end_to_end(impl: str, path: str, codes: int) -> dict:
-    model = load(impl, path)
-    inputs = prompt()
-    kwargs = dict(
+def fixed_reply_kwargs(codes: int, text_tokens: int = 20) -> dict:
+    """Greedy generation kwargs for a reply of exactly `text_tokens` Thinker tokens and `codes` speech codes."""
+    return dict(
         speaker="Chelsie",
-        thinker_max_new_tokens=20,
-        thinker_min_new_tokens=20,
+        thinker_max_new_tokens=text_tokens,
+        thinker_min_new_tokens=text_tokens,
         thinker_do_sample=False,
         thinker_eos_token_id=None,
         talker_do_sample=False,
@@ -154,6 +153,12 @@ def run_end_to_end(impl: str, path: str, codes: int) -> dict:
         talker_min_new_tokens=codes,
         talker_repetition_penalty=1.0,
     )
+
+
+def run_end_to_end(impl: str, path: str, codes: int) -> dict:
+    model = load(impl, path)
+    inputs = prompt()
+    kwargs = fixed_reply_kwargs(codes)
     if impl != "ours":
         kwargs["talker_logits_processor"] = speech_code_filter()
     else:
