@@ -13,4 +13,5 @@ def tiny_omni(tmp_path_factory):
     path = build_demo_model(tmp_path_factory.mktemp("tiny_omni"))
     model = OmniForConditionalGeneration.from_pretrained(path).eval()
     model.token2wav.set_progress_bar_config(disable=True)
+    model.source_dir = path  # for tests of the command line
     return model, OmniProcessor.from_pretrained(path)

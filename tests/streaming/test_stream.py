@@ -1,10 +1,14 @@
 """`OmniForConditionalGeneration.stream`: same greedy text and codes as `generate`, Thinker and Talker interleaved,
 audio equal to the windowed token2wav decode of the codes, and a clean lifecycle (early stop, errors, bad input)."""
 
+import re
 import threading
 
 import pytest
+import soundfile
 import torch
+
+from omni_hf import cli
 
 from omni_hf.streaming import AudioChunk, StepDecoder, StreamingWindow, StreamStats, TextDelta
 
@@ -127,3 +131,17 @@ def test_bad_input(tiny_omni):
         model.stream(PROMPT, speaker="Nobody")
     with pytest.raises(ValueError, match="not num_beams"):
         next(model.stream(PROMPT, return_audio=False, thinker_num_beams=2))
+
+
+def test_cli_streams_text_and_a_growing_wav(tiny_omni, tmp_path, capsys):
+    model, _ = tiny_omni
+    wav = tmp_path / "reply.wav"
+    args = ["chat", "--model", str(model.source_dir), "--text", "Hello", "--max-new-tokens", "5"]
+    assert cli.main([*args, "--output", str(wav), "--max-speech-codes", "60", "--stream"]) == 0
+    out = capsys.readouterr().out
+    codes = int(re.search(r"(\d+) codes", out).group(1))  # the talker samples: it may end before 60 codes
+    assert "Stream stats: first text" in out and 0 < codes <= 60
+    audio, rate = soundfile.read(wav)
+    assert rate == 24000 and audio.shape == (codes * 480,)
+    assert cli.main([*args, "--stream"]) == 0  # text only: no talker work
+    assert "0 codes" in capsys.readouterr().out
