@@ -9,7 +9,6 @@ import soundfile
 import torch
 
 from omni_hf import cli
-
 from omni_hf.streaming import AudioChunk, StepDecoder, StreamingWindow, StreamStats, TextDelta
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])
