@@ -56,6 +56,8 @@ def test_chunked_prefill_equals_one_shot_prefill(tiny_omni):
         got = model.thinker(
             input_ids=prompt["input_ids"][:, past:],
             position_ids=prompt["position_ids"][..., past:],
+            input_features=prompt["input_features"],  # the last chunk is encoded with the suffix's forward
+            feature_attention_mask=prompt["feature_attention_mask"],
             cache=session.cache,
         ).logits[0, -1]
     assert expected.abs().max() > 1e-2

@@ -144,3 +144,41 @@ def test_cli_streams_text_and_a_growing_wav(tiny_omni, tmp_path, capsys):
     assert rate == 24000 and audio.shape == (codes * 480,)
     assert cli.main([*args, "--stream"]) == 0  # text only: no talker work
     assert "0 codes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("failing", ["talker", "dit"])
+def test_background_token2wav_gives_the_same_stream_and_surfaces_errors(tiny_omni, failing):
+    model, _ = tiny_omni
+    threads = threading.active_count()
+    if failing == "talker":  # no failure: the worker thread changes timing only
+        inline = list(model.stream(PROMPT, generator=torch.Generator().manual_seed(1), **GREEDY))
+        threaded = list(
+            model.stream(PROMPT, generator=torch.Generator().manual_seed(1), background_token2wav=True, **GREEDY)
+        )
+        audio = [
+            torch.cat([torch.from_numpy(e.audio) for e in run if isinstance(e, AudioChunk)])
+            for run in (inline, threaded)
+        ]
+        assert torch.equal(audio[0], audio[1]) and inline[-1].speech_code_ids == threaded[-1].speech_code_ids
+    else:
+
+        def broken(*args):
+            raise RuntimeError("dit exploded")
+
+        hook = model.token2wav.dit.register_forward_pre_hook(broken)
+        try:
+            with pytest.raises(RuntimeError, match="dit exploded"):
+                list(model.stream(PROMPT, background_token2wav=True, **GREEDY))
+        finally:
+            hook.remove()
+    assert threading.active_count() == threads
+
+
+def test_early_stop_joins_the_token2wav_worker(tiny_omni):
+    model, _ = tiny_omni
+    threads = threading.active_count()
+    stream = model.stream(PROMPT, background_token2wav=True, **GREEDY)
+    next(e for e in stream if isinstance(e, AudioChunk))
+    assert threading.active_count() == threads + 1  # the worker is running
+    stream.close()
+    assert threading.active_count() == threads

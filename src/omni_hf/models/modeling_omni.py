@@ -209,6 +209,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         thinker_max_new_tokens: int = 1024,
         talker_max_new_tokens: int = 4096,
         generator: torch.Generator | None = None,
+        background_token2wav: bool | None = None,
         **kwargs,
     ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
         """Answer one prompt in text and speech *while* generating: an iterator of events.
@@ -221,8 +222,10 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             input_ids / attention_mask / media inputs: from `OmniProcessor`, one prompt (batch of 1).
             speaker: a name in `self.speakers`; return_audio: as in `generate` (False: text only).
             tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
-            window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, then 8 DiT blocks).
+            window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, 8, 16, then 32 DiT blocks).
             thinker_* / talker_* / token2wav_*: as in `generate`; `generator`: the token2wav noise.
+            background_token2wav: run the DiT and vocoder on a worker thread, overlapping the decoders (default: on
+                CUDA only; on a few CPU cores the stages compete for the same cores and it was measured slower).
 
         Yields:
             [`TextDelta`] per Thinker token, [`AudioChunk`] (float32 PCM at 24 kHz with its start time) whenever a
@@ -256,6 +259,9 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             tokenizer=tokenizer,
             window=window,
             generator=generator,
+            background_token2wav=self.thinker.device.type == "cuda"
+            if background_token2wav is None
+            else background_token2wav,
         )
 
     def _voice(self, speaker: str, return_audio: bool | None):

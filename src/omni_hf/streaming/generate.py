@@ -17,6 +17,7 @@ from ..models.talker_inputs import talker_prompt, text_entry
 from ..token2wav.streaming import StreamingWindow, Token2WavStream
 from .decoding import StepDecoder
 from .events import AudioChunk, StreamStats, TextDelta
+from .worker import BackgroundToken2Wav, InlineToken2Wav
 
 
 class IncrementalText:
@@ -94,13 +95,15 @@ def stream_reply(
     window: StreamingWindow | None = None,
     generator: torch.Generator | None = None,
     prompt_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+    background_token2wav: bool = False,
 ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
     """Yield `TextDelta`s and, with a `voice`, `AudioChunk`s as they are produced, then one `StreamStats`.
 
     `thinker_inputs` are the prompt's extra Thinker inputs (media, or a prefilled `cache`); `media_layout` the
     media layout the Talker needs for TMRoPE ids. `prompt_prefix` is the Thinker track `(inputs_embeds,
     last_hidden_state)` of prompt positions already in a prefilled cache (chunked prefill). See
-    `OmniForConditionalGeneration.stream` for the public API.
+    `OmniForConditionalGeneration.stream` for the public API. With `background_token2wav`, the DiT and vocoder
+    run on a worker thread (joined before this generator returns or is closed).
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}")
@@ -165,7 +168,7 @@ def stream_reply(
                         model.talker, **inputs, thinker_reply_part=entries[0], **media_layout, **talker_kwargs
                     )
                     clock.seconds["talker"] += clock.now() - begin
-                    speech = _TimedToken2Wav(
+                    decoder = _TimedToken2Wav(
                         clock,
                         model.token2wav,
                         voice.ref_mel,
@@ -174,6 +177,7 @@ def stream_reply(
                         generator=generator,
                         **token2wav_kwargs,
                     )
+                    speech = (BackgroundToken2Wav if background_token2wav else InlineToken2Wav)(decoder)
                     eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
                     pad = text_entry(model.thinker, model.talker.config.tts_text_pad_token_id, 1)
                 # ---- every Talker step whose Thinker entry exists
@@ -193,13 +197,11 @@ def stream_reply(
                     code = talker.step()
                     clock.seconds["talker"] += clock.now() - begin
                     is_end = talker.finished and bool(torch.isin(code, _ends(model)).item())
-                    chunks = [] if is_end else speech.push(code)
                     if not is_end:
+                        speech.push(code)
                         stats.speech_codes += 1
                         stats.speech_code_ids.append(int(code))
-                    if talker.finished:
-                        chunks += speech.finish()
-                    for chunk in chunks:
+                    for chunk in speech.finish() if talker.finished else speech.poll():
                         if stats.time_to_first_audio is None:
                             stats.time_to_first_audio = clock.since_start()
                         yield AudioChunk(chunk.cpu().numpy(), start=audio_samples / 24000)
@@ -207,9 +209,9 @@ def stream_reply(
                 if talker.finished and thinker.finished:
                     break
         finally:
-            for decoder in (thinker, talker):
-                if decoder is not None:
-                    decoder.close()
+            for part in (speech, thinker, talker):
+                if part is not None:
+                    part.close()
             entries.clear()
     stats.wall_seconds = clock.since_start()
     stats.audio_seconds = audio_samples / 24000

@@ -3,7 +3,8 @@
 The audio encoder attends within chunks of `2 * n_window` mel frames (2 s), so each chunk is final as soon as its
 frames are: `OmniSession.append_audio` computes log-mel frames as samples arrive, encodes every complete chunk and
 appends its 50 tokens to the Thinker's KV cache. When the turn ends, `stream()` only encodes the last partial
-chunk and prefills the prompt suffix (`<|audio_eos|>`, the text, the assistant header) before the reply streams.
+chunk and prefills it with the prompt suffix (`<|audio_eos|>`, the text, the assistant header) in the reply's first
+forward.
 
 Exactness: the prefilled cache and final logits equal a one-shot prefill of the same prompt and features. The
 features equal `OmniProcessor`'s except for one input-wide statistic: Whisper floors log-mels at `max - 8` over
@@ -150,26 +151,30 @@ class OmniSession:
         return torch.from_numpy(np.concatenate(self._feature_chunks, axis=1)).unsqueeze(0)
 
     def finish_input(self, text: str = "") -> dict:
-        """End the turn: encode the remaining audio and build the prompt; returns the full prompt's `input_ids`
-        `(1, length)`, `position_ids` `(3, 1, length)`, `attention_mask` and the media layout. The suffix itself is
-        prefilled by the reply's first step (`stream`)."""
+        """End the turn and build the prompt. The last (partial) chunk is not prefilled here: its features go to the
+        reply's first forward with the prompt suffix, so both cost one forward.
+
+        Returns the full prompt's `input_ids` `(1, length)` and `position_ids` `(3, 1, length)`, the last chunk's
+        `input_features` `(1, mels, frames)` and `feature_attention_mask`, and `audio_feature_lengths` (all frames).
+        """
         self._check_open()
         if self.features.samples == 0:
             raise ValueError("The session has no audio: append_audio() before finishing the turn")
         self._add_frames(self.features.finish())
-        if self._pending.shape[1]:
-            self._encode(self._pending)
-            self._pending = self._pending[:, :0]
         self.closed = True
+        last = self._pending
+        self._feature_chunks.append(last)
+        n_last = int(audio_token_lengths(torch.tensor([last.shape[1]])).item())
+        device = self.thinker.device
         _, suffix = self._template(text)
-        suffix_ids = self._tokenize(suffix)
-        input_ids = torch.cat([self.input_ids, suffix_ids], dim=1)
-        length = input_ids.shape[1]
+        audio_ids = torch.full((1, n_last), self.thinker.config.audio_token_id, device=device)
+        input_ids = torch.cat([self.input_ids, audio_ids, self._tokenize(suffix)], dim=1)
         return {
             "input_ids": input_ids,
-            "attention_mask": torch.ones_like(input_ids),
-            "position_ids": torch.arange(length, device=input_ids.device).view(1, 1, -1).expand(3, 1, -1),
-            "feature_attention_mask": torch.ones(1, self.audio_frames, dtype=torch.long, device=input_ids.device),
+            "position_ids": torch.arange(input_ids.shape[1], device=device).view(1, 1, -1).expand(3, 1, -1),
+            "input_features": torch.from_numpy(last).unsqueeze(0).to(device),
+            "feature_attention_mask": torch.ones(1, last.shape[1], dtype=torch.long, device=device),
+            "audio_feature_lengths": torch.tensor([self.audio_frames], device=device),
         }
 
     # ---------------------------------------------------------------- reply
@@ -197,12 +202,13 @@ class OmniSession:
             self.model,
             prompt["input_ids"],
             None,
-            {"cache": self.cache, "position_ids": prompt["position_ids"]},
+            {k: prompt[k] for k in ("position_ids", "input_features", "feature_attention_mask")}
+            | {"cache": self.cache},
             thinker_kwargs,
             voice=voice,
             talker_kwargs=talker_kwargs,
             token2wav_kwargs=token2wav_kwargs,
-            media_layout={"feature_attention_mask": prompt["feature_attention_mask"]},
+            media_layout={"audio_feature_lengths": prompt["audio_feature_lengths"]},
             tokenizer=self.tokenizer,
             window=window,
             generator=generator,

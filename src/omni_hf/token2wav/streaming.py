@@ -32,7 +32,7 @@ class StreamingWindow:
         future_blocks: look-ahead blocks after the chunk (official: 1); a chunk is decoded once their codes exist.
     """
 
-    chunk_blocks: tuple[int, ...] = (2, 4, 8)
+    chunk_blocks: tuple[int, ...] = (2, 4, 8, 16, 32)
     past_blocks: int = 2
     future_blocks: int = 1
 
@@ -98,7 +98,7 @@ class Token2WavStream:
     Args:
         pipeline: an [`OmniToken2WavPipeline`].
         reference_mel / speaker_embedding: the speaker (`Speaker.ref_mel` `(1, frames, 80)`, `Speaker.cond`).
-        window: [`StreamingWindow`] (default: chunks of 2, 4, then 8 blocks; 2 blocks back, 1 ahead).
+        window: [`StreamingWindow`] (default: chunks of 2, 4, 8, 16, then 32 blocks; 2 blocks back, 1 ahead).
         num_inference_steps / guidance_scale / solver / sway_coefficient: as for the pipeline call.
         latents: `(1, ≥ frames, mel_dim)` initial noise (sliced per window); otherwise noise is drawn block by block
             (24 frames at a time, in order) from `generator`.
@@ -147,6 +147,7 @@ class Token2WavStream:
         self._chunk = 0  # index of the next chunk to decode
         self._next_block = 0  # first block of that chunk
         self._finished = False
+        self.cancelled = False  # set from another thread to stop between chunks
         self.mel_chunks: list[torch.Tensor] = []  # (1, mel_dim, frames) per decoded chunk, for inspection
 
     @property
@@ -174,7 +175,7 @@ class Token2WavStream:
     def _decode_ready(self, final: bool) -> list[torch.Tensor]:
         chunks = []
         block, w = self.block_size, self.window
-        while self._next_block * block < self.frames:
+        while self._next_block * block < self.frames and not self.cancelled:
             size = w.chunk_size(self._chunk)
             needed = (self._next_block + size + w.future_blocks) * block
             if self.frames < needed and not final:
@@ -186,7 +187,7 @@ class Token2WavStream:
             audio = self.vocoder.push(mel)
             if audio.numel():
                 chunks.append(audio)
-        if final:
+        if final and not self.cancelled:
             tail = self.vocoder.push(None, final=True)
             if tail.numel():
                 chunks.append(tail)
