@@ -113,3 +113,71 @@ def test_session_lifecycle_and_bad_input(tiny_omni):
     assert other.cache is None
     with pytest.raises(RuntimeError, match="turn is over"):
         other.append_audio(np.zeros(10, dtype=np.float32))
+
+
+def test_live_video_with_its_sound_equals_one_shot_prefill(tiny_omni):
+    from omni_hf.processing.media import VideoClip
+
+    model, processor = tiny_omni
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (9, 56, 84, 3), dtype=np.uint8)  # 4.5 s at 2 fps; odd: the last frame is repeated
+    wave = _speechlike(4.3, loud_start=True, seed=2)
+    session = OmniSession(model, processor, video_fps=2.0)
+    for i in range(9):  # frames and sound arrive together, in real time order
+        session.append_video_frames(frames[i : i + 1])
+        session.append_audio(wave[i * 8000 : (i + 1) * 8000])
+    prefilled = session.cache.get_seq_length()
+    prompt = session.finish_input("Describe it.")
+    conversation = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": VideoClip(frames=frames, fps=2.0, audio=wave)},
+                {"type": "text", "text": "Describe it."},
+            ],
+        }
+    ]
+    one = processor.apply_chat_template(
+        conversation,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        use_audio_in_video=True,
+    )
+    assert torch.equal(prompt["input_ids"], one["input_ids"])
+    assert torch.equal(prompt["video_grid_thw"], one["video_grid_thw"])
+    positions, _ = model.thinker.get_rope_index(
+        one["input_ids"],
+        None,
+        None,
+        one["video_grid_thw"],
+        one["feature_attention_mask"],
+        None,
+        one["video_second_per_grid"],
+        True,
+    )
+    assert torch.equal(prompt["position_ids"], positions)
+    # The first 2 s chunk (video then audio) was prefilled before the turn ended.
+    first_chunk = int((one["input_ids"][0, :prefilled] == model.thinker.config.audio_token_id).sum())
+    assert first_chunk == 50
+    with torch.no_grad():
+        expected = model.thinker(**one, use_audio_in_video=True).logits[0, -1]
+        past = session.cache.get_seq_length()
+        got = model.thinker(
+            input_ids=prompt["input_ids"][:, past:],
+            position_ids=prompt["position_ids"][..., past:],
+            cache=session.cache,
+        ).logits[0, -1]
+    assert expected.abs().max() > 1e-2 and (got - expected).abs().max() <= 1e-4
+    # And the streamed reply (Talker TMRoPE from the interleaved layout) is the one-shot prompt's.
+    greedy = dict(thinker_max_new_tokens=4, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=30)
+    again = OmniSession(model, processor, video_fps=2.0)
+    again.append_video_frames(frames)
+    again.append_audio(wave)
+    streamed = list(again.stream("Describe it.", **greedy))[-1]
+    expected_stats = list(model.stream(**one, use_audio_in_video=True, **greedy))[-1]
+    assert streamed.token_ids == expected_stats.token_ids
+    assert streamed.speech_code_ids == expected_stats.speech_code_ids and len(streamed.speech_code_ids) == 30
+    with pytest.raises(ValueError, match="audio only"):
+        OmniSession(model, processor).append_video_frames(frames[:2])
