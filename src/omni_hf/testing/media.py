@@ -171,3 +171,18 @@ def _encode_audio(container, stream, duration: float, sampling_rate: int, channe
 
 
 __all__ = ["make_frames", "make_image", "make_waveform", "write_image", "write_video", "write_wav"]
+
+
+def espeak_speech(text: str, voice: str = "en", speed: int = 160) -> tuple[np.ndarray, int]:
+    """Real synthetic speech from Debian's `espeak-ng`: `(samples,)` float32 mono and its sampling rate (22050)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed: `apt-get install espeak-ng` (the speech tests need it)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "speech.wav")
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", path, text], check=True, capture_output=True)
+        audio, rate = sf.read(path, dtype="float32")
+    return audio, int(rate)
