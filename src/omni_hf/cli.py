@@ -158,6 +158,39 @@ def convert(args) -> None:
     )
 
 
+def speaker(args) -> None:
+    """`omni-hf speaker add|list`: manage the speakers saved with a model in omni_hf's layout."""
+    from pathlib import Path
+
+    from .models.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
+
+    directory = Path(args.model)
+    if not (directory / SPEAKERS_INDEX).is_file():
+        hint = (
+            " (an official checkpoint: run `omni-hf convert` first)"
+            if (directory / OFFICIAL_SPEAKERS).is_file()
+            else ""
+        )
+        raise ValueError(f"{directory} has no {SPEAKERS_INDEX}{hint}")
+    bank = SpeakerBank.load(directory)
+    if args.action == "list":
+        for name in bank.names():
+            print(f"{name}\tbos {bank[name].bos_token_id}\tref_mel {tuple(bank[name].ref_mel.shape)}")
+        return
+    from .voices.speaker_builder import build_speaker
+
+    if args.name in bank and not args.overwrite:
+        raise ValueError(
+            f"A speaker named {args.name!r} exists already in {directory} (pass --overwrite to replace it)"
+        )
+    new = build_speaker(args.audio, args.name, bank[args.base], max_seconds=args.max_seconds)
+    bank.add(new, overwrite=args.overwrite)
+    bank.save(directory)
+    print(
+        f"Added speaker {args.name!r} ({new.ref_mel.shape[1] / 100:.2f} s reference, base {args.base}) to {directory}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni-hf", description="Qwen2.5-Omni with omni_hf")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="print text as it is generated and write --output progressively (speech starts before the reply ends)",
     )
     c.set_defaults(func=chat)
+    k = sub.add_parser("speaker", help="add a voice from a reference clip, or list the voices, of a model")
+    k.add_argument("action", choices=["add", "list"])
+    k.add_argument("model", help="a model directory in omni_hf's layout (see `omni-hf convert`)")
+    k.add_argument("--audio", help="reference clip (wav/flac/ogg, any sampling rate; 4 s of speech are kept)")
+    k.add_argument("--name", help="the new speaker's name")
+    k.add_argument("--base", default="Chelsie", help="speaker whose x-vector and Talker voice entry are kept")
+    k.add_argument("--max-seconds", type=float, default=4.0)
+    k.add_argument("--overwrite", action="store_true", help="replace a speaker of the same name")
+    k.set_defaults(func=speaker)
     v = sub.add_parser("convert", help="write a checkpoint (official or ours) in omni_hf's layout")
     v.add_argument("source", help="local directory or Hub repo")
     v.add_argument("destination", help="new local directory")
@@ -192,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "speaker" and args.action == "add" and not (args.audio and args.name):
+        parser.error("speaker add needs --audio and --name")
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, OSError) as error:

@@ -112,6 +112,26 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         self.token2wav = None
         self.config.enable_audio_output = False
 
+    def add_speaker(
+        self,
+        name: str,
+        reference_audio,
+        sampling_rate: int | None = None,
+        base: str = "Chelsie",
+        overwrite: bool = False,
+        **kwargs,
+    ):
+        """Make a new voice from a reference clip (path or array), usable as `speaker=name` in `generate` and
+        `stream` and saved with the model. See `omni_hf.voices.build_speaker` for the clip rule and `kwargs`
+        (`speaker_encoder`, `bos_token_id`, `max_seconds`)."""
+        from ..voices.speaker_builder import build_speaker
+
+        if name in self.speakers and not overwrite:
+            raise ValueError(f"A speaker named {name!r} exists already (pass overwrite=True to replace it)")
+        speaker = build_speaker(reference_audio, name, self.speakers[base], sampling_rate, **kwargs)
+        self.speakers.add(speaker, overwrite=overwrite)
+        return speaker
+
     # ---------------------------------------------------------------- loading and saving
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

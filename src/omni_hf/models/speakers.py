@@ -66,6 +66,9 @@ class SpeakerBank(Mapping):
             raise ValueError(f"Unknown speaker {name!r}; known speakers: {known}")
         return self._speakers[name]
 
+    def __contains__(self, name) -> bool:  # Mapping's default relies on KeyError; ours raises a clearer ValueError
+        return name in self._speakers
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._speakers)
 
@@ -121,8 +124,13 @@ class SpeakerBank(Mapping):
             tensors[f"{name}.cond"] = speaker.cond.contiguous()
             tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous()
             index["speakers"][name] = {"bos_token_id": speaker.bos_token_id}
-        save_file(tensors, directory / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
-        (directory / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        # Both files are written beside the old ones first and then swapped in, so an interrupted save never
+        # leaves a half-written speaker set.
+        weights_tmp, index_tmp = directory / f".{SPEAKERS_WEIGHTS}.tmp", directory / f".{SPEAKERS_INDEX}.tmp"
+        save_file(tensors, weights_tmp, metadata={"format": "pt"})
+        index_tmp.write_text(json.dumps(index, indent=2) + "\n")
+        os.replace(weights_tmp, directory / SPEAKERS_WEIGHTS)
+        os.replace(index_tmp, directory / SPEAKERS_INDEX)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "SpeakerBank":
