@@ -15,6 +15,7 @@ from ..streaming.events import AudioChunk, StreamStats, TextDelta
 from ..streaming.generate import stream_reply
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
 from ..token2wav.streaming import StreamingWindow
+from ..voices.adapters import VoiceAdapters
 from .configuration_omni import OmniConfig
 from .modeling_audio_encoder import OmniPreTrainedModel
 from .modeling_talker import OmniTalkerForConditionalGeneration
@@ -84,6 +85,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         )
         self.token2wav: OmniToken2WavPipeline | None = None
         self.speakers = SpeakerBank()
+        self.voices = VoiceAdapters(self)  # LoRA voice adapters on the Talker (not a submodule)
         self.post_init()
 
     @property
@@ -169,6 +171,11 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers."""
+        if self.voices.names:
+            raise ValueError(
+                f"Voice adapters {self.voices.names} are loaded: save them with model.voices.save(name, dir), then "
+                "model.voices.unload() (or model.voices.merge(name) to bake one in) before saving the model"
+            )
         super().save_pretrained(save_directory, *args, **kwargs)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
@@ -186,6 +193,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         thinker_max_new_tokens: int = 1024,
         talker_max_new_tokens: int = 4096,
         generator: torch.Generator | None = None,
+        voice: str | list[str | None] | None = None,
         **kwargs,
     ):
         """Answer in text and, with `return_audio`, speech.
@@ -197,16 +205,17 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             thinker_* / talker_* / token2wav_*: keyword arguments for the Thinker's and Talker's `generate` and the
                 token2wav pipeline (e.g. `talker_do_sample=False`, `token2wav_num_inference_steps=10`).
             generator: noise of the token2wav ODE.
+            voice: a loaded voice adapter for the Talker (`model.voices`), or one per prompt; None: the base Talker.
 
         Returns:
             the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
             is a `(samples,)` float32 tensor at 24 kHz for one prompt, or a list of them for a batch.
         """
-        voice = self._voice(speaker, return_audio)
+        speaker_voice = self._voice(speaker, return_audio)
         thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
             kwargs, thinker_max_new_tokens, talker_max_new_tokens
         )
-        if voice is None:
+        if speaker_voice is None:
             return self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
 
         with self._thinker_track() as track:
@@ -214,8 +223,11 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
             sequences = sequences.sequences
         eos = thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
-        codes = self._speak(input_ids, attention_mask, sequences, track, voice, eos, kwargs, talker_kwargs)
-        waveforms = [self.codes_to_waveform(row, voice, generator=generator, **token2wav_kwargs) for row in codes]
+        with self.voices.use(voice):
+            codes = self._speak(input_ids, attention_mask, sequences, track, speaker_voice, eos, kwargs, talker_kwargs)
+        waveforms = [
+            self.codes_to_waveform(row, speaker_voice, generator=generator, **token2wav_kwargs) for row in codes
+        ]
         return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
 
     def stream(
@@ -230,6 +242,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         talker_max_new_tokens: int = 4096,
         generator: torch.Generator | None = None,
         background_token2wav: bool | None = None,
+        voice: str | None = None,
         **kwargs,
     ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
         """Answer one prompt in text and speech *while* generating: an iterator of events.
@@ -244,6 +257,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
             window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, 8, 16, then 32 DiT blocks).
             thinker_* / talker_* / token2wav_*: as in `generate`; `generator`: the token2wav noise.
+            voice: a loaded voice adapter for the Talker (`model.voices`); None: the base Talker.
             background_token2wav: run the DiT and vocoder on a worker thread, overlapping the decoders (default: on
                 CUDA only; on a few CPU cores the stages compete for the same cores and it was measured slower).
 
@@ -261,7 +275,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         ...         player.write(event.audio)
         ```
         """
-        voice = self._voice(speaker, return_audio)
+        speaker_voice = self._voice(speaker, return_audio)
         thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
             kwargs, thinker_max_new_tokens, talker_max_new_tokens
         )
@@ -272,7 +286,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             attention_mask,
             {},
             thinker_kwargs,
-            voice=voice,
+            voice=speaker_voice,
             talker_kwargs=talker_kwargs,
             token2wav_kwargs=token2wav_kwargs,
             media_layout=layout,
@@ -282,6 +296,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             background_token2wav=self.thinker.device.type == "cuda"
             if background_token2wav is None
             else background_token2wav,
+            talker_context=lambda: self.voices.use(voice),
         )
 
     def _voice(self, speaker: str, return_audio: bool | None):

@@ -8,6 +8,7 @@ returns audio as soon as a chunk's look-ahead codes exist. Being a plain generat
 consumer stops iterating (nothing keeps running), and an exception inside any model surfaces at the `for` loop.
 """
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -96,6 +97,7 @@ def stream_reply(
     generator: torch.Generator | None = None,
     prompt_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     background_token2wav: bool = False,
+    talker_context=contextlib.nullcontext,
 ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
     """Yield `TextDelta`s and, with a `voice`, `AudioChunk`s as they are produced, then one `StreamStats`.
 
@@ -103,7 +105,8 @@ def stream_reply(
     media layout the Talker needs for TMRoPE ids. `prompt_prefix` is the Thinker track `(inputs_embeds,
     last_hidden_state)` of prompt positions already in a prefilled cache (chunked prefill). See
     `OmniForConditionalGeneration.stream` for the public API. With `background_token2wav`, the DiT and vocoder
-    run on a worker thread (joined before this generator returns or is closed).
+    run on a worker thread (joined before this generator returns or is closed). `talker_context()` is entered
+    around every Talker forward (e.g. to select a voice adapter), so nothing stays switched while the stream waits.
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}")
@@ -194,7 +197,8 @@ def stream_reply(
                         if t - 1 < len(entries):
                             entries[t - 1] = None  # consumed: free it
                     begin = clock.now()
-                    code = talker.step()
+                    with talker_context():
+                        code = talker.step()
                     clock.seconds["talker"] += clock.now() - begin
                     is_end = talker.finished and bool(torch.isin(code, _ends(model)).item())
                     if not is_end:

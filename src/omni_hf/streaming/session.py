@@ -259,14 +259,15 @@ class OmniSession:
         thinker_max_new_tokens: int = 1024,
         talker_max_new_tokens: int = 4096,
         generator=None,
+        voice: str | None = None,
         **kwargs,
     ):
         """End the turn (with optional `text` after the media) and stream the reply: the events of
-        `OmniForConditionalGeneration.stream`."""
+        `OmniForConditionalGeneration.stream` (`voice`: a loaded voice adapter for the Talker)."""
         from ..models.modeling_omni import _split_kwargs
 
         prompt = self.finish_input(text)
-        voice = self.model._voice(speaker, return_audio)
+        speaker_voice = self.model._voice(speaker, return_audio)
         thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
             kwargs, thinker_max_new_tokens, talker_max_new_tokens
         )
@@ -284,7 +285,7 @@ class OmniSession:
             None,
             thinker_inputs | {"cache": self.cache},
             thinker_kwargs,
-            voice=voice,
+            voice=speaker_voice,
             talker_kwargs=talker_kwargs,
             token2wav_kwargs=token2wav_kwargs,
             media_layout=layout,
@@ -292,6 +293,7 @@ class OmniSession:
             window=window,
             generator=generator,
             prompt_prefix=self._prefix_track(),
+            talker_context=lambda: self.model.voices.use(voice),
         )
 
     def close(self) -> None:

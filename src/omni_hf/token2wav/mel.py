@@ -59,7 +59,9 @@ def log_mel_spectrogram(waveform: torch.Tensor, settings: MelSettings = MelSetti
     pad = (settings.n_fft - settings.hop_length) // 2
     padded = torch.nn.functional.pad(waveform.unsqueeze(1), (pad, pad + settings.hop_length), mode="reflect")[:, 0]
     window = torch.hann_window(settings.n_fft, device=waveform.device)
-    spectrum = torch.stft(padded, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True)
+    spectrum = torch.stft(
+        padded, settings.n_fft, settings.hop_length, window=window, center=False, return_complex=True
+    )
     frames = waveform.shape[-1] // settings.hop_length
     magnitude = spectrum.abs()[..., :frames]  # (batch, freqs, frames)
     mel = torch.einsum("bft,fm->btm", magnitude, mel_filters(settings).to(waveform.device))

@@ -1,0 +1,183 @@
+"""Train a LoRA voice adapter on the Talker from recordings of one speaker, and save it under a voice name.
+
+Data: a JSON-lines manifest, one utterance per line, either `{"text": "...", "audio": "clip.wav"}` (the speech codes
+come from a speech tokenizer, `--speech_tokenizer`; see recipes/speech_tokenizer.py) or `{"text": "...", "codes":
+[...]}`. Rows whose audio cannot be decoded are skipped and counted.
+
+A real checkpoint on a GPU:
+
+    omni-hf convert Qwen/Qwen2.5-Omni-7B ./omni-7b
+    python recipes/voice_lora.py --config recipes/configs/voice_lora.yaml --model ./omni-7b \
+        --data my_voice/metadata.jsonl --speech_tokenizer ./speech-tokenizer --voice alice --output_dir voices/alice
+
+The tiny CPU run (a stand-in "voice" that only uses 64 of the 8193 codes; about a minute):
+
+    python -m omni_hf.testing.demo --out demo_assets          # builds demo_assets/tiny-omni
+    python recipes/voice_lora.py --config recipes/configs/voice_lora_tiny.yaml
+
+Then: `model.voices.load("voices/alice")` and `model.generate(..., voice="alice")` / `model.stream(..., voice="alice")`.
+"""
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from transformers.utils import logging
+
+logger = logging.get_logger("omni_hf.recipes.voice_lora")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML file whose keys are these options (command-line flags win)")
+    parser.add_argument("--model", help="omni_hf model directory (see `omni-hf convert`)")
+    parser.add_argument("--data", help="JSON-lines manifest, or `synthetic:N` for the tiny stand-in voice")
+    parser.add_argument("--voice", default="voice", help="name of the adapter")
+    parser.add_argument("--speaker", default="Chelsie", help="base speaker (bos entry and DiT conditioning)")
+    parser.add_argument("--speech_tokenizer", help="OmniSpeechTokenizer directory, for rows with audio")
+    parser.add_argument("--output_dir", default="voice-lora")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty output_dir")
+    parser.add_argument("--max_steps", type=int, default=200)
+    parser.add_argument("--learning_rate", type=float, default=2e-4)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--lora_r", type=int, default=16)
+    parser.add_argument("--lora_alpha", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("--push_to_hub", action="store_true")
+    parser.add_argument("--repo_id", help="Hub repo for --push_to_hub")
+    args = parser.parse_args(argv)
+    if args.config:
+        defaults = yaml.safe_load(Path(args.config).read_text()) or {}
+        unknown = set(defaults) - set(vars(args))
+        if unknown:
+            parser.error(f"{args.config} has unknown options: {sorted(unknown)}")
+        parser.set_defaults(**defaults)
+        args = parser.parse_args(argv)
+    if not args.model or not args.data:
+        parser.error("--model and --data are required (directly or in --config)")
+    return args
+
+
+def synthetic_rows(count: int, seed: int, vocabulary: int = 64) -> list[dict]:
+    """A stand-in voice for CPU runs: its speech only uses `vocabulary` codes (a voice-specific code distribution)."""
+    rng = random.Random(seed)
+    return [
+        {"text": f"sentence number {i}", "codes": [rng.randrange(vocabulary) for _ in range(24)]} for i in range(count)
+    ]
+
+
+def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
+    if data.startswith("synthetic:"):
+        return synthetic_rows(int(data.split(":", 1)[1]), seed)
+    manifest = Path(data)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    tokenizer, skipped, ready = None, 0, []
+    for i, row in enumerate(rows):
+        if "text" not in row or not ({"codes", "audio"} & set(row)):
+            raise ValueError(f"{data} row {i} needs 'text' and either 'codes' or 'audio', got {sorted(row)}")
+        if "codes" in row:
+            ready.append(row)
+            continue
+        if speech_tokenizer is None:
+            raise ValueError(f"{data} row {i} has audio but no codes: pass --speech_tokenizer to encode it")
+        if tokenizer is None:
+            from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer
+
+            tokenizer = OmniSpeechTokenizer.from_pretrained(speech_tokenizer).eval()
+        try:
+            import soundfile
+
+            audio, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32", always_2d=True)
+        except Exception as error:  # undecodable: skipped and counted
+            logger.warning(f"Skipping row {i}: cannot decode {row['audio']!r} ({error})")
+            skipped += 1
+            continue
+        ready.append({"text": row["text"], "codes": tokenizer.encode(audio.mean(axis=1), rate).tolist()})
+    if skipped:
+        logger.warning(f"Skipped {skipped} of {len(rows)} rows with undecodable audio")
+    if not ready:
+        raise ValueError(f"{data}: no usable rows ({skipped} undecodable)")
+    return ready
+
+
+@torch.no_grad()
+def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompts: int = 3) -> float:
+    """Share of greedy speech codes inside the stand-in voice's code set (tiny runs: how much the voice took)."""
+    from omni_hf.streaming import StreamStats
+
+    codes = []
+    for i in range(prompts):
+        conversation = [{"role": "user", "content": [{"type": "text", "text": f"Read this aloud: sentence {i}"}]}]
+        inputs = processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        for event in model.stream(
+            inputs["input_ids"],
+            voice=voice,
+            thinker_max_new_tokens=6,
+            thinker_do_sample=False,
+            talker_do_sample=False,
+            talker_max_new_tokens=24,
+            return_audio=True,
+        ):
+            if isinstance(event, StreamStats):
+                codes += event.speech_code_ids
+    return sum(c < vocabulary for c in codes) / max(len(codes), 1)
+
+
+def main(argv=None) -> dict:
+    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf.processing import OmniProcessor
+    from omni_hf.voices.adapters import voice_lora_config
+    from omni_hf.voices.lora_training import train_voice_adapter, voice_examples
+
+    args = parse_args(argv)
+    output = Path(args.output_dir)
+    if output.exists() and any(output.iterdir()) and not (args.overwrite or args.resume):
+        raise SystemExit(f"{output} is not empty: choose another --output_dir, --resume, or pass --overwrite")
+    torch.manual_seed(args.seed)
+    model = OmniForConditionalGeneration.from_pretrained(args.model).eval()
+    model.token2wav.set_progress_bar_config(disable=True)
+    processor = OmniProcessor.from_pretrained(args.model)
+    rows = load_rows(args.data, args.speech_tokenizer, args.seed)
+    examples = voice_examples(model, processor, rows, args.speaker)
+    synthetic = args.data.startswith("synthetic:")
+    before = code_share(model, processor, None) if synthetic else None
+    metrics = train_voice_adapter(
+        model,
+        examples,
+        args.voice,
+        str(output / "checkpoints"),
+        lora_config=voice_lora_config(r=args.lora_r, alpha=args.lora_alpha),
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        resume_from_checkpoint=True if args.resume else None,
+    )
+    saved = model.voices.save(args.voice, output)
+    metrics["adapter_dir"] = str(saved)
+    if synthetic:
+        metrics["voice_code_share_before"] = before
+        metrics["voice_code_share_after"] = code_share(model, processor, args.voice)
+    if args.push_to_hub:
+        from huggingface_hub import HfApi
+
+        if not args.repo_id:
+            raise SystemExit("--push_to_hub needs --repo_id")
+        api = HfApi()
+        api.create_repo(args.repo_id, exist_ok=True)
+        api.upload_folder(repo_id=args.repo_id, folder_path=str(saved), commit_message=f"Voice adapter {args.voice}")
+        metrics["pushed_to"] = args.repo_id
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    logging.set_verbosity_info()
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,194 @@
+"""LoRA voice adapters on the Talker (PEFT): trained per voice, saved and loaded by name, switched per request.
+
+The Talker keeps its own class and weights; PEFT injects the LoRA layers into it, and a `PeftModel` kept beside it
+(not registered as a submodule) switches, disables, merges and saves adapters. `voice=None` always means the base
+Talker (adapters disabled), so loading voices never changes what existing calls produce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from transformers.utils import logging
+
+if TYPE_CHECKING:  # peft is an optional dependency (extra "train"): imported where adapters are made
+    from peft import LoraConfig, PeftModel
+
+logger = logging.get_logger(__name__)
+
+VOICE_FILE = "voice.json"
+TALKER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+BASE = "__base__"  # PEFT's name for "no adapter" in per-row adapter batches
+
+
+def voice_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=None) -> LoraConfig:
+    """LoRA on the Talker's attention and MLP projections (the codec head and embeddings stay frozen)."""
+    return _peft().LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules or TALKER_TARGETS
+    )
+
+
+def talker_fingerprint(talker) -> dict:
+    """What an adapter must match: the Talker's shape-defining settings."""
+    c = talker.config
+    return {
+        key: getattr(c, key)
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
+    } | {"embedding_size": c.embedding_size, "intermediate_size": c.intermediate_size}
+
+
+class VoiceAdapters:
+    """The voice adapters of one `OmniForConditionalGeneration` (reach it as `model.voices`)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.peft: PeftModel | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [] if self.peft is None else sorted(self.peft.peft_config)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def add(self, name: str, config: LoraConfig | None = None) -> None:
+        """A new, untrained adapter (for training)."""
+        self._check_name(name)
+        config = config or voice_lora_config()
+        if self.peft is None:
+            self.peft = _peft().PeftModel(self.model.talker, config, adapter_name=name)
+        else:
+            self.peft.add_adapter(name, config)
+        self.peft.set_adapter(name)
+
+    def load(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Load an adapter saved by `save` (a local folder, or a Hub repo id with `huggingface_hub`)."""
+        local = Path(path)
+        if not local.is_dir():
+            from huggingface_hub import snapshot_download
+
+            local = Path(snapshot_download(str(path)))
+        meta_path = local / VOICE_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        name = name or meta.get("voice") or local.name
+        self._check_name(name)
+        expected = meta.get("talker")
+        if expected is not None and expected != talker_fingerprint(self.model.talker):
+            raise ValueError(
+                f"Voice adapter {str(path)!r} was made for another base model (talker {expected}), not this one "
+                f"({talker_fingerprint(self.model.talker)})"
+            )
+        try:
+            if self.peft is None:
+                self.peft = _peft().PeftModel.from_pretrained(self.model.talker, local, adapter_name=name)
+            else:
+                self.peft.load_adapter(local, adapter_name=name)
+        except RuntimeError as error:  # tensor shapes that do not fit this Talker
+            raise ValueError(f"Voice adapter {str(path)!r} does not fit this model's Talker: {error}") from None
+        self.peft.eval()
+        return name
+
+    def save(self, name: str, directory: str | os.PathLike) -> Path:
+        """Write adapter `name` (PEFT files + its card + `voice.json`) into `directory`."""
+        self._require(name)
+        directory = Path(directory)
+        self.peft.save_pretrained(directory, selected_adapters=[name])
+        saved = directory / name if (directory / name).is_dir() else directory
+        meta = {"voice": name, "talker": talker_fingerprint(self.model.talker), "library": "omni_hf"}
+        (saved / VOICE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        self._write_card(name, saved)
+        return saved
+
+    def _write_card(self, name: str, directory: Path) -> None:
+        from huggingface_hub import ModelCard, ModelCardData
+
+        base = getattr(self.model.config, "_name_or_path", "") or None
+        data = ModelCardData(
+            library_name="peft",
+            base_model=base if base and not Path(base).exists() else None,
+            tags=["omni_hf", "qwen2.5-omni", "text-to-speech", "lora", "voice"],
+        )
+        usage = (
+            "```python\nfrom omni_hf import OmniForConditionalGeneration\n\n"
+            f"model = OmniForConditionalGeneration.from_pretrained({base or 'BASE_MODEL'!r})\n"
+            f"model.voices.load(PATH_OR_REPO, name={name!r})\n"
+            f"text_ids, waveform = model.generate(**inputs, voice={name!r})\n```"
+        )
+        content = (
+            f"---\n{data.to_yaml()}\n---\n\n# Voice adapter `{name}`\n\nA LoRA adapter on the Talker of "
+            f"Qwen2.5-Omni (attention and MLP projections), trained with omni_hf's `recipes/voice_lora.py`.\n\n{usage}\n"
+        )
+        ModelCard(content).save(directory / "README.md")
+
+    def merge(self, name: str) -> None:
+        """Fold adapter `name` into the Talker's weights and drop every adapter (the Talker is plain again)."""
+        self._require(name)
+        self.peft.set_adapter(name)
+        self.model.talker = self.peft.merge_and_unload()
+        self.peft = None
+
+    def unload(self) -> None:
+        """Remove every adapter; the Talker returns to its base weights."""
+        if self.peft is not None:
+            self.model.talker = self.peft.unload()
+            self.peft = None
+
+    @contextmanager
+    def use(self, voice: str | list[str | None] | None):
+        """Run the Talker with `voice` (a name; a list gives one voice per batch row; None = the base Talker)."""
+        if self.peft is None:
+            if voice is not None and (isinstance(voice, str) or any(v is not None for v in voice)):
+                raise ValueError(f"No voice adapters are loaded; got voice={voice!r}")
+            yield
+            return
+        if voice is None:
+            with self.peft.disable_adapter():
+                yield
+            return
+        if isinstance(voice, str):
+            self._require(voice)
+            previous = self.peft.active_adapter
+            self.peft.set_adapter(voice)
+            try:
+                yield
+            finally:
+                self.peft.set_adapter(previous)
+            return
+        names = [BASE if v is None else v for v in voice]
+        for v in names:
+            if v != BASE:
+                self._require(v)
+        # PeftModel's own generate does this for causal LMs; our Talker keeps its own generate.
+        with self.peft._enable_peft_forward_hooks(adapter_names=names):
+            yield
+
+    def _check_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name or name == BASE or "/" in name:
+            raise ValueError(f"Invalid voice name {name!r}")
+        if name in self.names:
+            raise ValueError(f"A voice adapter named {name!r} is loaded already")
+
+    def _require(self, name: str) -> None:
+        if name not in self.names:
+            known = ", ".join(self.names) or "none loaded"
+            raise ValueError(f"Unknown voice {name!r}; loaded voices: {known}")
+
+
+def _peft():
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("Voice adapters need PEFT: pip install 'omni-hf[train]'") from None
+    return peft
+
+
+def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in module.named_parameters() if p.requires_grad}
+
+
+__all__ = ["VoiceAdapters", "talker_fingerprint", "trainable_parameters", "voice_lora_config"]
