@@ -25,13 +25,14 @@ import sys
 from pathlib import Path
 
 import torch
-import yaml
 from transformers.utils import logging
 
 logger = logging.get_logger("omni_hf.recipes.voice_lora")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from omni_hf.training.recipe_config import parse_with_config
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file whose keys are these options (command-line flags win)")
     parser.add_argument("--model", help="omni_hf model directory (see `omni-hf convert`)")
@@ -50,17 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument("--push_to_hub", action="store_true")
     parser.add_argument("--repo_id", help="Hub repo for --push_to_hub")
-    args = parser.parse_args(argv)
-    if args.config:
-        defaults = yaml.safe_load(Path(args.config).read_text()) or {}
-        unknown = set(defaults) - set(vars(args))
-        if unknown:
-            parser.error(f"{args.config} has unknown options: {sorted(unknown)}")
-        parser.set_defaults(**defaults)
-        args = parser.parse_args(argv)
-    if not args.model or not args.data:
-        parser.error("--model and --data are required (directly or in --config)")
-    return args
+    return parse_with_config(parser, argv, required=("model", "data"))
 
 
 def synthetic_rows(count: int, seed: int, vocabulary: int = 64) -> list[dict]:
@@ -133,13 +124,12 @@ def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompt
 def main(argv=None) -> dict:
     from omni_hf.models import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
+    from omni_hf.training.recipe_config import check_output_dir
     from omni_hf.voices.adapters import voice_lora_config
     from omni_hf.voices.lora_training import train_voice_adapter, voice_examples
 
     args = parse_args(argv)
-    output = Path(args.output_dir)
-    if output.exists() and any(output.iterdir()) and not (args.overwrite or args.resume):
-        raise SystemExit(f"{output} is not empty: choose another --output_dir, --resume, or pass --overwrite")
+    output = check_output_dir(args.output_dir, args.overwrite, args.resume)
     torch.manual_seed(args.seed)
     model = OmniForConditionalGeneration.from_pretrained(args.model).eval()
     model.token2wav.set_progress_bar_config(disable=True)

@@ -1,0 +1,46 @@
+"""Command-line options that may also come from a YAML file (`--config`), shared by the recipes in `recipes/`."""
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def parse_with_config(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, required: Sequence[str] = ()
+) -> argparse.Namespace:
+    """Parse `argv`; the keys of the YAML file named by `--config` become defaults (flags given on the command line
+    win). Unknown YAML keys and missing `required` options are errors naming them."""
+    import yaml
+
+    if not any(action.dest == "config" for action in parser._actions):
+        parser.add_argument("--config", help="YAML file whose keys are this script's options (flags win)")
+    args = parser.parse_args(argv)
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            parser.error(f"--config {args.config}: no such file")
+        defaults = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(defaults, dict):
+            parser.error(f"{args.config} must hold a mapping of option: value, got {type(defaults).__name__}")
+        unknown = set(defaults) - set(vars(args))
+        if unknown:
+            parser.error(f"{args.config} has unknown options: {sorted(unknown)}")
+        parser.set_defaults(**defaults)
+        args = parser.parse_args(argv)
+    missing = [name for name in required if getattr(args, name, None) in (None, "")]
+    if missing:
+        parser.error(f"missing options (give them as flags or in --config): {', '.join('--' + m for m in missing)}")
+    return args
+
+
+def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse a non-empty output directory unless the run resumes or may overwrite (user files are never lost)."""
+    output = Path(path)
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"{output} exists and is not a directory")
+    if output.is_dir() and any(output.iterdir()) and not (overwrite or resume):
+        raise SystemExit(f"{output} is not empty: choose another --output_dir, --resume, or pass --overwrite")
+    return output
+
+
+__all__ = ["check_output_dir", "parse_with_config"]
