@@ -8,6 +8,32 @@ from .stages import STAGES, Stage, apply_freezing, get_stage
 from .talker_data import pad_talker_examples, talker_training_example
 from .thinker_data import encode_rows, load_rows
 
+# The Talker's preference stage needs the "train" extra (trl, datasets, jiwer): imported on first use.
+_LAZY = {
+    "asr": ["DEFAULT_ASR_MODEL", "Transcriber", "build_transcriber"],
+    "dpo": ["DataCollatorForTalkerPreference", "TalkerDPOConfig", "TalkerDPOTrainer", "evaluate_talker_speech"],
+    "preference_pairs": ["build_preference_pairs", "check_pair_dataset", "load_preference_pairs", "sample_candidates"],
+    "rewards": [
+        "CandidateScore",
+        "PauseConfig",
+        "SpeechScorer",
+        "detect_pauses",
+        "pause_error",
+        "rank_candidates",
+        "word_error_rate",
+    ],
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "STAGES",
     "OmniStageTrainer",
@@ -24,4 +50,5 @@ __all__ = [
     "pad_talker_examples",
     "run_stage",
     "talker_training_example",
+    *_LAZY_NAMES,
 ]

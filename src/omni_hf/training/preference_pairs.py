@@ -1,0 +1,322 @@
+"""Preference pairs of the Talker's own speech (paper Section 4.3): sample K candidates per prompt, score, keep the
+best and the worst.
+
+For each prompt the Thinker runs once, teacher-forced over prompt + reply; the Talker then samples K code sequences
+in one batched `generate` (official sampling: top-k 40, top-p 0.8, temperature 0.9, repetition penalty 1.05), each
+is vocoded by token2wav and scored (`SpeechScorer`: ASR → WER, energy pauses → punctuation-pause error). Work is
+saved in shards as it goes, so an interrupted build resumes where it stopped; the result is a `datasets.Dataset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from datasets import Dataset, load_from_disk
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from ..models.talker_inputs import build_talker_inputs
+from ..voices.lora_training import DEFAULT_PROMPT
+from .rewards import SpeechScorer, rank_candidates
+
+logger = logging.get_logger(__name__)
+
+SAMPLING_RATE = 24000  # token2wav output
+TRAINING_COLUMNS = ("thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id", "chosen_codes", "rejected_codes")
+STATE_FILE, SHARDS, DATASET = "state.json", "shards", "dataset"
+
+
+def prepare_prompt(model, processor, item, index: int = 0, template: str = DEFAULT_PROMPT, max_reply_tokens=256):
+    """One prompt → `{"prompt", "text", "thinker_prompt_ids", "thinker_reply_ids"}`.
+
+    `item`: a text to speak (str or `{"text": ...}`, wrapped as "Read this aloud: ..."), or `{"conversation":
+    [ChatML messages], "reply": text}` (the reply is spoken); without "reply", the Thinker answers greedily first.
+    """
+    tokenizer = processor.tokenizer
+    if isinstance(item, str) or (isinstance(item, dict) and "conversation" not in item):
+        text = item if isinstance(item, str) else item.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"prompt {index}: the text to speak is empty or whitespace ({text!r})")
+        conversation = [{"role": "user", "content": [{"type": "text", "text": template.format(text=text.strip())}]}]
+        reply = text.strip()
+    elif isinstance(item, dict):
+        conversation, reply = item["conversation"], item.get("reply")
+        for message in conversation:
+            content = message.get("content")
+            if isinstance(content, list) and any(part.get("type", "text") != "text" for part in content):
+                raise ValueError(
+                    f"prompt {index}: media in the conversation are not supported for pair building yet (the "
+                    "teacher-forced Talker example has no media inputs); give text turns"
+                )
+    else:
+        raise ValueError(f"prompt {index}: expected a text or a dict with 'text' or 'conversation', got {item!r}")
+    prompt_text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    if reply is None:
+        with torch.no_grad():
+            out = model.thinker.generate(
+                input_ids=torch.tensor([prompt_ids], device=model.thinker.device),
+                max_new_tokens=max_reply_tokens,
+                do_sample=False,
+            )
+        reply = tokenizer.decode(out[0, len(prompt_ids) :], skip_special_tokens=True)
+    if not isinstance(reply, str) or not reply.strip():
+        raise ValueError(f"prompt {index}: the reply text is empty or whitespace ({reply!r})")
+    reply_ids = tokenizer(reply.strip(), add_special_tokens=False)["input_ids"]
+    if len(reply_ids) < 2:
+        raise ValueError(f"prompt {index}: the reply {reply!r} must have at least 2 tokens to be spoken")
+    return {
+        "prompt": json.dumps(conversation, ensure_ascii=False),
+        "text": reply.strip(),
+        "thinker_prompt_ids": prompt_ids,
+        "thinker_reply_ids": reply_ids,
+    }
+
+
+@torch.no_grad()
+def sample_candidates(
+    model,
+    prompt_ids,
+    reply_ids,
+    num_candidates: int,
+    speaker: str = "Chelsie",
+    voice: str | None = None,
+    max_new_tokens: int = 600,
+    **sampling,
+) -> list[torch.Tensor]:
+    """K code sequences `(m_k,)` for one reply: the Thinker runs once, the Talker samples K rows in one batch.
+
+    `sampling`: Talker `generate` kwargs (default: its official sampling config; `do_sample=False` for greedy).
+    """
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
+    thinker, device = model.thinker, model.thinker.device
+    prompt = torch.as_tensor(prompt_ids, device=device).view(1, -1)
+    full = torch.cat([prompt, torch.as_tensor(reply_ids, device=device).view(1, -1)], dim=1)
+    embeds = thinker.get_input_embeddings()(full)
+    positions, _ = thinker.get_rope_index(full)
+    hidden = thinker.model(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+    p = prompt.shape[1]
+    track = [(embeds[:, :p], hidden[:, :p]), (embeds[:, p:], hidden[:, p:])]
+    bos = model.speakers[speaker].bos_token_id
+    inputs = build_talker_inputs(thinker, model.talker.config, prompt, full, track, bos)
+    inputs = {k: v.repeat(num_candidates, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
+    with model.voices.use(voice):
+        generated = model.talker.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+    generated = generated[:, inputs["input_ids"].shape[1] :]
+    ends = torch.isin(generated, torch.tensor(model.talker.config.codec_eos_token_ids, device=generated.device))
+    steps = torch.arange(generated.shape[1], device=generated.device)
+    lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
+    return [generated[i, : int(lengths[i])].cpu() for i in range(num_candidates)]
+
+
+def _fingerprint(prompts, settings: dict) -> str:
+    blob = json.dumps({"prompts": prompts, **settings}, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _read_records(directory: Path) -> list[dict]:
+    records = []
+    for shard in sorted((directory / SHARDS).glob("*.jsonl")):
+        records += [json.loads(line) for line in shard.read_text().splitlines() if line.strip()]
+    return sorted(records, key=lambda r: r["index"])
+
+
+def build_preference_pairs(
+    model,
+    processor,
+    prompts: list,
+    output_dir: str | os.PathLike,
+    scorer=None,
+    transcriber=None,
+    num_candidates: int = 4,
+    speaker: str = "Chelsie",
+    voice: str | None = None,
+    seed: int = 0,
+    talker_max_new_tokens: int = 600,
+    talker_sampling: dict | None = None,
+    token2wav_kwargs: dict | None = None,
+    pause_config=None,
+    save_every: int = 8,
+    resume: bool = True,
+    template: str = DEFAULT_PROMPT,
+) -> Dataset:
+    """Build (chosen, rejected) Talker speech pairs for `prompts` and save them as a `datasets.Dataset`.
+
+    Args:
+        prompts: texts to speak and/or `{"conversation": ..., "reply": ...}` dicts (see `prepare_prompt`).
+        output_dir: work directory: `shards/*.jsonl` (saved every `save_every` prompts), `state.json`, and the
+            final `dataset/` (`Dataset.save_to_disk`, written to a temporary folder and renamed).
+        scorer: `(text, codes, waveform, sampling_rate) -> CandidateScore`; default `SpeechScorer(transcriber)`.
+            A scorer with `needs_audio = False` gets `waveform=None` (no vocoding).
+        num_candidates: K >= 2 samples per prompt; the best and the worst by (WER, pause error) form the pair,
+            prompts whose candidates all tie give none (candidates with no codes are scored but never paired).
+        seed: candidates of prompt i are sampled with seed `seed + i` (a resumed build samples the same ones).
+        resume: continue a build in `output_dir` (same prompts and settings); False needs an empty `output_dir`.
+
+    Returns:
+        the pairs: `prompt`, `text`, `thinker_prompt_ids`, `thinker_reply_ids`, `speaker`, `speaker_bos_id`,
+        `chosen_codes`, `rejected_codes`, `chosen_wer`, `rejected_wer`, `chosen_pause_error`,
+        `rejected_pause_error`, `chosen_transcript`, `rejected_transcript`, `candidate_wers`,
+        `candidate_pause_errors`, `prompt_index`.
+    """
+    if not isinstance(num_candidates, int) or num_candidates < 2:
+        raise ValueError(f"num_candidates must be an integer K >= 2 (best vs worst), got {num_candidates!r}")
+    if not prompts:
+        raise ValueError("prompts is empty: give at least one text or conversation")
+    if scorer is None:
+        if transcriber is None:
+            raise ValueError("give a scorer or a transcriber (see omni_hf.training.asr.build_transcriber)")
+        scorer = SpeechScorer(transcriber, pause_config)
+    if speaker not in model.speakers:
+        raise ValueError(f"speaker {speaker!r} is not one of the model's speakers {list(model.speakers)}")
+    sampling = dict(talker_sampling or {})
+    settings = dict(k=num_candidates, speaker=speaker, voice=voice, seed=seed, max_new=talker_max_new_tokens)
+    settings["sampling"], settings["template"] = sampling, template
+    fingerprint = _fingerprint(prompts, settings)
+    out = Path(output_dir)
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(
+                f"output_dir {str(out)!r} holds pairs built from other prompts or settings: use another directory"
+            )
+        if not resume:
+            raise ValueError(f"output_dir {str(out)!r} holds an earlier build: pass resume=True or another directory")
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(f"output_dir {str(out)!r} is not empty and holds no pair build ({STATE_FILE} missing)")
+    (out / SHARDS).mkdir(parents=True, exist_ok=True)
+    records = _read_records(out)
+    if [r["index"] for r in records] != list(range(len(records))):
+        raise ValueError(f"{out / SHARDS} is inconsistent (missing prompts): rebuild in a new directory")
+    if records:
+        logger.info(f"Resuming the pair build in {out}: {len(records)} of {len(prompts)} prompts done")
+    dataset_dir = out / DATASET
+    if len(records) == len(prompts) and dataset_dir.is_dir():
+        return load_from_disk(str(dataset_dir))
+    _write_atomic(state_path, json.dumps({"fingerprint": fingerprint, "settings": settings, "total": len(prompts)}))
+    voice_of = model.speakers[speaker]
+    pending: list[dict] = []
+
+    def flush():
+        if pending:
+            name = f"{pending[0]['index']:07d}-{pending[-1]['index']:07d}.jsonl"
+            _write_atomic(out / SHARDS / name, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pending))
+            records.extend(pending)
+            pending.clear()
+
+    bar = tqdm(total=len(prompts), initial=len(records), desc="Talker preference pairs", unit="prompt")
+    for index in range(len(records), len(prompts)):
+        row = prepare_prompt(model, processor, prompts[index], index, template)
+        torch.manual_seed(seed + index)
+        candidates = sample_candidates(
+            model,
+            row["thinker_prompt_ids"],
+            row["thinker_reply_ids"],
+            num_candidates,
+            speaker,
+            voice,
+            talker_max_new_tokens,
+            **sampling,
+        )
+        scores = []
+        for k, codes in enumerate(candidates):
+            waveform = None
+            if getattr(scorer, "needs_audio", True):
+                noise = torch.Generator().manual_seed(seed + index * 1000 + k)
+                waveform = model.codes_to_waveform(codes, voice_of, generator=noise, **(token2wav_kwargs or {}))
+                waveform = waveform.float().cpu().numpy()
+            scores.append(scorer(row["text"], codes.tolist(), waveform, SAMPLING_RATE))
+        usable = [k for k, codes in enumerate(candidates) if codes.numel() > 0]  # a pair side needs >= 1 code
+        ranked = rank_candidates([scores[k] for k in usable]) if len(usable) >= 2 else None
+        record = {"index": index, "pair": None}
+        if ranked is not None:
+            best, worst = usable[ranked[0]], usable[ranked[1]]
+            record["pair"] = {
+                **row,
+                "prompt_index": index,
+                "speaker": speaker,
+                "speaker_bos_id": voice_of.bos_token_id,
+                "chosen_codes": candidates[best].tolist(),
+                "rejected_codes": candidates[worst].tolist(),
+                "chosen_wer": scores[best].wer,
+                "rejected_wer": scores[worst].wer,
+                "chosen_pause_error": scores[best].pause_error,
+                "rejected_pause_error": scores[worst].pause_error,
+                "chosen_transcript": scores[best].transcript,
+                "rejected_transcript": scores[worst].transcript,
+                "candidate_wers": [s.wer for s in scores],
+                "candidate_pause_errors": [s.pause_error for s in scores],
+            }
+        pending.append(record)
+        bar.update(1)
+        if len(pending) >= save_every:
+            flush()
+    flush()
+    bar.close()
+    pairs = [r["pair"] for r in records if r["pair"] is not None]
+    if not pairs:
+        raise ValueError(f"no preference pairs: every prompt's {num_candidates} candidates tied; sample more (K)")
+    logger.info(f"{len(pairs)} pairs from {len(prompts)} prompts ({len(prompts) - len(pairs)} ties dropped)")
+    dataset = Dataset.from_list(pairs)
+    save_dataset_atomic(dataset, dataset_dir)
+    return dataset
+
+
+def save_dataset_atomic(dataset: Dataset, directory: str | os.PathLike) -> None:
+    """`save_to_disk` into a temporary sibling folder, then rename it into place."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dataset.save_to_disk(str(tmp))
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+def check_pair_dataset(dataset, name: str = "dataset") -> Dataset:
+    """Raise a ValueError naming what is missing unless `dataset` has the columns training needs."""
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"{name} must be a datasets.Dataset, got {type(dataset).__name__}")
+    missing = [c for c in TRAINING_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{name} is missing columns {missing}; a Talker preference dataset needs {list(TRAINING_COLUMNS)} "
+            f"(has {dataset.column_names}); build one with build_preference_pairs"
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"{name} has no rows")
+    return dataset
+
+
+def load_preference_pairs(path: str | os.PathLike) -> Dataset:
+    """A pair dataset saved by `build_preference_pairs` (its folder, or the `dataset/` inside), checked."""
+    path = Path(path)
+    if (path / DATASET).is_dir():
+        path = path / DATASET
+    if not path.is_dir():
+        raise ValueError(f"pair dataset {str(path)!r} does not exist (expected a Dataset.save_to_disk folder)")
+    return check_pair_dataset(load_from_disk(str(path)), str(path))
+
+
+__all__ = [
+    "TRAINING_COLUMNS",
+    "build_preference_pairs",
+    "check_pair_dataset",
+    "load_preference_pairs",
+    "prepare_prompt",
+    "sample_candidates",
+    "save_dataset_atomic",
+]

@@ -1,0 +1,55 @@
+"""Tiny random omni_hf model, a tiny random CTC ASR checkpoint (both built offline) and espeak-ng speech."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from omni_hf.testing.demo import build_demo_model
+from omni_hf.training.asr import build_tiny_ctc_asr
+
+RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "talker_dpo.py"
+
+
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("talker_dpo_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return build_demo_model(tmp_path_factory.mktemp("tiny_dpo_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_dir(tmp_path_factory):
+    return build_tiny_ctc_asr(tmp_path_factory.mktemp("tiny_asr"))
+
+
+def load_model(path):
+    from omni_hf.models import OmniForConditionalGeneration
+
+    model = OmniForConditionalGeneration.from_pretrained(path).eval()
+    model.token2wav.set_progress_bar_config(disable=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def model_and_processor(tiny_model_dir):
+    from omni_hf.processing import OmniProcessor
+
+    return load_model(tiny_model_dir), OmniProcessor.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def recipe():
+    """recipes/talker_dpo.py as a module (its `main(argv)` is the real entry point)."""
+    return load_recipe()
+
+
+@pytest.fixture()
+def new_model(tiny_model_dir):
+    """A fresh copy of the tiny model (training changes it)."""
+    return lambda: load_model(tiny_model_dir)
