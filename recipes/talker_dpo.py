@@ -28,7 +28,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 from transformers.utils import logging
 
 logger = logging.get_logger("omni_hf.recipes.talker_dpo")
@@ -67,16 +66,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--push_to_hub", action="store_true")
     add("--repo_id", help="Hub repo for --push_to_hub")
     add("--pairs_repo_id", help="also push the pair dataset to this Hub dataset repo")
-    args = p.parse_args(argv)
-    if args.config:
-        defaults = yaml.safe_load(Path(args.config).read_text()) or {}
-        unknown = set(defaults) - set(vars(args))
-        if unknown:
-            p.error(f"{args.config} has unknown options: {sorted(unknown)}")
-        p.set_defaults(**defaults)
-        args = p.parse_args(argv)
-    if not args.model or not (args.prompts or args.pairs):
-        p.error("--model and one of --prompts / --pairs are required (directly or in --config)")
+    from omni_hf.training.recipe_config import parse_with_config
+
+    args = parse_with_config(p, argv, required=("model",))
+    if not (args.prompts or args.pairs):
+        p.error("one of --prompts / --pairs is required (directly or in --config)")
     if args.push_to_hub and not args.repo_id:
         p.error("--push_to_hub needs --repo_id")
     return args
@@ -104,12 +98,11 @@ def main(argv=None) -> dict:
     from omni_hf.training.asr import build_transcriber
     from omni_hf.training.dpo import ADAPTER, TalkerDPOConfig, TalkerDPOTrainer, evaluate_talker_speech
     from omni_hf.training.preference_pairs import build_preference_pairs, load_preference_pairs
+    from omni_hf.training.recipe_config import check_output_dir
     from omni_hf.voices.adapters import voice_lora_config
 
     args = parse_args(argv)
-    output = Path(args.output_dir)
-    if output.exists() and any(output.iterdir()) and not (args.overwrite or args.resume):
-        raise SystemExit(f"{output} is not empty: choose another --output_dir, --resume, or pass --overwrite")
+    output = check_output_dir(args.output_dir, args.overwrite, args.resume)
     set_seed(args.seed)
     state = PartialState()  # one process per GPU under `accelerate launch`
     device = state.device

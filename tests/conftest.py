@@ -59,3 +59,13 @@ def our_thinker(reference_full_dir):
     from omni_hf.models import OmniThinkerForConditionalGeneration
 
     return OmniThinkerForConditionalGeneration.from_pretrained(reference_full_dir).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_omni_dir(tmp_path_factory):
+    """A tiny random full model (Thinker + Talker + token2wav + two speakers) and processor saved in our layout.
+
+    Shared by the streaming, voice and training tests: treat it as read-only (copy it before writing into it)."""
+    from omni_hf.testing.demo import build_demo_model
+
+    return build_demo_model(tmp_path_factory.mktemp("tiny_omni"))

@@ -1,26 +1,18 @@
 """Tiny random omni_hf model, a tiny random CTC ASR checkpoint (both built offline) and espeak-ng speech."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-from omni_hf.testing.demo import build_demo_model
+from omni_hf.testing.recipes import load_recipe
 from omni_hf.training.asr import build_tiny_ctc_asr
 
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "talker_dpo.py"
 
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("talker_dpo_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_dpo_recipe():
+    return load_recipe("talker_dpo")
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    return build_demo_model(tmp_path_factory.mktemp("tiny_dpo_model"))
+def tiny_model_dir(tiny_omni_dir):
+    return tiny_omni_dir
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +38,7 @@ def model_and_processor(tiny_model_dir):
 @pytest.fixture(scope="session")
 def recipe():
     """recipes/talker_dpo.py as a module (its `main(argv)` is the real entry point)."""
-    return load_recipe()
+    return load_dpo_recipe()
 
 
 @pytest.fixture()

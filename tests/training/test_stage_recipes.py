@@ -1,7 +1,6 @@
 """Each stage recipe trains 2-3 steps on a tiny model on CPU through its real entry point (`main(argv)`): frozen
 parameters stay exactly equal, trainable ones change; bad rows are dropped with counts; bad configs fail clearly."""
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -16,16 +15,13 @@ from safetensors.torch import load_file  # noqa: E402
 
 from omni_hf.testing.demo import build_demo_model  # noqa: E402
 from omni_hf.testing.media import espeak_speech, write_image  # noqa: E402
+from omni_hf.testing.recipes import RECIPES, load_recipe  # noqa: E402
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 FAST = ["--max_steps", "2", "--batch_size", "2", "--logging_steps", "1", "--warmup_ratio", "0", "--save_steps", "1"]
 
 
 def _recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe(name)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -155,8 +151,8 @@ def test_sft_trains_and_resumes(thinker_dir, data_dir, tmp_path):
     assert resumed["steps"] == 3 and (out / "checkpoint-3").is_dir()
 
 
-def test_talker_icl_trains_the_talker_only(tmp_path_factory, tmp_path):
-    full = build_demo_model(tmp_path_factory.mktemp("tiny_full"))
+def test_talker_icl_trains_the_talker_only(tiny_omni_dir, tmp_path):
+    full = tiny_omni_dir
     rows = [
         {"text": "sentence number one", "codes": [3, 1, 4, 1, 5, 9, 2, 6]},
         {

@@ -2,13 +2,12 @@
 
 import pytest
 
-from omni_hf.testing.demo import build_demo_model
 from omni_hf.testing.media import espeak_speech
 
 
 @pytest.fixture(scope="session")
-def tiny_voice_model_dir(tmp_path_factory):
-    return build_demo_model(tmp_path_factory.mktemp("tiny_voice_model"))
+def tiny_voice_model_dir(tiny_omni_dir):
+    return tiny_omni_dir
 
 
 @pytest.fixture()

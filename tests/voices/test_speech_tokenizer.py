@@ -1,27 +1,22 @@
 """OmniSpeechTokenizer: shapes and loss, training lowers the loss, the recipe runs end to end and its tokenizer
 encodes real (espeak-ng) speech for the voice recipe; codes from the Talker; bad input."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from omni_hf.testing.recipes import load_recipe
 from omni_hf.voices import tokenizer_training as tt
 from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer, OmniSpeechTokenizerConfig
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def _recipe(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_recipe", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe(name)
 
 
 def test_forward_shapes_mask_and_loss():

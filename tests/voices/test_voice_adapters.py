@@ -1,7 +1,6 @@
 """LoRA voice adapters: the recipe trains through its real entry point, only adapter weights change, voices switch
 per request (and per batch row), disabling restores the base exactly, merging bakes one in; bad input."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,17 +8,14 @@ import pytest
 import torch
 
 from omni_hf.models import OmniForConditionalGeneration
+from omni_hf.testing.recipes import load_recipe
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])
 GREEDY = dict(thinker_max_new_tokens=5, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=16)
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "voice_lora.py"
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("voice_lora_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("voice_lora")
 
 
 @pytest.fixture(scope="module")
