@@ -140,7 +140,12 @@ def main(argv=None) -> dict:
         save_steps=args.save_steps, save_total_limit=2, seed=args.seed, report_to=[],
     )  # fmt: skip
     trainer = TalkerDPOTrainer(
-        model, args=config, train_dataset=pairs, peft_config=peft_config, adapter_name=args.adapter_name
+        model,
+        args=config,
+        train_dataset=pairs,
+        peft_config=peft_config,
+        adapter_name=args.adapter_name,
+        processor=processor,
     )
     last = config.output_dir if args.resume and any(Path(config.output_dir).glob("checkpoint-*")) else None
     result = trainer.train(resume_from_checkpoint=bool(last) or None)

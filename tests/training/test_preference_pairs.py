@@ -100,10 +100,17 @@ def test_bad_input(model_and_processor, tmp_path):
         build_preference_pairs(
             model, processor, [{"conversation": conversation, "reply": " \n"}], tmp_path / "c", **build
         )
-    with pytest.raises(ValueError, match="media"):
+    with pytest.raises(FileNotFoundError, match="Audio file not found: 'x.wav'"):
         media = [{"role": "user", "content": [{"type": "audio", "audio": "x.wav"}]}]
         build_preference_pairs(
             model, processor, [{"conversation": media, "reply": "ok then"}], tmp_path / "d", **build
+        )
+    with pytest.raises(ValueError, match="must be file paths or URLs"):
+        import numpy as np
+
+        media = [{"role": "user", "content": [{"type": "audio", "audio": np.zeros(16000, dtype=np.float32)}]}]
+        build_preference_pairs(
+            model, processor, [{"conversation": media, "reply": "ok then"}], tmp_path / "d2", **build
         )
     build_preference_pairs(model, processor, TEXTS[:2], tmp_path / "e", num_candidates=2, **build)
     with pytest.raises(ValueError, match="other prompts or settings"):

@@ -32,13 +32,13 @@ from transformers.utils import logging
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from .preference_pairs import check_pair_dataset, prepare_prompt, sample_candidates
+from .preference_pairs import check_pair_dataset, encode_media_prompt, has_media, prepare_prompt, sample_candidates
 from .rewards import SpeechScorer
 from .talker_data import talker_training_example
 
 logger = logging.get_logger(__name__)
 
-CONDITIONING_COLUMNS = ["thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id"]
+CONDITIONING_COLUMNS = ["thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id", "prompt", "use_audio_in_video"]
 ADAPTER = "default"  # TRL's name for the trained adapter (it copies it as "ref", the reference policy)
 
 
@@ -91,9 +91,24 @@ class DataCollatorForTalkerPreference(DataCollatorForPreference):
     rows) plus the Talker's conditioning: `inputs_embeds` `(2B, T, width)` and `position_ids` `(3, 2B, T)`.
 
     `omni_model`: the `OmniForConditionalGeneration` whose frozen Thinker makes the track (tensors come back on its
-    device, so keep `dataloader_num_workers=0` and `dataloader_pin_memory=False`)."""
+    device, so keep `dataloader_num_workers=0` and `dataloader_pin_memory=False`). `processor`: an `OmniProcessor`,
+    needed for pairs whose conversation has media (re-read from the paths stored in the `prompt` column)."""
 
     omni_model: Any = None
+    processor: Any = None
+
+    def _media(self, example: dict, index: int) -> dict | None:
+        conversation = json.loads(example["prompt"]) if isinstance(example.get("prompt"), str) else None
+        if not conversation or not has_media(conversation):
+            return None
+        if self.processor is None:
+            raise ValueError(f"row {index} has media in its conversation: give the trainer the processor")
+        prompt_ids, media = encode_media_prompt(
+            self.processor, conversation, bool(example.get("use_audio_in_video", False))
+        )
+        if prompt_ids != list(example["thinker_prompt_ids"]):
+            raise ValueError(f"row {index}: its media no longer give the stored thinker_prompt_ids (files changed?)")
+        return media
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.omni_model is None:
@@ -101,12 +116,14 @@ class DataCollatorForTalkerPreference(DataCollatorForPreference):
         batch = super().torch_call(examples)
         length = batch["input_ids"].shape[1]
         rows = []
+        media = [self._media(e, i) for i, e in enumerate(examples)]
         for side in ("chosen_ids", "rejected_ids"):
-            for e in examples:
+            for e, e_media in zip(examples, media):
                 codes = torch.tensor(e[side][:-1])  # without the end token
                 prompt = torch.tensor([e["thinker_prompt_ids"]])
                 reply = torch.tensor([e["thinker_reply_ids"]])
-                rows.append(talker_training_example(self.omni_model, prompt, reply, codes, int(e["speaker_bos_id"])))
+                bos = int(e["speaker_bos_id"])
+                rows.append(talker_training_example(self.omni_model, prompt, reply, codes, bos, media=e_media))
         for i, row in enumerate(rows):
             expected = batch["input_ids"][i, : row["input_ids"].shape[1]]
             if not torch.equal(row["input_ids"][0, : expected.shape[0]].cpu(), expected):
@@ -166,6 +183,7 @@ class TalkerDPOTrainer(DPOTrainer):
             of the starting adapter as reference policy (for a new adapter that is exactly the base Talker).
         ref_model: full fine-tuning: a reference Talker (default per `args.reference`).
         adapter_name: the voice name the trained adapter is saved under (`save_result`).
+        processor: the `OmniProcessor`, for pairs whose conversations have media.
     """
 
     _tag_names = ["trl", "dpo", "omni_hf", "qwen2.5-omni", "talker", "text-to-speech"]
@@ -191,6 +209,7 @@ class TalkerDPOTrainer(DPOTrainer):
         ref_model=None,
         peft_config=None,
         adapter_name: str = "talker_dpo",
+        processor=None,
         callbacks=None,
         optimizers=(None, None),
     ):
@@ -236,6 +255,7 @@ class TalkerDPOTrainer(DPOTrainer):
             truncation_mode=args.truncation_mode,
             pad_to_multiple_of=args.pad_to_multiple_of,
             omni_model=model,
+            processor=processor,
         )
         super().__init__(
             model=policy,
@@ -348,7 +368,15 @@ def evaluate_talker_speech(
         row = prepare_prompt(model, processor, text, i)
         torch.manual_seed(seed + i)
         (codes,) = sample_candidates(
-            model, row["thinker_prompt_ids"], row["thinker_reply_ids"], 1, speaker, voice, max_new_tokens, **sampling
+            model,
+            row["thinker_prompt_ids"],
+            row["thinker_reply_ids"],
+            1,
+            speaker,
+            voice,
+            max_new_tokens,
+            media=row["media"],
+            **sampling,
         )
         waveform = None
         if getattr(scorer, "needs_audio", True):

@@ -23,6 +23,7 @@ from transformers.utils import logging
 from ..models.talker_inputs import build_talker_inputs
 from ..voices.lora_training import DEFAULT_PROMPT
 from .rewards import SpeechScorer, rank_candidates
+from .talker_data import repeat_layout, thinker_track
 
 logger = logging.get_logger(__name__)
 
@@ -31,13 +32,41 @@ TRAINING_COLUMNS = ("thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id",
 STATE_FILE, SHARDS, DATASET = "state.json", "shards", "dataset"
 
 
+def has_media(conversation) -> bool:
+    """Whether a ChatML conversation has audio, image or video content."""
+    return any(
+        isinstance(message.get("content"), list)
+        and any(isinstance(part, dict) and part.get("type", "text") != "text" for part in message["content"])
+        for message in conversation
+    )
+
+
+def encode_media_prompt(processor, conversation, use_audio_in_video: bool = False) -> tuple[list[int], dict]:
+    """A conversation with media → its Thinker prompt ids (placeholders expanded) and media tensors for
+    `talker_training_example(media=...)`. The same call rebuilds them from the stored conversation at training."""
+    encoded = processor.apply_chat_template(
+        conversation,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        use_audio_in_video=use_audio_in_video,
+    )
+    media = {k: v for k, v in encoded.items() if k not in ("input_ids", "attention_mask")}
+    return encoded["input_ids"][0].tolist(), {**media, "use_audio_in_video": use_audio_in_video}
+
+
 def prepare_prompt(model, processor, item, index: int = 0, template: str = DEFAULT_PROMPT, max_reply_tokens=256):
-    """One prompt → `{"prompt", "text", "thinker_prompt_ids", "thinker_reply_ids"}`.
+    """One prompt → `{"prompt", "text", "thinker_prompt_ids", "thinker_reply_ids", "use_audio_in_video", "media"}`.
 
     `item`: a text to speak (str or `{"text": ...}`, wrapped as "Read this aloud: ..."), or `{"conversation":
     [ChatML messages], "reply": text}` (the reply is spoken); without "reply", the Thinker answers greedily first.
+    A conversation may hold audio, images and videos given as file paths (they are stored with the pair and read
+    again for training); `"use_audio_in_video": true` interleaves a video with its sound. `media` is None or the
+    processor's media tensors (not stored).
     """
     tokenizer = processor.tokenizer
+    media, use_audio_in_video = None, False
     if isinstance(item, str) or (isinstance(item, dict) and "conversation" not in item):
         text = item if isinstance(item, str) else item.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -46,21 +75,30 @@ def prepare_prompt(model, processor, item, index: int = 0, template: str = DEFAU
         reply = text.strip()
     elif isinstance(item, dict):
         conversation, reply = item["conversation"], item.get("reply")
-        for message in conversation:
-            content = message.get("content")
-            if isinstance(content, list) and any(part.get("type", "text") != "text" for part in content):
-                raise ValueError(
-                    f"prompt {index}: media in the conversation are not supported for pair building yet (the "
-                    "teacher-forced Talker example has no media inputs); give text turns"
-                )
+        use_audio_in_video = bool(item.get("use_audio_in_video", False))
+        if not isinstance(conversation, list) or not all(isinstance(m, dict) for m in conversation):
+            raise ValueError(f"prompt {index}: 'conversation' must be a list of ChatML messages, got {conversation!r}")
     else:
         raise ValueError(f"prompt {index}: expected a text or a dict with 'text' or 'conversation', got {item!r}")
-    prompt_text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    try:
+        prompt_json = json.dumps(conversation, ensure_ascii=False)
+    except TypeError:
+        raise ValueError(
+            f"prompt {index}: media in a conversation must be file paths or URLs (the pair dataset stores the "
+            "conversation and training reads the media again), not in-memory arrays or images"
+        ) from None
+    if has_media(conversation):
+        prompt_ids, media = encode_media_prompt(processor, conversation, use_audio_in_video)
+    else:
+        prompt_text = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     if reply is None:
+        thinker_media = {k: v for k, v in (media or {}).items() if k != "use_audio_in_video"}
         with torch.no_grad():
             out = model.thinker.generate(
                 input_ids=torch.tensor([prompt_ids], device=model.thinker.device),
+                **{k: v.to(model.thinker.device) for k, v in thinker_media.items()},
+                use_audio_in_video=use_audio_in_video,
                 max_new_tokens=max_reply_tokens,
                 do_sample=False,
             )
@@ -71,10 +109,12 @@ def prepare_prompt(model, processor, item, index: int = 0, template: str = DEFAU
     if len(reply_ids) < 2:
         raise ValueError(f"prompt {index}: the reply {reply!r} must have at least 2 tokens to be spoken")
     return {
-        "prompt": json.dumps(conversation, ensure_ascii=False),
+        "prompt": prompt_json,
         "text": reply.strip(),
         "thinker_prompt_ids": prompt_ids,
         "thinker_reply_ids": reply_ids,
+        "use_audio_in_video": use_audio_in_video,
+        "media": media,
     }
 
 
@@ -87,27 +127,26 @@ def sample_candidates(
     speaker: str = "Chelsie",
     voice: str | None = None,
     max_new_tokens: int = 600,
+    media: dict | None = None,
     **sampling,
 ) -> list[torch.Tensor]:
     """K code sequences `(m_k,)` for one reply: the Thinker runs once, the Talker samples K rows in one batch.
 
-    `sampling`: Talker `generate` kwargs (default: its official sampling config; `do_sample=False` for greedy).
+    `media`: the prompt's media tensors (`prepare_prompt`); `sampling`: Talker `generate` kwargs (default: its
+    official sampling config; `do_sample=False` for greedy).
     """
     if num_candidates < 1:
         raise ValueError(f"num_candidates must be >= 1, got {num_candidates}")
-    thinker, device = model.thinker, model.thinker.device
-    prompt = torch.as_tensor(prompt_ids, device=device).view(1, -1)
-    full = torch.cat([prompt, torch.as_tensor(reply_ids, device=device).view(1, -1)], dim=1)
-    embeds = thinker.get_input_embeddings()(full)
-    positions, _ = thinker.get_rope_index(full)
-    hidden = thinker.model(inputs_embeds=embeds, position_ids=positions).last_hidden_state
-    p = prompt.shape[1]
+    full, embeds, hidden, layout = thinker_track(model, prompt_ids, reply_ids, media)
+    p = len(prompt_ids)
     track = [(embeds[:, :p], hidden[:, :p]), (embeds[:, p:], hidden[:, p:])]
     bos = model.speakers[speaker].bos_token_id
-    inputs = build_talker_inputs(thinker, model.talker.config, prompt, full, track, bos)
+    inputs = build_talker_inputs(model.thinker, model.talker.config, full[:, :p], full, track, bos)
     inputs = {k: v.repeat(num_candidates, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
     with model.voices.use(voice):
-        generated = model.talker.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
+        generated = model.talker.generate(
+            **inputs, **repeat_layout(layout, num_candidates), max_new_tokens=max_new_tokens, **sampling
+        )
     generated = generated[:, inputs["input_ids"].shape[1] :]
     ends = torch.isin(generated, torch.tensor(model.talker.config.codec_eos_token_ids, device=generated.device))
     steps = torch.arange(generated.shape[1], device=generated.device)
@@ -155,7 +194,8 @@ def build_preference_pairs(
     """Build (chosen, rejected) Talker speech pairs for `prompts` and save them as a `datasets.Dataset`.
 
     Args:
-        prompts: texts to speak and/or `{"conversation": ..., "reply": ...}` dicts (see `prepare_prompt`).
+        prompts: texts to speak and/or `{"conversation": ..., "reply": ...}` dicts, media allowed as file paths
+            (see `prepare_prompt`).
         output_dir: work directory: `shards/*.jsonl` (saved every `save_every` prompts), `state.json`, and the
             final `dataset/` (`Dataset.save_to_disk`, written to a temporary folder and renamed).
         scorer: `(text, codes, waveform, sampling_rate) -> CandidateScore`; default `SpeechScorer(transcriber)`.
@@ -166,7 +206,8 @@ def build_preference_pairs(
         resume: continue a build in `output_dir` (same prompts and settings); False needs an empty `output_dir`.
 
     Returns:
-        the pairs: `prompt`, `text`, `thinker_prompt_ids`, `thinker_reply_ids`, `speaker`, `speaker_bos_id`,
+        the pairs: `prompt` (the conversation as JSON), `text`, `thinker_prompt_ids`, `thinker_reply_ids`,
+        `use_audio_in_video`, `speaker`, `speaker_bos_id`,
         `chosen_codes`, `rejected_codes`, `chosen_wer`, `rejected_wer`, `chosen_pause_error`,
         `rejected_pause_error`, `chosen_transcript`, `rejected_transcript`, `candidate_wers`,
         `candidate_pause_errors`, `prompt_index`.
@@ -220,6 +261,7 @@ def build_preference_pairs(
     bar = tqdm(total=len(prompts), initial=len(records), desc="Talker preference pairs", unit="prompt")
     for index in range(len(records), len(prompts)):
         row = prepare_prompt(model, processor, prompts[index], index, template)
+        media = row.pop("media")
         torch.manual_seed(seed + index)
         candidates = sample_candidates(
             model,
@@ -229,6 +271,7 @@ def build_preference_pairs(
             speaker,
             voice,
             talker_max_new_tokens,
+            media=media,
             **sampling,
         )
         scores = []
@@ -313,6 +356,8 @@ def load_preference_pairs(path: str | os.PathLike) -> Dataset:
 
 __all__ = [
     "TRAINING_COLUMNS",
+    "encode_media_prompt",
+    "has_media",
     "build_preference_pairs",
     "check_pair_dataset",
     "load_preference_pairs",

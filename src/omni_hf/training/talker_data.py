@@ -16,19 +16,71 @@ import torch
 
 from ..models.talker_inputs import talker_prompt, text_entry
 
+# Processor outputs for the prompt's media: the Thinker encodes THINKER_MEDIA (with the first three layout keys);
+# TMRoPE ids of both decoders follow MEDIA_LAYOUT (and use_audio_in_video).
+THINKER_MEDIA = ("input_features", "pixel_values", "pixel_values_videos")
+MEDIA_LAYOUT = ("feature_attention_mask", "image_grid_thw", "video_grid_thw", "video_second_per_grid")
+
+
+@torch.no_grad()
+def thinker_track(model, prompt_ids: torch.Tensor, reply_ids: torch.Tensor, media: dict | None = None):
+    """The frozen Thinker teacher-forced over prompt + reply, as generation sees it.
+
+    Args:
+        prompt_ids: `(1, P)` Thinker prompt, media placeholders expanded; reply_ids: `(1, n)` reply tokens.
+        media: the processor's media outputs for the prompt (see `talker_training_example`).
+
+    Returns:
+        `full_ids` `(1, P+n)`, `inputs_embeds` and `last_hidden_state` `(1, P+n, width)`, and the media `layout`
+        (the kwargs both decoders' TMRoPE ids need: grids, `feature_attention_mask`, `use_audio_in_video`).
+    """
+    thinker = model.thinker
+    device = thinker.device
+    media = dict(media or {})
+    unknown = set(media) - set(THINKER_MEDIA) - set(MEDIA_LAYOUT) - {"use_audio_in_video"}
+    if unknown:
+        raise ValueError(
+            f"media has unknown keys {sorted(unknown)}; expected processor outputs {THINKER_MEDIA + MEDIA_LAYOUT}"
+        )
+    media = {k: v.to(device) if torch.is_tensor(v) else v for k, v in media.items() if v is not None}
+    layout = {k: media[k] for k in (*MEDIA_LAYOUT, "use_audio_in_video") if k in media}
+    full = torch.cat([torch.as_tensor(prompt_ids).view(1, -1), torch.as_tensor(reply_ids).view(1, -1)], dim=1)
+    full = full.to(device)
+    encoded = {k: media[k] for k in (*THINKER_MEDIA, *MEDIA_LAYOUT[:3]) if k in media}
+    embeds = thinker.embed_inputs(full, **encoded)
+    positions, _ = thinker.get_rope_index(full, **layout)
+    hidden = thinker.model(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+    return full, embeds, hidden, layout
+
+
+def repeat_layout(layout: dict, times: int) -> dict:
+    """The media layout of one prompt for a batch of `times` copies of it (per-row masks and per-item grids)."""
+    repeated = {}
+    for key, value in layout.items():
+        repeated[key] = value.repeat(times, *([1] * (value.dim() - 1))) if torch.is_tensor(value) else value
+    return repeated
+
 
 @torch.no_grad()
 def talker_training_example(
-    model, prompt_ids: torch.Tensor, reply_ids: torch.Tensor, codes: torch.Tensor, speaker_bos_id: int
+    model,
+    prompt_ids: torch.Tensor,
+    reply_ids: torch.Tensor,
+    codes: torch.Tensor,
+    speaker_bos_id: int,
+    media: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """One example for `model.talker(**example)` (batch of one, every tensor on the Talker's device).
 
     Args:
         model: an `OmniForConditionalGeneration` (its Thinker makes the track, its Talker config the ids).
-        prompt_ids: `(1, P)` Thinker prompt (ChatML up to the assistant header).
+        prompt_ids: `(1, P)` Thinker prompt (ChatML up to the assistant header), media placeholders expanded.
         reply_ids: `(1, n ≥ 1)` the reply's text tokens (without the end token).
         codes: `(m ≥ 1,)` speech codes of the spoken reply.
         speaker_bos_id: the voice's bos id (`Speaker.bos_token_id`).
+        media: the processor's media outputs for the prompt (`input_features`, `feature_attention_mask`,
+            `pixel_values`, `image_grid_thw`, `pixel_values_videos`, `video_grid_thw`, `video_second_per_grid`,
+            `use_audio_in_video`), as in generation: the Thinker encodes them and both TMRoPE ids follow their layout.
 
     Returns:
         `input_ids` (codec ids), `inputs_embeds` `(1, P+3+m, width)`, `position_ids` `(3, 1, P+3+m)`,
@@ -40,11 +92,8 @@ def talker_training_example(
     codes = torch.as_tensor(codes).reshape(-1)
     if codes.numel() == 0 or int(codes.min()) < 0 or int(codes.max()) >= config.num_speech_codes:
         raise ValueError(f"codes must be a non-empty sequence of speech codes in [0, {config.num_speech_codes})")
-    device = thinker.device
-    full = torch.cat([prompt_ids, reply_ids], dim=1).to(device)
-    embeds = thinker.get_input_embeddings()(full)
-    positions, _ = thinker.get_rope_index(full)
-    hidden = thinker.model(inputs_embeds=embeds, position_ids=positions).last_hidden_state
+    full, embeds, hidden, layout = thinker_track(model, prompt_ids, reply_ids, media)
+    device = full.device
     p, n, m = prompt_ids.shape[1], reply_ids.shape[1], codes.numel()
     entries = hidden[:, p:] + embeds[:, p:]  # (1, n, width): entry of each reply token
     prompt = talker_prompt(
@@ -65,7 +114,7 @@ def talker_training_example(
     end = torch.tensor([config.codec_eos_token_ids[-1]], device=device)
     input_ids = torch.cat([prompt["input_ids"], codes[None], end[None]], dim=1)
     inputs_embeds = torch.cat([prompt["inputs_embeds"], stream], dim=1)
-    prompt_positions, _ = model.talker.get_rope_index(prompt["input_text_ids"])
+    prompt_positions, _ = model.talker.get_rope_index(prompt["input_text_ids"], **layout)
     steps = torch.arange(1, m + 2, device=device).view(1, 1, -1) + prompt_positions[..., -1:]
     labels = torch.cat([torch.full((1, p + 2), -100, device=device), codes[None], end[None]], dim=1)
     return {
@@ -98,4 +147,11 @@ def pad_talker_examples(examples: list[dict[str, torch.Tensor]]) -> dict[str, to
     }
 
 
-__all__ = ["pad_talker_examples", "talker_training_example"]
+__all__ = [
+    "MEDIA_LAYOUT",
+    "THINKER_MEDIA",
+    "pad_talker_examples",
+    "repeat_layout",
+    "talker_training_example",
+    "thinker_track",
+]
