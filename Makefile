@@ -25,12 +25,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 quality: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks recipes
-	$(PY) -m ruff format --check src tests benchmarks recipes
+	$(PY) -m ruff check src tests benchmarks recipes spaces
+	$(PY) -m ruff format --check src tests benchmarks recipes spaces
 
 style: $(STAMP)
-	$(PY) -m ruff check --fix src tests benchmarks recipes
-	$(PY) -m ruff format src tests benchmarks recipes
+	$(PY) -m ruff check --fix src tests benchmarks recipes spaces
+	$(PY) -m ruff format src tests benchmarks recipes spaces
 
 bench: $(STAMP)
 	$(PY) benchmarks/thinker.py

@@ -185,14 +185,9 @@ def main(argv=None) -> dict:
     staging.rename(output)
     scores["output_dir"] = str(output)
     if args.push_to_hub:
-        if not args.repo_id:
-            raise SystemExit("--push_to_hub needs --repo_id")
-        from huggingface_hub import HfApi
+        from omni_hf.training.recipe_config import push_output
 
-        api = HfApi()
-        api.create_repo(args.repo_id, exist_ok=True)
-        api.upload_folder(repo_id=args.repo_id, folder_path=str(output), commit_message="OmniSpeechTokenizer")
-        scores["pushed_to"] = args.repo_id
+        scores["pushed_to"] = push_output(output, args.repo_id, "OmniSpeechTokenizer")
     print(json.dumps(scores, indent=2))
     return scores
 

@@ -71,8 +71,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parse_with_config(p, argv, required=("model",))
     if not (args.prompts or args.pairs):
         p.error("one of --prompts / --pairs is required (directly or in --config)")
-    if args.push_to_hub and not args.repo_id:
-        p.error("--push_to_hub needs --repo_id")
     return args
 
 
@@ -164,12 +162,12 @@ def main(argv=None) -> dict:
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}
     if args.push_to_hub and trainer.is_world_process_zero():
-        from huggingface_hub import HfApi
+        from omni_hf.training.recipe_config import push_output
 
-        api = HfApi()
-        api.create_repo(args.repo_id, exist_ok=True)
-        api.upload_folder(repo_id=args.repo_id, folder_path=str(saved), commit_message="Talker DPO")
-        metrics["pushed_to"] = args.repo_id
+        card = Path(config.output_dir) / "README.md"  # TRL's card: the DPO run, citing the paper
+        if card.is_file() and not (saved / "README.md").is_file():
+            (saved / "README.md").write_text(card.read_text())
+        metrics["pushed_to"] = push_output(saved, args.repo_id, "Talker DPO")
     print(json.dumps(metrics, indent=2))
     return metrics
 

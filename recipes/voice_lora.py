@@ -121,6 +121,10 @@ def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompt
     return sum(c < vocabulary for c in codes) / max(len(codes), 1)
 
 
+def _card_figures(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def main(argv=None) -> dict:
     from omni_hf.models import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
@@ -156,14 +160,10 @@ def main(argv=None) -> dict:
         metrics["voice_code_share_before"] = before
         metrics["voice_code_share_after"] = code_share(model, processor, args.voice)
     if args.push_to_hub:
-        from huggingface_hub import HfApi
+        from omni_hf.hub import push_voice_adapter
 
-        if not args.repo_id:
-            raise SystemExit("--push_to_hub needs --repo_id")
-        api = HfApi()
-        api.create_repo(args.repo_id, exist_ok=True)
-        api.upload_folder(repo_id=args.repo_id, folder_path=str(saved), commit_message=f"Voice adapter {args.voice}")
-        metrics["pushed_to"] = args.repo_id
+        info = push_voice_adapter(model, args.voice, args.repo_id, results={"voice": _card_figures(metrics)})
+        metrics["pushed_to"] = info.commit_url
     print(json.dumps(metrics, indent=2))
     return metrics
 

@@ -3,6 +3,8 @@
 omni-hf chat --model Qwen/Qwen2.5-Omni-7B --text "What is said here?" --audio question.wav
 omni-hf chat --model ./tiny-omni --text "Describe" --image cat.png --video clip.mp4 --use-audio-in-video
 omni-hf chat --model Qwen/Qwen2.5-Omni-7B --audio question.wav --output reply.wav --stream
+omni-hf card model ./tiny-omni --repo-id me/tiny-omni --results bench.json
+omni-hf push thinker ./tiny-omni me/tiny-omni-thinker --results parity.json
 """
 
 import argparse
@@ -191,6 +193,91 @@ def speaker(args) -> None:
     )
 
 
+PUSH_KINDS = ["model", "thinker", "token2wav", "speakers", "voice", "dataset"]
+
+
+def _publish(args, dry_run: bool):
+    """Load the artifact `args.source` of kind `args.kind` and push it (or, with `dry_run`, render its card)."""
+    from pathlib import Path
+
+    from . import hub
+
+    source = Path(args.source)
+    common = dict(results=args.results, dry_run=dry_run)
+    if not dry_run:
+        common.update(token=args.token, private=args.private or None)
+    if args.base_model:
+        common["base_model"] = args.base_model
+    if args.kind == "model":
+        return hub.push_model(source, args.repo_id, **common)
+    if args.kind == "dataset":
+        return hub.push_preference_dataset(source, args.repo_id, **common)
+    if args.kind == "speakers":
+        return hub.push_speakers(source, args.repo_id, **common)
+    if args.kind == "token2wav":
+        from .token2wav import OmniToken2WavPipeline
+
+        folder = source / "token2wav" if (source / "token2wav" / "model_index.json").is_file() else source
+        return hub.push_token2wav(OmniToken2WavPipeline.from_pretrained(folder), args.repo_id, **common)
+    from .models import OmniForConditionalGeneration, OmniThinkerForConditionalGeneration
+    from .processing import OmniProcessor
+
+    if args.kind == "thinker":
+        thinker = OmniThinkerForConditionalGeneration.from_pretrained(source)
+        try:
+            processor = OmniProcessor.from_pretrained(source)
+        except (OSError, ValueError):
+            processor = None
+        return hub.push_thinker(thinker, args.repo_id, processor=processor, **common)
+    if not args.model:
+        raise ValueError("push/card voice needs --model: the base model the adapter was trained on")
+    model = OmniForConditionalGeneration.from_pretrained(args.model)
+    name = model.voices.load(source, name=args.voice)
+    common.setdefault("base_model", args.model)
+    return hub.push_voice_adapter(model, name, args.repo_id, **common)
+
+
+def _checked_publish(args, dry_run: bool):
+    from .hub import PushError
+
+    try:
+        return _publish(args, dry_run)
+    except (PushError, TypeError) as error:  # reported by main() as `omni-hf push: ...`, exit status 2
+        raise ValueError(str(error)) from error
+
+
+def card(args) -> None:
+    """`omni-hf card KIND SOURCE --repo-id ID`: render the card an artifact would be published with."""
+    text = str(_checked_publish(args, dry_run=True))
+    if args.output:
+        with open(args.output, "w") as file:
+            file.write(text)
+        print(f"Wrote the {args.kind} card for {args.repo_id} to {args.output}")
+    else:
+        print(text)
+
+
+def push(args) -> None:
+    """`omni-hf push KIND SOURCE REPO_ID`: publish an artifact with its generated card in one commit."""
+    info = _checked_publish(args, dry_run=False)
+    print(f"Pushed {args.kind} {args.source} to {args.repo_id}: {info.commit_url}")
+
+
+def _publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=PUSH_KINDS, help="what SOURCE is")
+    parser.add_argument(
+        "source",
+        help="model folder (our layout) for model/thinker/token2wav/speakers; adapter folder for voice; "
+        "Dataset.save_to_disk folder for dataset",
+    )
+    parser.add_argument(
+        "--results", action="append", help="measured figures (JSON, see omni_hf.hub.cards); repeatable"
+    )
+    parser.add_argument("--base-model", help="Hub id of the base model (card metadata)")
+    parser.add_argument("--model", help="voice: the base model folder or repo to load the adapter onto")
+    parser.add_argument("--voice", help="voice: the adapter's name (default: from voice.json)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni-hf", description="Qwen2.5-Omni with omni_hf")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +317,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("destination", help="new local directory")
     v.add_argument("--overwrite", action="store_true", help="write into a non-empty destination")
     v.set_defaults(func=convert)
+    d = sub.add_parser("card", help="render the Hub card of a model, part, voice, speaker set or dataset")
+    _publish_arguments(d)
+    d.add_argument("--repo-id", required=True, help="the repo the card is for (used in its usage snippet)")
+    d.add_argument("--output", help="write the card here instead of printing it")
+    d.set_defaults(func=card)
+    p = sub.add_parser("push", help="publish a model, part, voice, speaker set or dataset with its card")
+    _publish_arguments(p)
+    p.add_argument("repo_id", help="namespace/name on the Hub")
+    p.add_argument("--token", help="write token (default: HF_TOKEN or the saved login)")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=push)
     return parser
 
 

@@ -30,6 +30,16 @@ def parse_with_config(
     missing = [name for name in required if getattr(args, name, None) in (None, "")]
     if missing:
         parser.error(f"missing options (give them as flags or in --config): {', '.join('--' + m for m in missing)}")
+    if getattr(args, "push_to_hub", False):  # checked before training, so a long run never ends in a refused push
+        from ..hub import check_repo_id, resolve_token
+
+        if not getattr(args, "repo_id", None):
+            parser.error("--push_to_hub needs --repo_id")
+        try:
+            check_repo_id(args.repo_id)
+            resolve_token(None)
+        except ValueError as error:
+            parser.error(str(error))
     return args
 
 
@@ -43,4 +53,17 @@ def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = F
     return output
 
 
-__all__ = ["check_output_dir", "parse_with_config"]
+def push_output(folder: str | Path, repo_id: str, commit_message: str, exclude=()) -> str:
+    """Upload a recipe's output folder, with the card it wrote (`README.md`), in one commit; returns the commit
+    URL. Raises `omni_hf.hub.PushError` if the upload fails (a repo created for it is removed again)."""
+    from ..hub import upload_folder_as_commit
+
+    folder = Path(folder)
+    card = folder / "README.md"
+    if not card.is_file():
+        raise FileNotFoundError(f"{folder} has no README.md card to publish")
+    info = upload_folder_as_commit(folder, repo_id, card.read_text(), commit_message=commit_message, exclude=exclude)
+    return info.commit_url
+
+
+__all__ = ["check_output_dir", "parse_with_config", "push_output"]

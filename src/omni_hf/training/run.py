@@ -266,7 +266,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         card.save(str(output / "README.md"))
         (output / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         if args.push_to_hub:
-            metrics["pushed_to"] = push_output(output, args.repo_id, stage)
+            metrics["pushed_to"] = push_stage_output(output, args.repo_id, stage)
     return metrics
 
 
@@ -309,21 +309,12 @@ def _fmt(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def push_output(output: Path, repo_id: str | None, stage: Stage) -> str:
-    """Upload the output folder (weights, processor, card) to the Hub, without the intermediate checkpoints."""
-    from huggingface_hub import HfApi
+def push_stage_output(output: Path, repo_id: str, stage: Stage) -> str:
+    """Upload the output folder (weights, processor, card) in one commit, without the intermediate checkpoints."""
+    from .recipe_config import push_output
 
-    if not repo_id:
-        raise SystemExit("--push_to_hub needs --repo_id")
-    api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(output),
-        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "training_args.bin"],
-        commit_message=f"omni_hf {stage.name}",
-    )
-    return repo_id
+    skipped = [p.name for p in output.glob("checkpoint-*")] + ["training_args.bin"]
+    return push_output(output, repo_id, f"omni_hf {stage.name}", exclude=skipped)
 
 
 def recipe_main(stage_name: str, allowed: tuple[str, ...], argv=None) -> dict:

@@ -105,25 +105,32 @@ class VoiceAdapters:
         return saved
 
     def _write_card(self, name: str, directory: Path) -> None:
-        from huggingface_hub import ModelCard, ModelCardData
+        self.card(name, f"YOUR_USER/{name}").save(directory / "README.md")
 
-        base = getattr(self.model.config, "_name_or_path", "") or None
-        data = ModelCardData(
-            library_name="peft",
-            base_model=base if base and not Path(base).exists() else None,
-            tags=["omni_hf", "qwen2.5-omni", "text-to-speech", "lora", "voice"],
+    def card(self, name: str, repo_id: str, results=None, base_model: str | None = None, **details):
+        """The model card of adapter `name` as published at `repo_id` (`omni_hf.hub.render_card`, template
+        `model_cards/voice_adapter.md.jinja`): rank, targets, trainable parameters, the Talker it fits."""
+        from ..hub.cards import render_card
+
+        self._require(name)
+        config = self.peft.peft_config[name]
+        base = base_model or getattr(self.model.config, "_name_or_path", "") or None
+        lora = sum(p.numel() for n, p in self.peft.named_parameters() if f".{name}." in n)
+        speakers = self.model.speakers.names()
+        return render_card(
+            "voice",
+            repo_id,
+            results=results,
+            base_model=base,
+            voice=name,
+            rank=config.r,
+            target_modules=sorted(config.target_modules or TALKER_TARGETS),
+            adapter_parameters=f"{lora:,}",
+            talker_shape=", ".join(f"{k} {v}" for k, v in talker_fingerprint(self.model.talker).items()),
+            base_model_id=base or "BASE_MODEL",
+            speaker=details.pop("speaker", speakers[0] if speakers else "Chelsie"),
+            **details,
         )
-        usage = (
-            "```python\nfrom omni_hf import OmniForConditionalGeneration\n\n"
-            f"model = OmniForConditionalGeneration.from_pretrained({base or 'BASE_MODEL'!r})\n"
-            f"model.voices.load(PATH_OR_REPO, name={name!r})\n"
-            f"text_ids, waveform = model.generate(**inputs, voice={name!r})\n```"
-        )
-        content = (
-            f"---\n{data.to_yaml()}\n---\n\n# Voice adapter `{name}`\n\nA LoRA adapter on the Talker of "
-            f"Qwen2.5-Omni (attention and MLP projections), trained with omni_hf's `recipes/voice_lora.py`.\n\n{usage}\n"
-        )
-        ModelCard(content).save(directory / "README.md")
 
     def merge(self, name: str) -> None:
         """Fold adapter `name` into the Talker's weights and drop every adapter (the Talker is plain again)."""

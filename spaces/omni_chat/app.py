@@ -1,0 +1,226 @@
+"""Qwen2.5-Omni chat Space: text, microphone, image and video in; text and speech streamed out (omni_hf `stream()`).
+
+Environment:
+    OMNI_MODEL            model folder or Hub repo (default Qwen/Qwen2.5-Omni-3B)
+    OMNI_VOICES           comma-separated LoRA voice adapters (folders or repos) to offer besides the base voice
+    OMNI_MAX_NEW_TOKENS   reply length in text tokens (default 256)
+    OMNI_MAX_SPEECH_CODES reply length in speech codes, 50 per second (default 1500)
+On Spaces (`SPACE_ID` set) uploads are capped in size and duration and one reply is generated at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import soundfile
+import torch
+
+from omni_hf import OmniForConditionalGeneration, OmniProcessor
+from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
+from omni_hf.streaming import AudioChunk, StreamStats, TextDelta
+
+ON_SPACES = bool(os.environ.get("SPACE_ID"))
+MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")
+MAX_NEW_TOKENS = int(os.environ.get("OMNI_MAX_NEW_TOKENS", "256"))
+MAX_SPEECH_CODES = int(os.environ.get("OMNI_MAX_SPEECH_CODES", "1500"))
+NO_VOICE = "base voice"
+IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+AUDIO_TYPES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm"}
+VIDEO_TYPES = {".mp4", ".mov", ".mkv", ".avi"}
+SYSTEM = DEFAULT_SYSTEM_PROMPT  # the official prompt: the model only speaks with it
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_file_mb: int
+    max_audio_seconds: float
+    max_video_seconds: float
+    max_files: int
+    max_text_chars: int
+    concurrency: int | None
+
+
+LIMITS = (
+    Limits(max_file_mb=20, max_audio_seconds=30, max_video_seconds=20, max_files=3, max_text_chars=2000, concurrency=1)
+    if ON_SPACES
+    else Limits(
+        max_file_mb=500, max_audio_seconds=600, max_video_seconds=300, max_files=8, max_text_chars=20000, concurrency=2
+    )
+)
+
+
+def load_model():
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = OmniForConditionalGeneration.from_pretrained(MODEL_ID, dtype=dtype).to(device).eval()
+    processor = OmniProcessor.from_pretrained(MODEL_ID)
+    voices = [model.voices.load(v.strip()) for v in os.environ.get("OMNI_VOICES", "").split(",") if v.strip()]
+    return model, processor, voices
+
+
+def media_seconds(path: str) -> float:
+    """Duration of an audio or video file (seconds)."""
+    try:
+        return soundfile.info(path).duration
+    except RuntimeError:  # not a libsndfile format (mp3 in old builds, video): ask ffmpeg's demuxer
+        import av
+
+        with av.open(path) as container:
+            return (container.duration or 0) / 1e6
+
+
+def user_content(message: dict) -> list[dict]:
+    """The user's turn as omni_hf chat content, after checking every upload; gr.Error names what is wrong."""
+    text = (message or {}).get("text", "").strip()
+    files = (message or {}).get("files", [])
+    if not text and not files:
+        raise gr.Error("Type a message, record audio or attach an image, audio or video file.")
+    if len(text) > LIMITS.max_text_chars:
+        raise gr.Error(f"The message has {len(text)} characters; at most {LIMITS.max_text_chars} are accepted.")
+    if len(files) > LIMITS.max_files:
+        raise gr.Error(f"{len(files)} files attached; at most {LIMITS.max_files} per message.")
+    content = []
+    for item in files:
+        path = item if isinstance(item, str) else item.get("path")
+        name, suffix = Path(path).name, Path(path).suffix.lower()
+        size_mb = Path(path).stat().st_size / 2**20
+        if size_mb > LIMITS.max_file_mb:
+            raise gr.Error(f"{name} is {size_mb:.1f} MB; files up to {LIMITS.max_file_mb} MB are accepted.")
+        if suffix in IMAGE_TYPES:
+            content.append({"type": "image", "image": path})
+            continue
+        if suffix not in AUDIO_TYPES | VIDEO_TYPES:
+            kinds = ", ".join(sorted(IMAGE_TYPES | AUDIO_TYPES | VIDEO_TYPES))
+            raise gr.Error(f"{name}: unsupported file type {suffix or '(none)'}; expected one of {kinds}.")
+        kind, limit = (
+            ("audio", LIMITS.max_audio_seconds) if suffix in AUDIO_TYPES else ("video", LIMITS.max_video_seconds)
+        )
+        try:
+            seconds = media_seconds(path)
+        except Exception as error:
+            raise gr.Error(f"{name} could not be read as {kind}: {error}") from None
+        if seconds > limit:
+            raise gr.Error(f"{name} lasts {seconds:.0f} s; {kind} up to {limit:.0f} s is accepted.")
+        content.append({"type": kind, kind: path})
+    if text:
+        content.append({"type": "text", "text": text})
+    return content
+
+
+def build_demo(model, processor, voices: list[str]) -> gr.Blocks:
+    speakers = model.speakers.names() if model.has_talker else []
+
+    def respond(message, chat, turns, speaker, voice):
+        started = time.perf_counter()
+        content = user_content(message)
+        turns = [*turns, {"role": "user", "content": content}]
+        chat = [*chat, *display(content), {"role": "assistant", "content": ""}]
+        yield gr.MultimodalTextbox(value=None), chat, turns, gr.skip(), None, "Thinking…"
+        inputs = processor.apply_chat_template(
+            [{"role": "system", "content": SYSTEM}, *turns],
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        ).to(model.device)
+        speak = model.has_talker and bool(speaker)
+        reply, pieces, latency = "", [], "Generating…"
+        with torch.inference_mode():
+            for event in model.stream(
+                **inputs,
+                speaker=speaker or "Chelsie",
+                return_audio=speak,
+                voice=None if voice in (None, NO_VOICE) else voice,
+                tokenizer=processor,
+                thinker_max_new_tokens=MAX_NEW_TOKENS,
+                talker_max_new_tokens=MAX_SPEECH_CODES,
+            ):
+                if isinstance(event, TextDelta) and event.text:
+                    reply += event.text
+                    chat[-1] = {"role": "assistant", "content": reply}
+                    yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                elif isinstance(event, AudioChunk):
+                    if not pieces:
+                        latency = f"First audio after {time.perf_counter() - started:.2f} s…"
+                    pieces.append(event.audio)
+                    yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
+                elif isinstance(event, StreamStats):
+                    latency = stats_markdown(event)
+        turns = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+        full = save_wav(np.concatenate(pieces)) if pieces else None
+        yield gr.skip(), chat, turns, gr.skip(), full, latency
+
+    with gr.Blocks(title="Qwen2.5-Omni chat (omni_hf)") as demo:
+        gr.Markdown(
+            f"# Qwen2.5-Omni chat\nModel `{MODEL_ID}` via [omni_hf](https://github.com/omni-hf/omni_hf): ask with "
+            "text, your voice, an image or a video; the answer is written and spoken as it is generated."
+            + (
+                f"\n\nOn this Space: files up to {LIMITS.max_file_mb} MB, audio up to {LIMITS.max_audio_seconds:.0f} s, "
+                f"video up to {LIMITS.max_video_seconds:.0f} s, one reply at a time."
+                if ON_SPACES
+                else ""
+            )
+        )
+        turns = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(elem_id="chatbot", height=420, label="Chat")
+                box = gr.MultimodalTextbox(
+                    elem_id="chat-input",
+                    file_types=["image", "audio", "video"],
+                    file_count="multiple",
+                    sources=["upload", "microphone"],
+                    placeholder="Type a message, record audio or attach an image, audio or video",
+                    show_label=False,
+                )
+            with gr.Column(scale=1):
+                speaker = gr.Dropdown(speakers, value=speakers[0] if speakers else None, label="Speaker")
+                voice = gr.Dropdown([NO_VOICE, *voices], value=NO_VOICE, label="Voice adapter")
+                stream_out = gr.Audio(label="Spoken reply (live)", streaming=True, autoplay=True, elem_id="live-audio")
+                full_out = gr.Audio(label="Spoken reply", type="filepath", elem_id="reply-audio", interactive=False)
+                latency = gr.Markdown(elem_id="latency")
+                clear = gr.Button("New chat")
+        box.submit(
+            respond,
+            [box, chatbot, turns, speaker, voice],
+            [box, chatbot, turns, stream_out, full_out, latency],
+            api_name="respond",
+            concurrency_limit=LIMITS.concurrency,
+        )
+        clear.click(lambda: ([], [], None, ""), None, [chatbot, turns, full_out, latency], api_name=False)
+    return demo
+
+
+def display(content: list[dict]) -> list[dict]:
+    """The user's turn as Chatbot messages (files shown inline)."""
+    shown = [{"role": "user", "content": {"path": c[c["type"]]}} for c in content if c["type"] != "text"]
+    return shown + [{"role": "user", "content": c["text"]} for c in content if c["type"] == "text"]
+
+
+def stats_markdown(stats: StreamStats) -> str:
+    first = "n/a" if stats.time_to_first_audio is None else f"{stats.time_to_first_audio:.2f} s"
+    text = "n/a" if stats.time_to_first_text is None else f"{stats.time_to_first_text:.2f} s"
+    rtf = stats.rtf.get("total")
+    return (
+        f"**First audio: {first}** · first text {text} · {stats.audio_seconds:.1f} s of speech in "
+        f"{stats.wall_seconds:.1f} s" + (f" · RTF {rtf:.2f}" if rtf is not None else "")
+    )
+
+
+def save_wav(audio: np.ndarray) -> str:
+    path = Path(tempfile.mkdtemp(prefix="omni_reply_")) / "reply.wav"
+    soundfile.write(path, audio, 24000, subtype="PCM_16")
+    return str(path)
+
+
+if __name__ == "__main__":
+    demo = build_demo(*load_model())
+    demo.queue(max_size=16 if ON_SPACES else None).launch(
+        max_file_size=f"{LIMITS.max_file_mb}mb", allowed_paths=[tempfile.gettempdir()]
+    )
