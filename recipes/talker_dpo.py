@@ -19,6 +19,10 @@ The tiny CPU run (random model, a tiny random CTC "ASR"; a few minutes):
     python -m omni_hf.training.asr demo_assets/tiny-asr                   # demo_assets/tiny-asr
     python recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
+Data-parallel without GPUs (two CPU processes over gloo, as tests/training/test_distributed.py runs it):
+
+    torchrun --nproc_per_node 2 recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
+
 Resume an interrupted run with `--resume` (pairs and the last checkpoint); `--push_to_hub --repo_id you/name`
 uploads the result (and `--pairs_repo_id` the pair dataset).
 """
@@ -102,7 +106,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     output = check_output_dir(args.output_dir, args.overwrite, args.resume)
     set_seed(args.seed)
-    state = PartialState()  # one process per GPU under `accelerate launch`
+    # One process per GPU under `accelerate launch` (or per CPU process under torchrun: gloo).
+    state = PartialState(cpu=not torch.cuda.is_available())
     device = state.device
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(device).eval()
@@ -168,7 +173,8 @@ def main(argv=None) -> dict:
         if card.is_file() and not (saved / "README.md").is_file():
             (saved / "README.md").write_text(card.read_text())
         metrics["pushed_to"] = push_output(saved, args.repo_id, "Talker DPO")
-    print(json.dumps(metrics, indent=2))
+    if state.is_main_process:
+        print(json.dumps(metrics, indent=2))
     return metrics
 
 
