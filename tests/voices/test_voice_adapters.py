@@ -120,3 +120,34 @@ def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path):
     with pytest.raises(SystemExit, match="not empty"):
         recipe.main(["--model", str(tiny_voice_model_dir), "--data", "synthetic:2", "--output_dir", str(busy)])
     assert (busy / "keep.txt").read_text() == "user file"
+
+
+def test_overwrite_replaces_a_loaded_voice_only_when_the_new_one_fits(trained_voice, tiny_voice_model_dir, tmp_path):
+    adapter_dir, _ = trained_voice
+    model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
+    model.voices.load(adapter_dir)
+    saved = _talker_logits(model, "robo")
+    with torch.no_grad():  # the loaded voice drifts away from its saved weights
+        for name, p in model.voices.peft.named_parameters():
+            if "lora_B" in name and ".robo." in name:
+                p.add_(0.05)
+    drifted = _talker_logits(model, "robo")
+    assert (drifted - saved).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="overwrite=True"):
+        model.voices.load(adapter_dir)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for f in adapter_dir.iterdir():
+        (foreign / f.name).write_bytes(f.read_bytes())
+    meta = json.loads((foreign / "voice.json").read_text())
+    meta["talker"]["hidden_size"] += 64
+    (foreign / "voice.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="another base model"):
+        model.voices.load(foreign, name="robo", overwrite=True)
+    assert model.voices.names == ["robo"] and torch.equal(_talker_logits(model, "robo"), drifted)  # kept
+    assert model.voices.load(adapter_dir, overwrite=True) == "robo"
+    assert model.voices.names == ["robo"] and torch.allclose(_talker_logits(model, "robo"), saved, atol=1e-6)
+    model.voices.remove("robo")
+    assert model.voices.names == [] and model.voices.peft is None
+    with pytest.raises(ValueError, match="Invalid voice name"):
+        model.voices.load(adapter_dir, name="a.b")

@@ -24,6 +24,7 @@ logger = logging.get_logger(__name__)
 VOICE_FILE = "voice.json"
 TALKER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BASE = "__base__"  # PEFT's name for "no adapter" in per-row adapter batches
+INCOMING = "__incoming__"  # a replacement voice while it loads (load(..., overwrite=True))
 
 
 def voice_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, target_modules=None) -> LoraConfig:
@@ -66,8 +67,10 @@ class VoiceAdapters:
             self.peft.add_adapter(name, config)
         self.peft.set_adapter(name)
 
-    def load(self, path: str | os.PathLike, name: str | None = None) -> str:
-        """Load an adapter saved by `save` (a local folder, or a Hub repo id with `huggingface_hub`)."""
+    def load(self, path: str | os.PathLike, name: str | None = None, overwrite: bool = False) -> str:
+        """Load an adapter saved by `save` (a local folder, or a Hub repo id with `huggingface_hub`) under `name`
+        (default: the name it was saved with). A loaded voice of that name is refused unless `overwrite=True`, which
+        replaces it only once the new adapter has loaded."""
         local = Path(path)
         if not local.is_dir():
             from huggingface_hub import snapshot_download
@@ -76,7 +79,14 @@ class VoiceAdapters:
         meta_path = local / VOICE_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         name = name or meta.get("voice") or local.name
+        if overwrite and name in self.names:
+            self._load(local, INCOMING, meta, path)  # fails, keeping the old voice, if it does not fit
+            self.remove(INCOMING)
+            self.remove(name)
         self._check_name(name)
+        return self._load(local, name, meta, path)
+
+    def _load(self, local: Path, name: str, meta: dict, path) -> str:
         expected = meta.get("talker")
         if expected is not None and expected != talker_fingerprint(self.model.talker):
             raise ValueError(
@@ -89,6 +99,8 @@ class VoiceAdapters:
             else:
                 self.peft.load_adapter(local, adapter_name=name)
         except RuntimeError as error:  # tensor shapes that do not fit this Talker
+            if INCOMING in self.names:
+                self.remove(INCOMING)
             raise ValueError(f"Voice adapter {str(path)!r} does not fit this model's Talker: {error}") from None
         self.peft.eval()
         return name
@@ -139,6 +151,16 @@ class VoiceAdapters:
         self.model.talker = self.peft.merge_and_unload()
         self.peft = None
 
+    def remove(self, name: str) -> None:
+        """Drop adapter `name` (the last one leaves the Talker plain, as `unload`)."""
+        self._require(name)
+        if self.names == [name]:
+            self.unload()
+            return
+        if self.peft.active_adapter == name:
+            self.peft.set_adapter(next(n for n in self.names if n != name))
+        self.peft.delete_adapter(name)
+
     def unload(self) -> None:
         """Remove every adapter; the Talker returns to its base weights."""
         if self.peft is not None:
@@ -175,10 +197,10 @@ class VoiceAdapters:
             yield
 
     def _check_name(self, name: str) -> None:
-        if not isinstance(name, str) or not name or name == BASE or "/" in name:
+        if not isinstance(name, str) or not name or name in (BASE, INCOMING) or "/" in name or "." in name:
             raise ValueError(f"Invalid voice name {name!r}")
         if name in self.names:
-            raise ValueError(f"A voice adapter named {name!r} is loaded already")
+            raise ValueError(f"A voice adapter named {name!r} is loaded already (pass overwrite=True to replace it)")
 
     def _require(self, name: str) -> None:
         if name not in self.names:
