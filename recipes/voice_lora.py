@@ -2,7 +2,9 @@
 
 Data: a JSON-lines manifest, one utterance per line, either `{"text": "...", "audio": "clip.wav"}` (the speech codes
 come from a speech tokenizer, `--speech_tokenizer`; see recipes/speech_tokenizer.py) or `{"text": "...", "codes":
-[...]}`. Rows whose audio cannot be decoded are skipped and counted.
+[...]}` (with or without its audio). Rows whose audio cannot be decoded are skipped and counted. With `--dit_lora`
+a second adapter of the same voice name is trained on token2wav's DiT (flow-matching loss on the rows' audio), so the
+timbre follows the recordings too; `model.voices.load` loads both parts.
 
 A real checkpoint on a GPU:
 
@@ -47,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--lora_r", type=int, default=16)
     parser.add_argument("--lora_alpha", type=int, default=32)
+    parser.add_argument("--dit_lora", action="store_true", help="also train a DiT adapter on the rows' audio")
+    parser.add_argument("--dit_max_steps", type=int, default=500)
+    parser.add_argument("--dit_learning_rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     parser.add_argument("--push_to_hub", action="store_true")
@@ -63,32 +68,38 @@ def synthetic_rows(count: int, seed: int, vocabulary: int = 64) -> list[dict]:
 
 
 def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
+    """Rows `{"text", "codes"}`, plus `"waveform"` and `"sampling_rate"` where the row has audio (the DiT part
+    trains on those). Rows whose audio cannot be decoded are skipped and counted."""
     if data.startswith("synthetic:"):
         return synthetic_rows(int(data.split(":", 1)[1]), seed)
+    import soundfile
+
     manifest = Path(data)
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     tokenizer, skipped, ready = None, 0, []
     for i, row in enumerate(rows):
         if "text" not in row or not ({"codes", "audio"} & set(row)):
             raise ValueError(f"{data} row {i} needs 'text' and either 'codes' or 'audio', got {sorted(row)}")
-        if "codes" in row:
-            ready.append(row)
-            continue
-        if speech_tokenizer is None:
+        if "codes" not in row and speech_tokenizer is None:
             raise ValueError(f"{data} row {i} has audio but no codes: pass --speech_tokenizer to encode it")
-        if tokenizer is None:
-            from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer
+        item = {"text": row["text"]}
+        if "audio" in row:
+            try:
+                audio, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32", always_2d=True)
+            except Exception as error:  # undecodable: skipped and counted
+                logger.warning(f"Skipping row {i}: cannot decode {row['audio']!r} ({error})")
+                skipped += 1
+                continue
+            item |= {"waveform": audio.mean(axis=1), "sampling_rate": rate}
+        if "codes" in row:
+            item["codes"] = list(row["codes"])
+        else:
+            if tokenizer is None:
+                from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer
 
-            tokenizer = OmniSpeechTokenizer.from_pretrained(speech_tokenizer).eval()
-        try:
-            import soundfile
-
-            audio, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32", always_2d=True)
-        except Exception as error:  # undecodable: skipped and counted
-            logger.warning(f"Skipping row {i}: cannot decode {row['audio']!r} ({error})")
-            skipped += 1
-            continue
-        ready.append({"text": row["text"], "codes": tokenizer.encode(audio.mean(axis=1), rate).tolist()})
+                tokenizer = OmniSpeechTokenizer.from_pretrained(speech_tokenizer).eval()
+            item["codes"] = tokenizer.encode(item["waveform"], item["sampling_rate"]).tolist()
+        ready.append(item)
     if skipped:
         logger.warning(f"Skipped {skipped} of {len(rows)} rows with undecodable audio")
     if not ready:
@@ -154,6 +165,25 @@ def main(argv=None) -> dict:
         seed=args.seed,
         resume_from_checkpoint=True if args.resume else None,
     )
+    if args.dit_lora:
+        from omni_hf.voices.dit_lora import dit_voice_example, train_dit_voice_adapter
+
+        with_audio = [r for r in rows if "waveform" in r]
+        if not with_audio:
+            raise SystemExit("--dit_lora trains on the rows' audio, and no row has audio")
+        dit_examples = [dit_voice_example(r["waveform"], r["sampling_rate"], r["codes"]) for r in with_audio]
+        metrics |= train_dit_voice_adapter(
+            model,
+            dit_examples,
+            args.voice,
+            args.speaker,
+            r=args.lora_r,
+            alpha=args.lora_alpha,
+            max_steps=args.dit_max_steps,
+            learning_rate=args.dit_learning_rate,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
     saved = model.voices.save(args.voice, output)
     metrics["adapter_dir"] = str(saved)
     if synthetic:

@@ -205,7 +205,8 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             thinker_* / talker_* / token2wav_*: keyword arguments for the Thinker's and Talker's `generate` and the
                 token2wav pipeline (e.g. `talker_do_sample=False`, `token2wav_num_inference_steps=10`).
             generator: noise of the token2wav ODE.
-            voice: a loaded voice adapter for the Talker (`model.voices`), or one per prompt; None: the base Talker.
+            voice: a loaded voice adapter (`model.voices`: the Talker's, and the DiT's when the voice has one), or one
+                per prompt; None: the base model.
 
         Returns:
             the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
@@ -225,9 +226,10 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         eos = thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
         with self.voices.use(voice):
             codes = self._speak(input_ids, attention_mask, sequences, track, speaker_voice, eos, kwargs, talker_kwargs)
-        waveforms = [
-            self.codes_to_waveform(row, speaker_voice, generator=generator, **token2wav_kwargs) for row in codes
-        ]
+        waveforms = []
+        for i, row in enumerate(codes):
+            with self.voices.use_dit(voice[i] if isinstance(voice, list) else voice):
+                waveforms.append(self.codes_to_waveform(row, speaker_voice, generator=generator, **token2wav_kwargs))
         return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
 
     def stream(
@@ -257,7 +259,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
             window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, 8, 16, then 32 DiT blocks).
             thinker_* / talker_* / token2wav_*: as in `generate`; `generator`: the token2wav noise.
-            voice: a loaded voice adapter for the Talker (`model.voices`); None: the base Talker.
+            voice: a loaded voice adapter (`model.voices`, Talker and DiT parts); None: the base model.
             background_token2wav: run the DiT and vocoder on a worker thread, overlapping the decoders (default: on
                 CUDA only; on a few CPU cores the stages compete for the same cores and it was measured slower).
 
@@ -297,6 +299,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             if background_token2wav is None
             else background_token2wav,
             talker_context=lambda: self.voices.use(voice),
+            dit_context=lambda: self.voices.use_dit(voice),
         )
 
     def _voice(self, speaker: str, return_audio: bool | None):

@@ -58,11 +58,13 @@ class _Clock:
 
 
 class _TimedToken2Wav(Token2WavStream):
-    """Token2WavStream that charges its DiT and vocoder time to a clock."""
+    """Token2WavStream that charges its DiT and vocoder time to a clock, and runs each DiT chunk inside
+    `dit_context()` (e.g. a voice's DiT adapter)."""
 
-    def __init__(self, clock: _Clock, *args, **kwargs):
+    def __init__(self, clock: _Clock, *args, dit_context=contextlib.nullcontext, **kwargs):
         super().__init__(*args, **kwargs)
         self.clock = clock
+        self.dit_context = dit_context
         vocoder_push = self.vocoder.push
 
         def timed_push(*a, **k):
@@ -77,7 +79,8 @@ class _TimedToken2Wav(Token2WavStream):
     def _decode_chunk(self, first_block, size):
         begin = self.clock.now()
         try:
-            return super()._decode_chunk(first_block, size)
+            with self.dit_context():
+                return super()._decode_chunk(first_block, size)
         finally:
             self.clock.seconds["dit"] += self.clock.now() - begin
 
@@ -98,6 +101,7 @@ def stream_reply(
     prompt_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     background_token2wav: bool = False,
     talker_context=contextlib.nullcontext,
+    dit_context=contextlib.nullcontext,
 ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
     """Yield `TextDelta`s and, with a `voice`, `AudioChunk`s as they are produced, then one `StreamStats`.
 
@@ -106,7 +110,8 @@ def stream_reply(
     last_hidden_state)` of prompt positions already in a prefilled cache (chunked prefill). See
     `OmniForConditionalGeneration.stream` for the public API. With `background_token2wav`, the DiT and vocoder
     run on a worker thread (joined before this generator returns or is closed). `talker_context()` is entered
-    around every Talker forward (e.g. to select a voice adapter), so nothing stays switched while the stream waits.
+    around every Talker forward (e.g. to select a voice adapter), `dit_context()` around every DiT chunk, so nothing
+    stays switched while the stream waits.
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}")
@@ -178,6 +183,7 @@ def stream_reply(
                         voice.cond,
                         window,
                         generator=generator,
+                        dit_context=dit_context,
                         **token2wav_kwargs,
                     )
                     speech = (BackgroundToken2Wav if background_token2wav else InlineToken2Wav)(decoder)

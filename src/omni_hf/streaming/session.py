@@ -294,6 +294,7 @@ class OmniSession:
             generator=generator,
             prompt_prefix=self._prefix_track(),
             talker_context=lambda: self.model.voices.use(voice),
+            dit_context=lambda: self.model.voices.use_dit(voice),
         )
 
     def close(self) -> None:

@@ -24,6 +24,7 @@ logger = logging.get_logger(__name__)
 VOICE_FILE = "voice.json"
 TALKER_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BASE = "__base__"  # PEFT's name for "no adapter" in per-row adapter batches
+DIT_FOLDER = "dit"  # the DiT part of a voice, inside its adapter folder
 INCOMING = "__incoming__"  # a replacement voice while it loads (load(..., overwrite=True))
 
 
@@ -41,6 +42,11 @@ def talker_fingerprint(talker) -> dict:
         key: getattr(c, key)
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size")
     } | {"embedding_size": c.embedding_size, "intermediate_size": c.intermediate_size}
+
+
+def dit_fingerprint(dit) -> dict:
+    """What a DiT adapter must match: the DiT's shape-defining settings."""
+    return {key: dit.config[key] for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "head_dim")}
 
 
 class VoiceAdapters:
@@ -103,7 +109,26 @@ class VoiceAdapters:
                 self.remove(INCOMING)
             raise ValueError(f"Voice adapter {str(path)!r} does not fit this model's Talker: {error}") from None
         self.peft.eval()
+        if (local / DIT_FOLDER).is_dir():
+            self._load_dit(local / DIT_FOLDER, name, meta, path)
         return name
+
+    def _load_dit(self, folder: Path, name: str, meta: dict, path) -> None:
+        dit = self._dit()
+        problem = None
+        if dit is None:
+            problem = "this model has no token2wav DiT"
+        elif meta.get("dit") is not None and meta["dit"] != dit_fingerprint(dit):
+            problem = f"it was made for another DiT ({meta['dit']}, not {dit_fingerprint(dit)})"
+        else:
+            try:
+                dit.load_lora_adapter(folder, adapter_name=name, prefix=None, use_safetensors=True)
+                dit.disable_adapters()  # outside `use_dit` the DiT is the base one
+            except (RuntimeError, ValueError) as error:
+                problem = str(error)
+        if problem is not None:
+            self.remove(name)  # the Talker part loaded already: take it back
+            raise ValueError(f"Voice adapter {str(path)!r} has a DiT part that does not fit: {problem}")
 
     def save(self, name: str, directory: str | os.PathLike) -> Path:
         """Write adapter `name` (PEFT files + its card + `voice.json`) into `directory`."""
@@ -112,6 +137,10 @@ class VoiceAdapters:
         self.peft.save_pretrained(directory, selected_adapters=[name])
         saved = directory / name if (directory / name).is_dir() else directory
         meta = {"voice": name, "talker": talker_fingerprint(self.model.talker), "library": "omni_hf"}
+        if name in self.dit_names:
+            dit = self._dit()
+            dit.save_lora_adapter(saved / DIT_FOLDER, adapter_name=name)
+            meta["dit"] = dit_fingerprint(dit)
         (saved / VOICE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         self._write_card(name, saved)
         return saved
@@ -150,6 +179,12 @@ class VoiceAdapters:
         self.peft.set_adapter(name)
         self.model.talker = self.peft.merge_and_unload()
         self.peft = None
+        dit = self._dit()
+        if name in self.dit_names:
+            dit.enable_adapters()
+            dit.fuse_lora(adapter_names=[name])
+        if self.dit_names:
+            dit.unload_lora()
 
     def remove(self, name: str) -> None:
         """Drop adapter `name` (the last one leaves the Talker plain, as `unload`)."""
@@ -160,12 +195,50 @@ class VoiceAdapters:
         if self.peft.active_adapter == name:
             self.peft.set_adapter(next(n for n in self.names if n != name))
         self.peft.delete_adapter(name)
+        self._remove_dit(name)
+
+    def _remove_dit(self, name: str) -> None:
+        if name in self.dit_names:
+            dit = self._dit()
+            if self.dit_names == [name]:
+                dit.unload_lora()
+            else:
+                dit.delete_adapters(name)
 
     def unload(self) -> None:
         """Remove every adapter; the Talker returns to its base weights."""
         if self.peft is not None:
             self.model.talker = self.peft.unload()
             self.peft = None
+        if self.dit_names:
+            self._dit().unload_lora()
+
+    def _dit(self):
+        return None if self.model.token2wav is None else self.model.token2wav.dit
+
+    @property
+    def dit_names(self) -> list[str]:
+        """Voices that also carry a DiT adapter (token2wav's timbre)."""
+        dit = self._dit()
+        return sorted(getattr(dit, "peft_config", None) or {}) if dit is not None else []
+
+    @contextmanager
+    def use_dit(self, voice: str | None):
+        """Run token2wav's DiT with `voice`'s DiT adapter; the base DiT for None or a voice without one."""
+        if voice is not None and not isinstance(voice, str):
+            raise ValueError(f"use_dit takes one voice name or None, got {voice!r}")
+        if voice is not None:
+            self._require(voice)
+        if voice not in self.dit_names:
+            yield  # adapters stay disabled: the base DiT
+            return
+        dit = self._dit()
+        dit.enable_adapters()
+        dit.set_adapters([voice], [1.0])
+        try:
+            yield
+        finally:
+            dit.disable_adapters()
 
     @contextmanager
     def use(self, voice: str | list[str | None] | None):
@@ -220,4 +293,4 @@ def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
 
-__all__ = ["VoiceAdapters", "talker_fingerprint", "trainable_parameters", "voice_lora_config"]
+__all__ = ["VoiceAdapters", "dit_fingerprint", "talker_fingerprint", "trainable_parameters", "voice_lora_config"]
