@@ -60,6 +60,7 @@ def test_recipe_trains_and_saves_the_dit_part(dit_voice):
     saved = Path(metrics["adapter_dir"])
     assert (saved / "dit" / "pytorch_lora_weights.safetensors").is_file() or any((saved / "dit").glob("*.safetensors"))
     assert json.loads((saved / "voice.json").read_text())["dit"]["num_hidden_layers"] > 0
+    assert "LoRA adapter on token2wav's DiT" in (saved / "README.md").read_text()
 
 
 def test_dit_part_switches_per_request_and_leaves_the_base_exact(dit_voice, tiny_voice_model_dir):

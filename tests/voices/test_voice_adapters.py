@@ -41,6 +41,7 @@ def test_recipe_trains_only_the_adapter(trained_voice, tiny_voice_model_dir):
         p.name for p in adapter_dir.iterdir()
     }
     assert "library_name: peft" in (adapter_dir / "README.md").read_text()
+    assert "token2wav's DiT" not in (adapter_dir / "README.md").read_text()  # a Talker-only voice
     from safetensors.torch import load_file
 
     lora = load_file(adapter_dir / "adapter_model.safetensors")

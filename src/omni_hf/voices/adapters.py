@@ -170,6 +170,7 @@ class VoiceAdapters:
             talker_shape=", ".join(f"{k} {v}" for k, v in talker_fingerprint(self.model.talker).items()),
             base_model_id=base or "BASE_MODEL",
             speaker=details.pop("speaker", speakers[0] if speakers else "Chelsie"),
+            dit_part=name in self.dit_names,
             **details,
         )
 
