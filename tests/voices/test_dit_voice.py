@@ -85,15 +85,10 @@ def test_dit_part_switches_per_request_and_leaves_the_base_exact(dit_voice, tiny
     assert model.voices.dit_names == [] and (_mel(model) - voiced).abs().max() < 1e-4
 
 
-def test_dit_part_for_another_dit_is_refused(dit_voice, tiny_voice_model_dir, tmp_path):
-    import shutil
+def test_dit_part_for_another_dit_is_refused(dit_voice, tiny_voice_model_dir, tmp_path, foreign_voice):
     from pathlib import Path
 
-    foreign = tmp_path / "foreign"
-    shutil.copytree(Path(dit_voice["adapter_dir"]), foreign)
-    meta = json.loads((foreign / "voice.json").read_text())
-    meta["dit"]["hidden_size"] += 16
-    (foreign / "voice.json").write_text(json.dumps(meta))
+    foreign = foreign_voice(Path(dit_voice["adapter_dir"]), "dit", 16)
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
     with pytest.raises(ValueError, match="DiT part that does not fit"):
         model.voices.load(foreign)

@@ -87,7 +87,7 @@ def test_switching_disabling_batching_and_merging(trained_voice, tiny_voice_mode
     assert (_talker_logits(again) - robo).abs().max() < 1e-4
 
 
-def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path):
+def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path, foreign_voice):
     adapter_dir, _ = trained_voice
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
     with pytest.raises(ValueError, match="No voice adapters"):
@@ -98,13 +98,7 @@ def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path):
         model.voices.load(adapter_dir)
     with pytest.raises(ValueError, match="Unknown voice"):
         model.generate(PROMPT, voice="nobody", **GREEDY)
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    for f in adapter_dir.iterdir():
-        (foreign / f.name).write_bytes(f.read_bytes())
-    meta = json.loads((foreign / "voice.json").read_text())
-    meta["talker"]["hidden_size"] += 64
-    (foreign / "voice.json").write_text(json.dumps(meta))
+    foreign = foreign_voice(adapter_dir, "talker", 64)
     with pytest.raises(ValueError, match="another base model"):
         model.voices.load(foreign, name="foreign")
     recipe = _recipe()
@@ -123,7 +117,9 @@ def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path):
     assert (busy / "keep.txt").read_text() == "user file"
 
 
-def test_overwrite_replaces_a_loaded_voice_only_when_the_new_one_fits(trained_voice, tiny_voice_model_dir, tmp_path):
+def test_overwrite_replaces_a_loaded_voice_only_when_the_new_one_fits(
+    trained_voice, tiny_voice_model_dir, tmp_path, foreign_voice
+):
     adapter_dir, _ = trained_voice
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
     model.voices.load(adapter_dir)
@@ -136,13 +132,7 @@ def test_overwrite_replaces_a_loaded_voice_only_when_the_new_one_fits(trained_vo
     assert (drifted - saved).abs().max() > 1e-4
     with pytest.raises(ValueError, match="overwrite=True"):
         model.voices.load(adapter_dir)
-    foreign = tmp_path / "foreign"
-    foreign.mkdir()
-    for f in adapter_dir.iterdir():
-        (foreign / f.name).write_bytes(f.read_bytes())
-    meta = json.loads((foreign / "voice.json").read_text())
-    meta["talker"]["hidden_size"] += 64
-    (foreign / "voice.json").write_text(json.dumps(meta))
+    foreign = foreign_voice(adapter_dir, "talker", 64)
     with pytest.raises(ValueError, match="another base model"):
         model.voices.load(foreign, name="robo", overwrite=True)
     assert model.voices.names == ["robo"] and torch.equal(_talker_logits(model, "robo"), drifted)  # kept

@@ -34,7 +34,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .preference_pairs import check_pair_dataset, encode_media_prompt, has_media, prepare_prompt, sample_candidates
 from .rewards import SpeechScorer
-from .talker_data import talker_training_example
+from .talker_data import talker_training_example, thinker_track
 
 logger = logging.get_logger(__name__)
 
@@ -116,14 +116,18 @@ class DataCollatorForTalkerPreference(DataCollatorForPreference):
         batch = super().torch_call(examples)
         length = batch["input_ids"].shape[1]
         rows = []
-        media = [self._media(e, i) for i, e in enumerate(examples)]
+        prompts = [torch.tensor([e["thinker_prompt_ids"]]) for e in examples]
+        replies = [torch.tensor([e["thinker_reply_ids"]]) for e in examples]
+        # The frozen Thinker runs once per pair: chosen and rejected share its track.
+        tracks = [
+            thinker_track(self.omni_model, prompt, reply, self._media(e, i))
+            for i, (e, prompt, reply) in enumerate(zip(examples, prompts, replies))
+        ]
         for side in ("chosen_ids", "rejected_ids"):
-            for e, e_media in zip(examples, media):
+            for e, prompt, reply, track in zip(examples, prompts, replies, tracks):
                 codes = torch.tensor(e[side][:-1])  # without the end token
-                prompt = torch.tensor([e["thinker_prompt_ids"]])
-                reply = torch.tensor([e["thinker_reply_ids"]])
                 bos = int(e["speaker_bos_id"])
-                rows.append(talker_training_example(self.omni_model, prompt, reply, codes, bos, media=e_media))
+                rows.append(talker_training_example(self.omni_model, prompt, reply, codes, bos, track=track))
         for i, row in enumerate(rows):
             expected = batch["input_ids"][i, : row["input_ids"].shape[1]]
             if not torch.equal(row["input_ids"][0, : expected.shape[0]].cpu(), expected):

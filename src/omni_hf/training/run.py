@@ -103,13 +103,10 @@ def packed_attention_masks(model, inputs: dict, segments: torch.Tensor) -> dict:
     return {layer_type: mask for layer_type in set(text_config.layer_types)}
 
 
-class LossLog:
+def first_and_last_loss(trainer: Trainer) -> dict:
     """First and last training loss from the Trainer's log history."""
-
-    @staticmethod
-    def of(trainer: Trainer) -> dict:
-        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
-        return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
 
 def _training_args(stage: Stage, args, output: Path, **extra) -> TrainingArguments:
@@ -251,7 +248,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
     metrics = {
         "stage": stage.name,
         "steps": trainer.state.global_step,
-        **LossLog.of(trainer),
+        **first_and_last_loss(trainer),
         "train_loss": result.training_loss,
         "trainable_parameters": counts["trainable"],
         "frozen_parameters": counts["frozen"],

@@ -69,6 +69,7 @@ def talker_training_example(
     codes: torch.Tensor,
     speaker_bos_id: int,
     media: dict | None = None,
+    track: tuple | None = None,
 ) -> dict[str, torch.Tensor]:
     """One example for `model.talker(**example)` (batch of one, every tensor on the Talker's device).
 
@@ -81,6 +82,8 @@ def talker_training_example(
         media: the processor's media outputs for the prompt (`input_features`, `feature_attention_mask`,
             `pixel_values`, `image_grid_thw`, `pixel_values_videos`, `video_grid_thw`, `video_second_per_grid`,
             `use_audio_in_video`), as in generation: the Thinker encodes them and both TMRoPE ids follow their layout.
+        track: `thinker_track(model, prompt_ids, reply_ids, media)` when already computed (e.g. shared by the
+            chosen and rejected codes of one DPO pair); `media` is then not read.
 
     Returns:
         `input_ids` (codec ids), `inputs_embeds` `(1, P+3+m, width)`, `position_ids` `(3, 1, P+3+m)`,
@@ -92,7 +95,7 @@ def talker_training_example(
     codes = torch.as_tensor(codes).reshape(-1)
     if codes.numel() == 0 or int(codes.min()) < 0 or int(codes.max()) >= config.num_speech_codes:
         raise ValueError(f"codes must be a non-empty sequence of speech codes in [0, {config.num_speech_codes})")
-    full, embeds, hidden, layout = thinker_track(model, prompt_ids, reply_ids, media)
+    full, embeds, hidden, layout = track or thinker_track(model, prompt_ids, reply_ids, media)
     device = full.device
     p, n, m = prompt_ids.shape[1], reply_ids.shape[1], codes.numel()
     entries = hidden[:, p:] + embeds[:, p:]  # (1, n, width): entry of each reply token

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from transformers.utils import logging
 
 if TYPE_CHECKING:  # peft is an optional dependency (extra "train"): imported where adapters are made
@@ -290,8 +289,4 @@ def _peft():
     return peft
 
 
-def trainable_parameters(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p for name, p in module.named_parameters() if p.requires_grad}
-
-
-__all__ = ["VoiceAdapters", "dit_fingerprint", "talker_fingerprint", "trainable_parameters", "voice_lora_config"]
+__all__ = ["VoiceAdapters", "dit_fingerprint", "talker_fingerprint", "voice_lora_config"]
