@@ -48,7 +48,7 @@ def run_reference_reply(path: str, codes: int) -> dict:
 
 
 def run_streamed_reply(path: str, codes: int) -> dict:
-    from omni_hf.streaming import AudioChunk
+    from omni_hf.omni import AudioChunk
 
     model = load("ours", path)
     list(model.stream(**prompt(), **our_reply_kwargs(model, 20)))  # warm-up
@@ -80,8 +80,8 @@ def spoken_input(seconds: float) -> np.ndarray:
 
 def run_input_latency(path: str, seconds: float, chunked: bool) -> dict:
     """Seconds from the end of the spoken input to the first text token / first audio chunk."""
-    from omni_hf.streaming import AudioChunk, TextDelta
-    from omni_hf.streaming.session import OmniSession
+    from omni_hf.omni import AudioChunk, TextDelta
+    from omni_hf.omni.session import OmniSession
     from omni_hf.testing.tokenizer import build_tiny_processor
 
     model, processor = load("ours", path), build_tiny_processor()

@@ -75,7 +75,7 @@ def prompt():
 
 
 def run_talker(impl: str, path: str, codes: int) -> dict:
-    from omni_hf.models.talker_inputs import build_talker_inputs
+    from omni_hf.talker.talker_inputs import build_talker_inputs
 
     model = load(impl, path)
     inputs = prompt()

@@ -97,7 +97,7 @@ def _add(pairs, dialogues, tests, test: bool, kind: str, path: str, question: st
 @torch.no_grad()
 def accuracy(model_dir: Path, test_file: Path) -> dict[str, float]:
     """Greedy exact-match accuracy of the answer per modality (teacher-forced argmax at every answer position)."""
-    from omni_hf.models import OmniThinkerForConditionalGeneration
+    from omni_hf import OmniThinkerForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.collator import OmniThinkerCollator, encode_conversation
 

@@ -47,7 +47,7 @@ def subset_rate(model, processor, texts, seed, max_new_tokens) -> float:
 
 
 def main(argv=None) -> dict:
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.testing.demo import build_demo_model
     from omni_hf.training.dpo import TalkerDPOConfig, TalkerDPOTrainer

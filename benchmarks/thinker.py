@@ -32,7 +32,7 @@ def build_checkpoint(path: Path) -> None:
 
 def model_inputs(audio_seconds: float, seed: int = 0) -> dict:
     """Text + an audio clip + an image (22x30 patches), ids built directly with the tiny special tokens."""
-    from omni_hf.models.tmrope import audio_token_lengths
+    from omni_hf.common.tmrope import audio_token_lengths
     from omni_hf.testing import TINY_TOKEN_IDS as T
 
     g = torch.Generator().manual_seed(seed)
@@ -55,7 +55,7 @@ def run_model(impl: str, path: str, audio_seconds: float, new_tokens: int, repea
     """Runs in its own process so peak memory is that implementation's alone."""
     torch.set_num_threads(2)
     if impl == "ours":
-        from omni_hf.models import OmniThinkerForConditionalGeneration
+        from omni_hf import OmniThinkerForConditionalGeneration
 
         model = OmniThinkerForConditionalGeneration.from_pretrained(path).eval()
     else:

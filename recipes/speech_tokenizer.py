@@ -72,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def code_sequences(args, model, processor, count: int, generator: torch.Generator) -> list[torch.Tensor]:
-    from omni_hf.voices import tokenizer_training as tt
+    from omni_hf.training import speech_tokenizer_training as tt
 
     if args.code_source != "talker":
         vocabulary = tt.make_code_vocabulary(args.vocabulary_size, seed=args.seed)
@@ -106,11 +106,11 @@ def write_card(directory: Path, args, scores: dict) -> None:
 
 
 def main(argv=None) -> dict:
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.testing.tiny import make_codes_audible_
+    from omni_hf.training import speech_tokenizer_training as tt
     from omni_hf.training.recipe_config import check_output_dir
-    from omni_hf.voices import tokenizer_training as tt
     from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer, OmniSpeechTokenizerConfig
 
     args = parse_args(argv)

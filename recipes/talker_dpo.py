@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     from accelerate import PartialState
     from transformers import set_seed
 
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.asr import build_transcriber
     from omni_hf.training.dpo import ADAPTER, TalkerDPOConfig, TalkerDPOTrainer, evaluate_talker_speech

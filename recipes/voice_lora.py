@@ -110,7 +110,7 @@ def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
 @torch.no_grad()
 def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompts: int = 3) -> float:
     """Share of greedy speech codes inside the stand-in voice's code set (tiny runs: how much the voice took)."""
-    from omni_hf.streaming import StreamStats
+    from omni_hf.omni import StreamStats
 
     codes = []
     for i in range(prompts):
@@ -137,11 +137,11 @@ def _card_figures(metrics: dict) -> dict:
 
 
 def main(argv=None) -> dict:
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.recipe_config import check_output_dir
+    from omni_hf.training.voice_lora import train_voice_adapter, voice_examples
     from omni_hf.voices.adapters import voice_lora_config
-    from omni_hf.voices.lora_training import train_voice_adapter, voice_examples
 
     args = parse_args(argv)
     output = check_output_dir(args.output_dir, args.overwrite, args.resume)
@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
         resume_from_checkpoint=True if args.resume else None,
     )
     if args.dit_lora:
-        from omni_hf.voices.dit_lora import dit_voice_example, train_dit_voice_adapter
+        from omni_hf.training.dit_lora import dit_voice_example, train_dit_voice_adapter
 
         with_audio = [r for r in rows if "waveform" in r]
         if not with_audio:

@@ -56,7 +56,7 @@ def reference_thinker(reference_full):
 
 @pytest.fixture(scope="session")
 def our_thinker(reference_full_dir):
-    from omni_hf.models import OmniThinkerForConditionalGeneration
+    from omni_hf import OmniThinkerForConditionalGeneration
 
     return OmniThinkerForConditionalGeneration.from_pretrained(reference_full_dir).eval()
 

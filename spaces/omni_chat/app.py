@@ -22,8 +22,8 @@ import soundfile
 import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
+from omni_hf.omni import AudioChunk, StreamStats, TextDelta
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
-from omni_hf.streaming import AudioChunk, StreamStats, TextDelta
 
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")

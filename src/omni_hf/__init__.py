@@ -5,30 +5,40 @@ Importing the package registers its classes with transformers' Auto classes (`Au
 """
 
 from .auto import register_auto_classes
-from .models import (
-    OmniAudioEncoder,
-    OmniAudioEncoderConfig,
+from .omni import (
+    AudioChunk,
     OmniConfig,
     OmniForConditionalGeneration,
-    OmniTalkerConfig,
-    OmniTalkerForConditionalGeneration,
+    OmniSession,
+    StreamingWindow,
+    StreamStats,
+    TextDelta,
+)
+from .processing import OmniProcessor
+from .talker import OmniTalkerConfig, OmniTalkerForConditionalGeneration
+from .thinker import (
+    OmniAudioEncoder,
+    OmniAudioEncoderConfig,
     OmniTextConfig,
     OmniThinkerConfig,
     OmniThinkerForConditionalGeneration,
     OmniThinkerModel,
     OmniVisionEncoder,
     OmniVisionEncoderConfig,
-    Speaker,
-    SpeakerBank,
 )
-from .processing import OmniProcessor
 from .token2wav import BigVGANVocoder, OmniDiTModel, OmniFlowMatchScheduler, OmniToken2WavPipeline
+from .voices import Speaker, SpeakerBank
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 
 __all__ = [
+    "AudioChunk",
+    "OmniSession",
+    "StreamStats",
+    "StreamingWindow",
+    "TextDelta",
     "BigVGANVocoder",
     "OmniAudioEncoder",
     "OmniAudioEncoderConfig",

@@ -6,13 +6,11 @@ modeling files, so a process without omni_hf loads them with `trust_remote_code=
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoProcessor
 
-from .models import (
+from .omni import OmniConfig, OmniForConditionalGeneration
+from .talker import OmniTalkerConfig, OmniTalkerForConditionalGeneration
+from .thinker import (
     OmniAudioEncoder,
     OmniAudioEncoderConfig,
-    OmniConfig,
-    OmniForConditionalGeneration,
-    OmniTalkerConfig,
-    OmniTalkerForConditionalGeneration,
     OmniTextConfig,
     OmniThinkerConfig,
     OmniThinkerForConditionalGeneration,
@@ -47,6 +45,4 @@ def register_auto_classes() -> None:
     from .processing import OmniProcessor
 
     AutoProcessor.register(OmniThinkerConfig, OmniProcessor)
-    OmniThinkerConfig.register_for_auto_class()
-    OmniThinkerForConditionalGeneration.register_for_auto_class("AutoModelForCausalLM")
     _REGISTERED = True

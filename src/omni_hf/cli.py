@@ -64,8 +64,9 @@ def chat(args) -> str:
     """Answer one user turn; print the reply text and, with `--output`, write the spoken reply as a WAV."""
     import torch
 
-    from .models import OmniForConditionalGeneration, OmniThinkerForConditionalGeneration
+    from .omni import OmniForConditionalGeneration
     from .processing import OmniProcessor
+    from .thinker import OmniThinkerForConditionalGeneration
 
     processor = OmniProcessor.from_pretrained(args.model)
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
@@ -107,7 +108,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     import soundfile
     import torch
 
-    from .streaming import AudioChunk, StreamStats, TextDelta
+    from .omni import AudioChunk, StreamStats, TextDelta
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
@@ -142,7 +143,7 @@ def convert(args) -> None:
     """Load a checkpoint (official or ours) and write it in our layout."""
     from pathlib import Path
 
-    from .models import OmniForConditionalGeneration
+    from .omni import OmniForConditionalGeneration
 
     destination = Path(args.destination)
     if destination.exists() and any(destination.iterdir()) and not args.overwrite:
@@ -164,7 +165,7 @@ def speaker(args) -> None:
     """`omni-hf speaker add|list`: manage the speakers saved with a model in omni_hf's layout."""
     from pathlib import Path
 
-    from .models.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
+    from .voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 
     directory = Path(args.model)
     if not (directory / SPEAKERS_INDEX).is_file():
@@ -219,8 +220,9 @@ def _publish(args, dry_run: bool):
 
         folder = source / "token2wav" if (source / "token2wav" / "model_index.json").is_file() else source
         return hub.push_token2wav(OmniToken2WavPipeline.from_pretrained(folder), args.repo_id, **common)
-    from .models import OmniForConditionalGeneration, OmniThinkerForConditionalGeneration
+    from .omni import OmniForConditionalGeneration
     from .processing import OmniProcessor
+    from .thinker import OmniThinkerForConditionalGeneration
 
     if args.kind == "thinker":
         thinker = OmniThinkerForConditionalGeneration.from_pretrained(source)

@@ -2,7 +2,7 @@
 
 import torch
 
-from omni_hf.models.tmrope import TMRoPETokens, audio_token_lengths, interleave_video_audio
+from omni_hf.common.tmrope import TMRoPETokens, audio_token_lengths, interleave_video_audio
 
 
 def mixed_prompt(tokens: dict, rope_tokens: TMRoPETokens, use_audio_in_video: bool = True, seed: int = 0) -> dict:

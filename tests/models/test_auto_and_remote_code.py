@@ -9,7 +9,7 @@ import textwrap
 import torch
 
 import omni_hf
-from omni_hf.models import OmniThinkerForConditionalGeneration
+from omni_hf import OmniThinkerForConditionalGeneration
 
 
 def test_auto_classes_resolve_ours(reference_full_dir, tmp_path, our_thinker):

@@ -72,7 +72,7 @@ def test_vision_encoder_rejects_mismatched_grid(our_thinker):
 
 
 def test_eager_and_sdpa_agree(reference_full_dir):
-    from omni_hf.models import OmniThinkerForConditionalGeneration
+    from omni_hf import OmniThinkerForConditionalGeneration
 
     eager = OmniThinkerForConditionalGeneration.from_pretrained(reference_full_dir, attn_implementation="eager").eval()
     sdpa = OmniThinkerForConditionalGeneration.from_pretrained(reference_full_dir, attn_implementation="sdpa").eval()

@@ -5,9 +5,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from omni_hf import cli
-from omni_hf.models import OmniForConditionalGeneration
-from omni_hf.models.modeling_talker import talker_generation_config
+from omni_hf import OmniForConditionalGeneration, cli
+from omni_hf.talker.modeling_talker import talker_generation_config
 from omni_hf.testing.tiny import (
     TINY_SPEAKER_BOS,
     reinit_,

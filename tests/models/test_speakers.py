@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from omni_hf.models import Speaker, SpeakerBank
+from omni_hf import Speaker, SpeakerBank
 
 
 def _official(path, **extra):

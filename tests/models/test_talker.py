@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from omni_hf.models import OmniTalkerConfig, OmniTalkerForConditionalGeneration
-from omni_hf.models.configuration_talker import translate_official_talker_config
-from omni_hf.models.modeling_talker import talker_generation_config
-from omni_hf.models.talker_inputs import build_talker_inputs
+from omni_hf import OmniTalkerConfig, OmniTalkerForConditionalGeneration
+from omni_hf.talker.configuration_talker import translate_official_talker_config
+from omni_hf.talker.modeling_talker import talker_generation_config
+from omni_hf.talker.talker_inputs import build_talker_inputs
 from omni_hf.testing.tiny import TINY_SPEAKER_BOS, reinit_, tiny_talker_config_dict, tiny_thinker_config_dict
 
 

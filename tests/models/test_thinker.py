@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from omni_hf.models import OmniThinkerConfig, OmniThinkerForConditionalGeneration
+from omni_hf import OmniThinkerConfig, OmniThinkerForConditionalGeneration
 from omni_hf.testing import TINY_TOKEN_IDS as TOKENS
 
 

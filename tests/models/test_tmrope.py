@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from omni_hf.models.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from omni_hf.common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from omni_hf.testing import TINY_TOKEN_IDS as TOKENS
 
 
 @pytest.fixture(scope="module")
 def rope_tokens(tiny_config_dict):
-    from omni_hf.models import OmniThinkerConfig
+    from omni_hf import OmniThinkerConfig
 
     return TMRoPETokens.from_config(OmniThinkerConfig.from_dict(tiny_config_dict))
 

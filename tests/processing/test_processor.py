@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from omni_hf.models.tmrope import get_rope_index
+from omni_hf.common.tmrope import get_rope_index
 from omni_hf.processing import (
     DEFAULT_SYSTEM_PROMPT,
     OmniProcessor,

@@ -5,7 +5,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_omni(tiny_omni_dir):
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
 
     path = tiny_omni_dir

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from omni_hf.streaming import AudioChunk, StreamStats, TextDelta
-from omni_hf.streaming.session import OmniSession, StreamingLogMel
+from omni_hf.omni import AudioChunk, StreamStats, TextDelta
+from omni_hf.omni.session import OmniSession, StreamingLogMel
 
 
 def _speechlike(seconds: float, loud_start: bool, seed: int = 0) -> np.ndarray:

@@ -9,7 +9,7 @@ import soundfile
 import torch
 
 from omni_hf import cli
-from omni_hf.streaming import AudioChunk, StepDecoder, StreamingWindow, StreamStats, TextDelta
+from omni_hf.omni import AudioChunk, StepDecoder, StreamingWindow, StreamStats, TextDelta
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])
 GREEDY = dict(
@@ -93,14 +93,15 @@ def test_early_stop_frees_everything(tiny_omni, monkeypatch):
     closed = []
     original = StepDecoder.close
     monkeypatch.setattr(StepDecoder, "close", lambda self: closed.append(self.model) or original(self))
-    threads = threading.active_count()
     stream = model.stream(PROMPT, **GREEDY)
     first_audio = next(e for e in stream if isinstance(e, AudioChunk))
     assert first_audio.audio.size
     stream.close()  # what a `break` out of the for loop does (or garbage collection)
     assert closed == [model.thinker, model.talker]  # both decoders dropped their caches
     assert not model.thinker.model._forward_hooks  # the Thinker-track hook is gone
-    assert threading.active_count() == threads  # nothing was left running
+    assert not [
+        t for t in threading.enumerate() if t.name == "omni-hf-token2wav"
+    ]  # the worker was joined  # nothing was left running
     with pytest.raises(StopIteration):
         next(stream)
 
@@ -149,7 +150,6 @@ def test_cli_streams_text_and_a_growing_wav(tiny_omni, tmp_path, capsys):
 @pytest.mark.parametrize("failing", ["talker", "dit"])
 def test_background_token2wav_gives_the_same_stream_and_surfaces_errors(tiny_omni, failing):
     model, _ = tiny_omni
-    threads = threading.active_count()
     if failing == "talker":  # no failure: the worker thread changes timing only
         inline = list(model.stream(PROMPT, generator=torch.Generator().manual_seed(1), **GREEDY))
         threaded = list(
@@ -171,14 +171,13 @@ def test_background_token2wav_gives_the_same_stream_and_surfaces_errors(tiny_omn
                 list(model.stream(PROMPT, background_token2wav=True, **GREEDY))
         finally:
             hook.remove()
-    assert threading.active_count() == threads
+    assert not [t for t in threading.enumerate() if t.name == "omni-hf-token2wav"]  # the worker was joined
 
 
 def test_early_stop_joins_the_token2wav_worker(tiny_omni):
     model, _ = tiny_omni
-    threads = threading.active_count()
     stream = model.stream(PROMPT, background_token2wav=True, **GREEDY)
     next(e for e in stream if isinstance(e, AudioChunk))
-    assert threading.active_count() == threads + 1  # the worker is running
+    assert [t for t in threading.enumerate() if t.name == "omni-hf-token2wav"]  # the worker is running
     stream.close()
-    assert threading.active_count() == threads
+    assert not [t for t in threading.enumerate() if t.name == "omni-hf-token2wav"]  # the worker was joined

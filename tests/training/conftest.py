@@ -21,7 +21,7 @@ def tiny_asr_dir(tmp_path_factory):
 
 
 def load_model(path):
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
 
     model = OmniForConditionalGeneration.from_pretrained(path).eval()
     model.token2wav.set_progress_bar_config(disable=True)

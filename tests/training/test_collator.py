@@ -32,9 +32,9 @@ def processor():
 
 @pytest.fixture(scope="module")
 def thinker():
-    from omni_hf.models import OmniThinkerConfig, OmniThinkerForConditionalGeneration
-    from omni_hf.models.configuration_thinker import translate_official_thinker_config
+    from omni_hf import OmniThinkerConfig, OmniThinkerForConditionalGeneration
     from omni_hf.testing import reinit_, tiny_thinker_config_dict
+    from omni_hf.thinker.configuration_thinker import translate_official_thinker_config
 
     config = OmniThinkerConfig(**translate_official_thinker_config(tiny_thinker_config_dict()))
     return reinit_(OmniThinkerForConditionalGeneration(config)).eval()

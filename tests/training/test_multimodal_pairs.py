@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from omni_hf.streaming import StreamStats
+from omni_hf.omni import StreamStats
 from omni_hf.testing.media import write_image, write_wav
 from omni_hf.training.dpo import TalkerDPOConfig, TalkerDPOTrainer
 from omni_hf.training.preference_pairs import build_preference_pairs, prepare_prompt, sample_candidates

@@ -5,9 +5,9 @@ codes greedy generation produced for the same reply."""
 import pytest
 import torch
 
-from omni_hf.models import OmniForConditionalGeneration
+from omni_hf import OmniForConditionalGeneration
+from omni_hf.omni import StreamStats
 from omni_hf.processing import OmniProcessor
-from omni_hf.streaming import StreamStats
 from omni_hf.testing.media import make_image, make_waveform
 from omni_hf.training.talker_data import talker_training_example
 

@@ -12,7 +12,7 @@ def tiny_voice_model_dir(tiny_omni_dir):
 
 @pytest.fixture()
 def voice_model(tiny_voice_model_dir):
-    from omni_hf.models import OmniForConditionalGeneration
+    from omni_hf import OmniForConditionalGeneration
 
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
     model.token2wav.set_progress_bar_config(disable=True)

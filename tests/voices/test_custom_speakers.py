@@ -5,8 +5,7 @@ import pytest
 import soundfile
 import torch
 
-from omni_hf import cli
-from omni_hf.models import OmniForConditionalGeneration
+from omni_hf import OmniForConditionalGeneration, cli
 from omni_hf.voices.speaker_builder import build_speaker, prepare_reference_audio
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])

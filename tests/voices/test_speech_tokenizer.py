@@ -9,7 +9,7 @@ import soundfile
 import torch
 
 from omni_hf.testing.recipes import load_recipe
-from omni_hf.voices import tokenizer_training as tt
+from omni_hf.training import speech_tokenizer_training as tt
 from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer, OmniSpeechTokenizerConfig
 
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)

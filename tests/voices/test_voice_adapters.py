@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omni_hf.models import OmniForConditionalGeneration
+from omni_hf import OmniForConditionalGeneration
 from omni_hf.testing.recipes import load_recipe
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])

@@ -125,7 +125,7 @@ def push_model(
     **card,
 ) -> CommitInfo:
     """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout) with its card."""
-    from ..models import OmniForConditionalGeneration
+    from ..omni import OmniForConditionalGeneration
 
     source = None
     if isinstance(model, (str, os.PathLike)):  # a saved folder is uploaded as it is (processor files included)
@@ -178,7 +178,8 @@ def push_thinker(
     **card,
 ) -> CommitInfo:
     """Push the Thinker alone (text replies), e.g. `model.thinker`, with its card."""
-    from ..models import OmniForConditionalGeneration, OmniThinkerForConditionalGeneration
+    from ..omni import OmniForConditionalGeneration
+    from ..thinker import OmniThinkerForConditionalGeneration
 
     if isinstance(thinker, OmniForConditionalGeneration):
         thinker = thinker.thinker
@@ -247,7 +248,7 @@ def push_speakers(
     **card,
 ) -> CommitInfo:
     """Push a `SpeakerBank` (or a model's `speakers`, or a folder holding speakers.json + .safetensors)."""
-    from ..models.speakers import SpeakerBank
+    from ..voices.speakers import SpeakerBank
 
     if isinstance(speakers, (str, os.PathLike)):
         speakers = SpeakerBank.load(speakers)

@@ -28,7 +28,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
-from ..models.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from .chat_utils import (
     DEFAULT_SYSTEM_PROMPT,
     collect_media,
@@ -138,7 +138,7 @@ class OmniProcessor(ProcessorMixin):
 
     @property
     def rope_tokens(self) -> TMRoPETokens:
-        """Token ids and timing constants for `omni_hf.models.tmrope.get_rope_index`."""
+        """Token ids and timing constants for `omni_hf.common.tmrope.get_rope_index`."""
         return TMRoPETokens(
             audio_token_id=self.audio_token_id,
             image_token_id=self.image_token_id,

@@ -29,14 +29,14 @@ def build_demo_model(path: Path, speech: bool = True) -> Path:
 
     With `speech`, the full model (Thinker + Talker + token2wav pipeline + two random speakers), else the Thinker.
     """
-    from ..models import (
+    from .. import (
         OmniConfig,
         OmniForConditionalGeneration,
         OmniThinkerConfig,
         OmniThinkerForConditionalGeneration,
     )
-    from ..models.configuration_omni import translate_official_config
-    from ..models.configuration_thinker import translate_official_thinker_config
+    from ..omni.configuration_omni import translate_official_config
+    from ..thinker.configuration_thinker import translate_official_thinker_config
 
     torch.manual_seed(0)
     if not speech:

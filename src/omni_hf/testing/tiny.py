@@ -270,7 +270,7 @@ def tiny_speakers(enc_emb_dim: int, seed: int = 0):
     """Two random speakers (`Chelsie`, `Ethan`) with the tiny bos ids, a `(1, enc_emb_dim)` x-vector and a 1 s mel."""
     import torch
 
-    from ..models.speakers import Speaker, SpeakerBank
+    from ..voices.speakers import Speaker, SpeakerBank
 
     generator = torch.Generator().manual_seed(seed)
     return SpeakerBank(

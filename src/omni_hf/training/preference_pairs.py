@@ -20,10 +20,10 @@ from datasets import Dataset, load_from_disk
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from ..models.talker_inputs import build_talker_inputs
-from ..voices.lora_training import DEFAULT_PROMPT
+from ..talker.talker_inputs import build_talker_inputs
 from .rewards import SpeechScorer, rank_candidates
 from .talker_data import repeat_layout, thinker_track
+from .voice_lora import DEFAULT_PROMPT
 
 logger = logging.get_logger(__name__)
 

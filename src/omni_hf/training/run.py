@@ -165,10 +165,10 @@ def build_talker_icl(args, processor):
     whose last turn is the assistant reply spoken as `codes`), teacher-forced through the frozen Thinker."""
     from collections import Counter
 
-    from ..models import OmniForConditionalGeneration
-    from ..voices.lora_training import voice_examples
+    from ..omni import OmniForConditionalGeneration
     from .talker_data import pad_talker_examples, talker_training_example
     from .thinker_data import load_rows
+    from .voice_lora import voice_examples
 
     model = OmniForConditionalGeneration.from_pretrained(args.model)
     if not model.has_talker:
@@ -228,7 +228,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         model, train_model, dataset, collator, data_info = build_talker_icl(args, processor)
         counts = apply_freezing(model, stage, tuple(args.trainable) if args.trainable else None)
     else:
-        from ..models import OmniThinkerForConditionalGeneration
+        from ..thinker import OmniThinkerForConditionalGeneration
         from .collator import OmniThinkerCollator
 
         model = train_model = OmniThinkerForConditionalGeneration.from_pretrained(args.model)

@@ -14,7 +14,7 @@ teacher-forced over prompt + reply (frozen, no gradient).
 
 import torch
 
-from ..models.talker_inputs import talker_prompt, text_entry
+from ..talker.talker_inputs import talker_prompt, text_entry
 
 # Processor outputs for the prompt's media: the Thinker encodes THINKER_MEDIA (with the first three layout keys);
 # TMRoPE ids of both decoders follow MEDIA_LAYOUT (and use_audio_in_video).

@@ -20,8 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..models.speakers import Speaker
 from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
+from .speakers import Speaker
 
 MEL = MelSettings()
 

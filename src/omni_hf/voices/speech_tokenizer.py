@@ -1,7 +1,7 @@
 """Speech tokenizer: 24 kHz audio → Qwen2.5-Omni speech codes (ids in `[0, 8193)`, 50 per second).
 
 Qwen's codec encoder is not public; only the decoder (token2wav: codes → DiT mel → BigVGAN waveform) is. This model
-is trained to invert that decoder (`omni_hf.voices.tokenizer_training`): it reads the 80-bin, 100 frames/s log-mel
+is trained to invert that decoder (`omni_hf.training.speech_tokenizer_training`): it reads the 80-bin, 100 frames/s log-mel
 of `omni_hf.token2wav.mel` and predicts one code per 2 frames (20 ms):
 
     mel (batch, frames, 80) → conv (k=3) → strided conv (2 frames → 1 position) → + sinusoidal positions
@@ -27,7 +27,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
-from ..models.modeling_audio_encoder import OmniPreTrainedModel, sinusoid_table
+from ..common.modeling_utils import OmniPreTrainedModel, sinusoid_table
 from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
 
 

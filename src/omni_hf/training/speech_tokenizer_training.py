@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..token2wav.mel import MelSettings, log_mel_spectrogram
-from .speech_tokenizer import OmniSpeechTokenizer
+from ..voices.speech_tokenizer import OmniSpeechTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def sample_code_sequences(
         raise ValueError(f'source must be "vocabulary", "uniform" or "talker", got {source!r}')
     if model is None or not prompts:
         raise ValueError('source="talker" needs model and at least one prompt')
-    from ..streaming import StreamStats
+    from ..omni import StreamStats
 
     speakers = list(speakers or model.speakers)
     max_runs = max_prompt_runs if max_prompt_runs is not None else 4 * num_sequences + 8

@@ -8,10 +8,17 @@ from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from ..common.modeling_decoder import OmniDecoderModel
+from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.tmrope import TMRoPETokens, get_rope_index
 from .configuration_talker import OmniTalkerConfig
-from .modeling_audio_encoder import OmniPreTrainedModel
-from .modeling_decoder import OmniTalkerModel
-from .tmrope import TMRoPETokens, get_rope_index
+
+
+class OmniTalkerModel(OmniDecoderModel):
+    """The Talker's decoder; its `embed_tokens` embeds codec tokens in the Thinker's width."""
+
+    config: OmniTalkerConfig
+    config_class = OmniTalkerConfig
 
 
 @dataclass
@@ -46,7 +53,7 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
     Each position's input is `thinker_to_talker_proj(thinker_entry + codec_embedding)`, where the Thinker entry is
     its final hidden state plus the embedding of its token (media positions zeroed), and `codec_embedding` embeds
     the previous codec token (none for prompt positions, marked with `tts_codec_mask_token_id`). Build the inputs
-    with `omni_hf.models.talker_inputs.build_talker_inputs`.
+    with `omni_hf.talker.talker_inputs.build_talker_inputs`.
     """
 
     config: OmniTalkerConfig
@@ -217,4 +224,4 @@ def _media_kwargs(kwargs: dict) -> dict:
     return {key: kwargs[key] for key in _MEDIA_KEYS if kwargs.get(key) is not None}
 
 
-__all__ = ["OmniTalkerForConditionalGeneration", "OmniTalkerOutput", "talker_generation_config"]
+__all__ = ["OmniTalkerForConditionalGeneration", "OmniTalkerModel", "OmniTalkerOutput", "talker_generation_config"]

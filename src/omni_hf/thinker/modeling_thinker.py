@@ -9,13 +9,22 @@ from transformers.cache_utils import Cache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.utils import logging
 
-from .configuration_thinker import OFFICIAL_MODEL_TYPES, OmniThinkerConfig
-from .modeling_audio_encoder import OmniAudioEncoder, OmniPreTrainedModel
-from .modeling_decoder import OmniThinkerModel
+from ..common.modeling_decoder import OmniDecoderModel
+from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.remote_code import auto_map_entry, write_code_set
+from ..common.tmrope import TMRoPETokens, get_rope_index
+from .configuration_thinker import OFFICIAL_MODEL_TYPES, OmniTextConfig, OmniThinkerConfig
+from .modeling_audio_encoder import OmniAudioEncoder
 from .modeling_vision_encoder import OmniVisionEncoder
-from .tmrope import TMRoPETokens, get_rope_index
 
 logger = logging.get_logger(__name__)
+
+
+class OmniThinkerModel(OmniDecoderModel):
+    """The Thinker's language model."""
+
+    config: OmniTextConfig
+    config_class = OmniTextConfig
 
 
 @dataclass
@@ -75,16 +84,13 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config and, once omni_hf registered the class, the code for `trust_remote_code`."""
-        if getattr(type(self), "_auto_class", None) is not None:
-            model_ref = f"{type(self).__module__.split('.')[-1]}.{type(self).__name__}"
-            config_ref = f"{type(self.config).__module__.split('.')[-1]}.{type(self.config).__name__}"
-            self.config.auto_map = {
-                "AutoConfig": config_ref,
-                "AutoModel": model_ref,
-                "AutoModelForCausalLM": model_ref,
-            }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        """Save weights (safetensors), config and the code for `trust_remote_code` (a flat, self-contained set)."""
+        model_ref, config_ref = auto_map_entry(type(self)), auto_map_entry(type(self.config))
+        self.config.auto_map = {"AutoConfig": config_ref, "AutoModel": model_ref, "AutoModelForCausalLM": model_ref}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_code_set([type(self), type(self.config)], save_directory)
+        return result
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens
@@ -165,7 +171,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         video_second_per_grid=None,
         use_audio_in_video=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """TMRoPE ids `(3, batch, seq)` and `rope_deltas` `(batch, 1)` of a prompt (see `omni_hf.models.tmrope`)."""
+        """TMRoPE ids `(3, batch, seq)` and `rope_deltas` `(batch, 1)` of a prompt (see `omni_hf.common.tmrope`)."""
         if feature_attention_mask is not None:
             audio_feature_lengths = feature_attention_mask.sum(-1)
         return get_rope_index(
@@ -296,4 +302,4 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         return text_positions.unsqueeze(0).expand(3, -1, -1)
 
 
-__all__ = ["OmniThinkerForConditionalGeneration", "OmniThinkerOutput"]
+__all__ = ["OmniThinkerForConditionalGeneration", "OmniThinkerModel", "OmniThinkerOutput"]

@@ -5,8 +5,8 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_talker import OmniTalkerConfig, translate_official_talker_config
-from .configuration_thinker import OmniThinkerConfig, translate_official_thinker_config
+from ..talker.configuration_talker import OmniTalkerConfig, translate_official_talker_config
+from ..thinker.configuration_thinker import OmniThinkerConfig, translate_official_thinker_config
 
 
 @strict

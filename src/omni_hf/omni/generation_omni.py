@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..models.talker_inputs import talker_prompt, text_entry
+from ..talker.talker_inputs import talker_prompt, text_entry
 from ..token2wav.streaming import StreamingWindow, Token2WavStream
 from .decoding import StepDecoder
 from .events import AudioChunk, StreamStats, TextDelta

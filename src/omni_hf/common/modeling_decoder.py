@@ -8,16 +8,14 @@ from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
 
-from .configuration_talker import OmniTalkerConfig
-from .configuration_thinker import OmniTextConfig
-from .modeling_audio_encoder import OmniPreTrainedModel
+from .modeling_utils import OmniPreTrainedModel
 from .tmrope import mrope_axis_per_frequency
 
 
 class OmniTMRoPEEmbedding(nn.Module):
     """Rotary cos/sin for 3-axis (time, height, width) positions; each frequency follows one axis (`mrope_section`)."""
 
-    def __init__(self, config: OmniTextConfig):
+    def __init__(self, config):
         super().__init__()
         self.config = config
         half = sum(config.rope_parameters["mrope_section"])
@@ -141,18 +139,4 @@ class OmniDecoderModel(OmniPreTrainedModel):
         return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache, hidden_states=all_hidden)
 
 
-class OmniThinkerModel(OmniDecoderModel):
-    """The Thinker's language model."""
-
-    config: OmniTextConfig
-    config_class = OmniTextConfig
-
-
-class OmniTalkerModel(OmniDecoderModel):
-    """The Talker's decoder; its `embed_tokens` embeds codec tokens in the Thinker's width."""
-
-    config: OmniTalkerConfig
-    config_class = OmniTalkerConfig
-
-
-__all__ = ["OmniDecoderModel", "OmniTMRoPEEmbedding", "OmniTalkerModel", "OmniThinkerModel"]
+__all__ = ["OmniDecoderModel", "OmniTMRoPEEmbedding"]

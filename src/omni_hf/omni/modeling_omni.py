@@ -11,17 +11,17 @@ from safetensors import safe_open
 from transformers import PreTrainedConfig
 from transformers.utils import cached_file, logging
 
-from ..streaming.events import AudioChunk, StreamStats, TextDelta
-from ..streaming.generate import stream_reply
+from ..common.modeling_utils import OmniPreTrainedModel
+from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
+from ..talker.talker_inputs import build_talker_inputs
+from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
 from ..token2wav.streaming import StreamingWindow
 from ..voices.adapters import VoiceAdapters
+from ..voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 from .configuration_omni import OmniConfig
-from .modeling_audio_encoder import OmniPreTrainedModel
-from .modeling_talker import OmniTalkerForConditionalGeneration
-from .modeling_thinker import OmniThinkerForConditionalGeneration
-from .speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
-from .talker_inputs import build_talker_inputs
+from .events import AudioChunk, StreamStats, TextDelta
+from .generation_omni import stream_reply
 
 logger = logging.get_logger(__name__)
 

@@ -12,9 +12,9 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 )
 from transformers.vision_utils import get_vision_cu_seqlens, get_vision_position_ids, get_vision_window_index
 
+from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.segment_attention import SegmentLayout, segment_attention
 from .configuration_vision_encoder import OmniVisionEncoderConfig
-from .modeling_audio_encoder import OmniPreTrainedModel
-from .segment_attention import SegmentLayout, segment_attention
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from typing import Any
 from huggingface_hub.dataclasses import strict
 from transformers import Qwen2Config
 
-from .configuration_thinker import set_mrope_defaults
+from ..thinker.configuration_thinker import set_mrope_defaults
 
 
 @strict

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache
 
-from ..models.tmrope import audio_token_lengths, get_rope_index, video_temporal_ids, vision_local_ids
+from ..common.tmrope import audio_token_lengths, get_rope_index, video_temporal_ids, vision_local_ids
 from ..processing.image_processing import preprocess_video
 from ..processing.media import as_video_clip
 from .events import AudioChunk, StreamStats, TextDelta
-from .generate import stream_reply
+from .generation_omni import stream_reply
 
 
 class StreamingLogMel:
@@ -264,7 +264,7 @@ class OmniSession:
     ):
         """End the turn (with optional `text` after the media) and stream the reply: the events of
         `OmniForConditionalGeneration.stream` (`voice`: a loaded voice adapter for the Talker)."""
-        from ..models.modeling_omni import _split_kwargs
+        from .modeling_omni import _split_kwargs
 
         prompt = self.finish_input(text)
         speaker_voice = self.model._voice(speaker, return_audio)

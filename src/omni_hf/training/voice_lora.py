@@ -9,8 +9,8 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
-from ..training.talker_data import pad_talker_examples, talker_training_example
-from .adapters import voice_lora_config
+from ..voices.adapters import voice_lora_config
+from .talker_data import pad_talker_examples, talker_training_example
 
 logger = logging.get_logger(__name__)
 

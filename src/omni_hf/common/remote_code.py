@@ -1,0 +1,136 @@
+"""A self-contained code set for `trust_remote_code`, written beside a saved checkpoint.
+
+transformers copies a remote-code module and its *same-folder* relative imports (`from .x import y`) into its module
+cache, while omni_hf's source tree is organised by stage (`thinker/`, `talker/`, `common/`, ...). At save time we
+therefore gather every omni_hf module that the saved classes import (at module level or inside functions), rewrite
+each `from ..pkg.module import name` to `from .module import name`, and write them side by side in the checkpoint
+folder. Module base names are unique across the package, which keeps the flattened names unambiguous.
+"""
+
+import ast
+import os
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # src/omni_hf
+PACKAGE = PACKAGE_ROOT.name
+
+
+def _module_file(dotted: str) -> Path:
+    """`thinker.modeling_thinker` → its file (a package resolves to its `__init__.py`)."""
+    path = PACKAGE_ROOT.joinpath(*dotted.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _import_base(importer: str, node: ast.ImportFrom) -> str | None:
+    """The omni_hf module or package (dotted, relative to the package) named by a `from X import` statement."""
+    if node.level == 0:
+        if not (node.module or "").startswith(PACKAGE):
+            return None
+        return ".".join(node.module.split(".")[1:])
+    package = importer.split(".")[:-1]
+    base = package[: len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+    return ".".join(base)
+
+
+def _resolve(importer: str, node: ast.ImportFrom) -> list[str]:
+    """The omni_hf modules (dotted, relative to the package) a `from ... import ...` statement reads."""
+    dotted = _import_base(importer, node)
+    if dotted is None:
+        return []
+    if _module_file(dotted).name != "__init__.py":
+        return [dotted] * len(node.names)
+    # `from ..pkg import name`: a submodule named `name`, else the module of the package that defines it
+    found = []
+    for alias in node.names:
+        sub = f"{dotted}.{alias.name}" if dotted else alias.name
+        if _module_file(sub).is_file() and _module_file(sub).name != "__init__.py":
+            found.append(sub)
+        else:
+            found.append(_defining_module(dotted, alias.name))
+    return found
+
+
+def _defining_module(package: str, name: str) -> str:
+    init = _module_file(package)
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for alias, target in zip(node.names, _resolve(f"{package}.__init__", node)):
+                if (alias.asname or alias.name) == name:
+                    return target
+    raise ValueError(f"Cannot find where {PACKAGE}.{package} defines {name!r} for the remote-code set")
+
+
+def code_closure(modules: list[str]) -> list[str]:
+    """Every omni_hf module the given ones import, directly or not (dotted names relative to the package)."""
+    seen: list[str] = []
+    todo = list(modules)
+    while todo:
+        dotted = todo.pop()
+        if dotted in seen:
+            continue
+        seen.append(dotted)
+        tree = ast.parse(_module_file(dotted).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                todo.extend(_resolve(dotted, node))
+    names = [m.split(".")[-1] for m in seen]
+    clashes = {n for n in names if names.count(n) > 1}
+    if clashes:
+        raise ValueError(f"Module base names must be unique for the remote-code set, found twice: {sorted(clashes)}")
+    return sorted(seen)
+
+
+def _flatten(dotted: str) -> str:
+    """The module's source with omni_hf imports pointing at the flat siblings."""
+    source = _module_file(dotted).read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    tree = ast.parse(source)
+    edits = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        targets = _resolve(dotted, node)
+        if not targets:
+            continue
+        indent = lines[node.lineno - 1][: node.col_offset]
+        groups: dict[str, list[str]] = {}
+        for alias, target in zip(node.names, targets):
+            base = _import_base(dotted, node)
+            is_submodule = target == (f"{base}.{alias.name}" if base else alias.name)
+            module = "" if is_submodule else target.split(".")[-1]
+            groups.setdefault(module, []).append(f"{alias.name} as {alias.asname}" if alias.asname else alias.name)
+        text = "\n".join(
+            f"{indent if i else ''}from .{module} import {', '.join(names)}"
+            for i, (module, names) in enumerate(groups.items())
+        )
+        edits.append((node.lineno, node.end_lineno, node.col_offset, text))
+    for start, end, col, text in sorted(edits, reverse=True):
+        lines[start - 1 : end] = [lines[start - 1][:col] + text + "\n"]
+    return "".join(lines)
+
+
+def write_code_set(classes: list[type], save_directory: str | os.PathLike) -> list[str]:
+    """Write the flat code set that defines `classes` into `save_directory`; returns the file names written.
+
+    Only files this function writes are touched: a `.py` file of the same name is replaced, nothing else."""
+    modules = [cls.__module__.split(".", 1)[1] for cls in classes]
+    written = []
+    for dotted in code_closure(modules):
+        if _module_file(dotted).name == "__init__.py":
+            continue
+        name = dotted.split(".")[-1] + ".py"
+        target = Path(save_directory) / name
+        staged = target.with_name(f".{name}.partial")
+        staged.write_text(_flatten(dotted), encoding="utf-8")
+        os.replace(staged, target)
+        written.append(name)
+    return written
+
+
+def auto_map_entry(cls: type) -> str:
+    """`module.Class` as it reads in a flat code set (`auto_map` value)."""
+    return f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
+
+
+__all__ = ["auto_map_entry", "code_closure", "write_code_set"]
