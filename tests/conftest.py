@@ -69,3 +69,16 @@ def tiny_omni_dir(tmp_path_factory):
     from omni_hf.testing.demo import build_demo_model
 
     return build_demo_model(tmp_path_factory.mktemp("tiny_omni"))
+
+
+@pytest.fixture(scope="session")
+def tiny_omni(tiny_omni_dir):
+    """The tiny full model in eval mode and its processor (shared: do not change its weights or speakers)."""
+    from omni_hf import OmniForConditionalGeneration
+    from omni_hf.processing import OmniProcessor
+
+    path = tiny_omni_dir
+    model = OmniForConditionalGeneration.from_pretrained(path).eval()
+    model.token2wav.set_progress_bar_config(disable=True)
+    model.source_dir = path  # for tests of the command line
+    return model, OmniProcessor.from_pretrained(path)

@@ -19,6 +19,22 @@ from dataclasses import dataclass
 
 import torch
 
+# The inputs that describe a prompt's media layout: every TMRoPE id computation (Thinker, Talker, chunked prefill)
+# takes them, so a reply's request carries them from the Thinker to the Talker.
+MEDIA_LAYOUT_KEYS = (
+    "image_grid_thw",
+    "video_grid_thw",
+    "video_second_per_grid",
+    "feature_attention_mask",
+    "audio_feature_lengths",
+    "use_audio_in_video",
+)
+
+
+def media_layout(inputs) -> dict:
+    """The media-layout entries (`MEDIA_LAYOUT_KEYS`) of a mapping of model inputs that are set."""
+    return {key: inputs[key] for key in MEDIA_LAYOUT_KEYS if inputs.get(key) is not None}
+
 
 @dataclass(frozen=True)
 class TMRoPETokens:

@@ -1,24 +1,304 @@
-"""The streaming reply loop: Thinker, Talker and token2wav advance together in one thread.
+"""The conductor: every reply (`generate`, `stream`, `OmniSession`, the server) is one `OmniRequest` run by one loop.
 
-Order of work (batch of one): a Thinker step yields a text token and records the entry (final hidden state +
-input embedding) of the token it consumed; the Talker then takes every step whose Thinker entry exists (its step
-`t` needs the entry of reply token `t`; once the Thinker has finished, the tts-eos entry and then tts-pad entries
-follow, exactly as `build_talker_inputs` lays them out offline); each new code goes to the streaming token2wav, which
-returns audio as soon as a chunk's look-ahead codes exist. Being a plain generator, the loop stops the moment its
-consumer stops iterating (nothing keeps running), and an exception inside any model surfaces at the `for` loop.
+`OmniGenerationMixin` is mixed into `OmniForConditionalGeneration`, as transformers' CSM keeps its decoding in
+`generation_csm.py` beside the model. A call builds its request once (`build_request`): the speaker, the LoRA voice
+adapter, the generation kwargs routed to the Thinker / Talker / token2wav by prefix, and the prompt's media layout.
+
+- `generate` runs the Thinker over the whole reply, then the Talker, then token2wav (batches of prompts).
+- `stream` / `stream_reply` run them interleaved in one thread (batch of one): a Thinker step yields a text token and
+  records the entry (final hidden state + input embedding) of the token it consumed; the Talker then takes every step
+  whose Thinker entry exists (its step `t` needs the entry of reply token `t`; once the Thinker has finished, the
+  tts-eos entry and then tts-pad entries follow, exactly as `build_talker_inputs` lays them out offline); each new code
+  goes to the streaming token2wav, which returns audio as soon as a chunk's look-ahead codes exist. Being a plain
+  generator, the loop stops the moment its consumer stops iterating, and an exception inside any model surfaces at the
+  `for` loop. `OmniSession` hands `stream_reply` a prompt whose start is already in the Thinker's cache.
 """
 
 import contextlib
 import time
+import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import torch
+from transformers import GenerationMixin
 
-from ..talker.talker_inputs import talker_prompt, text_entry
+from ..common.tmrope import media_layout
+from ..talker.talker_inputs import build_talker_inputs, talker_prompt, text_entry
 from ..token2wav.streaming import StreamingWindow, Token2WavStream
+from ..voices.speakers import Speaker
 from .decoding import StepDecoder
 from .events import AudioChunk, StreamStats, TextDelta
 from .worker import BackgroundToken2Wav, InlineToken2Wav
+
+SUBMODEL_PREFIXES = ("thinker_", "talker_", "token2wav_")
+SAMPLING_RATE = 24000
+
+
+def route_generation_kwargs(kwargs: dict) -> dict[str, dict]:
+    """Route `thinker_*` / `talker_*` / `token2wav_*` keyword arguments to their stage (prefix removed); unprefixed
+    ones go to the Thinker, whose `generate` the full model's `generate` extends."""
+    routed: dict[str, dict] = {prefix[:-1]: {} for prefix in SUBMODEL_PREFIXES}
+    for key, value in kwargs.items():
+        prefix = next((p for p in SUBMODEL_PREFIXES if key.startswith(p)), "thinker_")
+        routed[prefix[:-1]][key.removeprefix(prefix)] = value
+    return routed
+
+
+@dataclass
+class OmniRequest:
+    """What one reply needs besides its prompt, built once per call by `OmniGenerationMixin.build_request`.
+
+    Attributes:
+        speaker: the voice identity ([`Speaker`]: Talker bos entry, reference mel, x-vector); None for text only.
+        voice_adapter: a loaded LoRA voice adapter name (`model.voice_adapters`), one per prompt, or None (base).
+        thinker_kwargs / talker_kwargs / token2wav_kwargs: keyword arguments of each stage.
+        media_layout: the prompt's media layout (grids, audio lengths, `use_audio_in_video`): both decoders' TMRoPE ids.
+        generator: the token2wav ODE noise.
+    """
+
+    speaker: Speaker | None = None
+    voice_adapter: str | list[str | None] | None = None
+    thinker_kwargs: dict = field(default_factory=dict)
+    talker_kwargs: dict = field(default_factory=dict)
+    token2wav_kwargs: dict = field(default_factory=dict)
+    media_layout: dict = field(default_factory=dict)
+    generator: torch.Generator | None = None
+
+    @property
+    def speaks(self) -> bool:
+        return self.speaker is not None
+
+    def row_adapter(self, row: int) -> str | None:
+        """The voice adapter of batch row `row`."""
+        return self.voice_adapter[row] if isinstance(self.voice_adapter, list) else self.voice_adapter
+
+
+@dataclass
+class ReplyPrompt:
+    """The prompt of a streamed reply: `input_ids` `(1, length)`, with the Thinker's extra inputs (media, or a
+    prefilled `cache` and `position_ids`) and, for a prefilled cache, the Thinker track `(inputs_embeds,
+    last_hidden_state)` of the positions already in it (`prefix_track`)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None = None
+    thinker_inputs: dict = field(default_factory=dict)
+    prefix_track: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class OmniGenerationMixin(GenerationMixin):
+    """`generate` and `stream` of the full model (see the module docstring)."""
+
+    def build_request(
+        self,
+        speaker: str | Speaker = "Chelsie",
+        return_audio: bool | None = None,
+        voice_adapter: str | list[str | None] | None = None,
+        thinker_max_new_tokens: int = 1024,
+        talker_max_new_tokens: int = 4096,
+        generator: torch.Generator | None = None,
+        **kwargs,
+    ) -> OmniRequest:
+        """One request from a call's keyword arguments.
+
+        Args:
+            speaker: a name in `self.speakers` (or a [`Speaker`]); ignored for a text-only reply.
+            return_audio: default: whether the Talker is enabled. False: the Thinker alone.
+            voice_adapter: a loaded LoRA voice adapter (`model.voice_adapters`: the Talker's, and the DiT's when the
+                adapter has one), or one per prompt; None: the base model. (`voice=` is its deprecated name.)
+            thinker_* / talker_* / token2wav_*: keyword arguments for each stage (e.g. `talker_do_sample=False`,
+                `token2wav_num_inference_steps=10`); unprefixed ones and the media inputs go to the Thinker.
+            generator: the token2wav ODE noise.
+        """
+        if "voice" in kwargs:
+            warnings.warn(
+                "`voice=` is deprecated and will be removed in omni_hf 0.3: pass the LoRA voice adapter as "
+                "`voice_adapter=` (the voice identity is `speaker=`)",
+                FutureWarning,
+                stacklevel=3,
+            )
+            legacy = kwargs.pop("voice")
+            voice_adapter = legacy if voice_adapter is None else voice_adapter
+        return_audio = self.has_talker if return_audio is None else return_audio
+        if return_audio and not self.has_talker:
+            raise ValueError(
+                "This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False"
+            )
+        if return_audio and not isinstance(speaker, Speaker):
+            speaker = self.speakers[speaker]
+        for name in voice_adapter if isinstance(voice_adapter, list) else [voice_adapter]:
+            if name is not None and name not in self.voice_adapters:
+                raise ValueError(f"Unknown voice adapter {name!r}: loaded adapters are {self.voice_adapters.names}")
+        routed = route_generation_kwargs(kwargs)
+        routed["thinker"] = {"max_new_tokens": thinker_max_new_tokens} | routed["thinker"]
+        routed["talker"] = {"max_new_tokens": talker_max_new_tokens} | routed["talker"]
+        return OmniRequest(
+            speaker=speaker if return_audio else None,
+            voice_adapter=voice_adapter,
+            thinker_kwargs=routed["thinker"],
+            talker_kwargs=routed["talker"],
+            token2wav_kwargs=routed["token2wav"],
+            media_layout=media_layout(kwargs),
+            generator=generator,
+        )
+
+    # ---------------------------------------------------------------- whole replies
+    @torch.no_grad()
+    def generate(
+        self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs
+    ):
+        """Answer in text and, with `return_audio`, speech.
+
+        Args:
+            input_ids / attention_mask / media inputs: from `OmniProcessor` (batch of one or more prompts).
+            **kwargs: `speaker`, `return_audio`, `voice_adapter`, `thinker_*` / `talker_*` / `token2wav_*`,
+                `generator`: see [`~OmniGenerationMixin.build_request`].
+
+        Returns:
+            the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
+            is a `(samples,)` float32 tensor at 24 kHz for one prompt, or a list of them for a batch.
+        """
+        request = self.build_request(**kwargs)
+        thinker = self.thinker
+        if not request.speaks:
+            return thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs)
+        with self._thinker_track() as track:
+            sequences = thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs)
+        if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
+            sequences = sequences.sequences
+        codes = self.speech_codes(request, input_ids, attention_mask, sequences, track)
+        waveforms = []
+        for row, row_codes in enumerate(codes):
+            with self.voice_adapters.use_dit(request.row_adapter(row)):
+                waveforms.append(
+                    self.codes_to_waveform(
+                        row_codes, request.speaker, generator=request.generator, **request.token2wav_kwargs
+                    )
+                )
+        return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
+
+    def speech_codes(self, request: OmniRequest, input_ids, attention_mask, sequences, track) -> list[torch.Tensor]:
+        """The Talker's speech codes for each row of a finished Thinker generation, cut at the first end token.
+
+        `track` holds the Thinker's `(inputs_embeds, last_hidden_state)` per forward (prefill, then each step)."""
+        batch = input_ids.shape[0]
+        if sequences.shape[1] - input_ids.shape[1] < 2:
+            return [input_ids.new_zeros(0)] * batch
+        eos = request.thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
+        inputs = build_talker_inputs(
+            self.thinker,
+            self.talker.config,
+            input_ids,
+            sequences,
+            track,
+            request.speaker.bos_token_id,
+            attention_mask,
+            eos,
+        )
+        with self.voice_adapters.use(request.voice_adapter):
+            generated = self.talker.generate(**inputs, **request.media_layout, **request.talker_kwargs)
+        generated = generated[:, inputs["input_ids"].shape[1] :]
+        ends = torch.isin(generated, self._codec_ends())
+        steps = torch.arange(generated.shape[1], device=generated.device)
+        lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
+        return [generated[i, : int(lengths[i])] for i in range(batch)]
+
+    def codes_to_waveform(self, codes: torch.Tensor, speaker: Speaker, generator=None, **token2wav_kwargs):
+        """`(codes,)` speech codes → `(samples,)` float32 waveform at 24 kHz (empty for no codes)."""
+        if codes.numel() == 0:
+            return torch.zeros(0)
+        output = self.token2wav(
+            codes.unsqueeze(0),
+            reference_mel=speaker.ref_mel,
+            speaker_embedding=speaker.cond,
+            generator=generator,
+            **token2wav_kwargs,
+        )
+        return output.audios[0]
+
+    # ---------------------------------------------------------------- streamed replies
+    def stream(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        tokenizer=None,
+        window: StreamingWindow | None = None,
+        background_token2wav: bool | None = None,
+        **kwargs,
+    ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
+        """Answer one prompt in text and speech *while* generating: an iterator of events.
+
+        The Thinker and the Talker advance together (the Talker takes step `t` as soon as the Thinker's entry `t`
+        exists) and token2wav decodes chunk by chunk, so audio starts long before the reply is finished. Greedy
+        streaming gives the same text and codes as greedy `generate`.
+
+        Args:
+            input_ids / attention_mask / media inputs: from `OmniProcessor`, one prompt (batch of 1).
+            tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
+            window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, 8, 16, then 32 DiT blocks).
+            background_token2wav: run the DiT and vocoder on a worker thread, overlapping the decoders (default: on
+                CUDA only; on a few CPU cores the stages compete for the same cores and it was measured slower).
+            **kwargs: `speaker`, `return_audio`, `voice_adapter`, `thinker_*` / `talker_*` / `token2wav_*`,
+                `generator`: see [`~OmniGenerationMixin.build_request`].
+
+        Yields:
+            [`TextDelta`] per Thinker token, [`AudioChunk`] (float32 PCM at 24 kHz with its start time) whenever a
+            chunk is final, and a last [`StreamStats`] (time to first text and audio, RTF per stage, counts).
+
+        Example:
+
+        ```python
+        >>> for event in model.stream(**inputs, speaker="Chelsie", tokenizer=processor):
+        ...     if isinstance(event, TextDelta):
+        ...         print(event.text, end="", flush=True)
+        ...     elif isinstance(event, AudioChunk):
+        ...         player.write(event.audio)
+        ```
+        """
+        request = self.build_request(**kwargs)
+        prompt = ReplyPrompt(input_ids, attention_mask)
+        return self.stream_reply(request, prompt, tokenizer, window, background_token2wav)
+
+    def stream_reply(
+        self,
+        request: OmniRequest,
+        prompt: ReplyPrompt,
+        tokenizer=None,
+        window: StreamingWindow | None = None,
+        background_token2wav: bool | None = None,
+    ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
+        """The events of one reply to `prompt` (see `stream`); the loop `stream`, `OmniSession` and servers share."""
+        input_ids = prompt.input_ids
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+            raise ValueError(
+                f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}"
+            )
+        if input_ids.shape[1] == 0:
+            raise ValueError("stream() got an empty prompt (input_ids has no tokens)")
+        if isinstance(request.voice_adapter, list):
+            raise ValueError("stream() answers one prompt: pass one voice_adapter name, not a list")
+        if background_token2wav is None:
+            background_token2wav = self.thinker.device.type == "cuda"
+        return _ReplyLoop(self, request, prompt, tokenizer, window, background_token2wav).run()
+
+    # ---------------------------------------------------------------- internals
+    @contextlib.contextmanager
+    def _thinker_track(self):
+        """Record, for every Thinker forward, its input embeddings and final hidden states (what the Talker reads),
+        instead of keeping every layer's hidden states as `output_hidden_states=True` would."""
+        track: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def record(module, args, kwargs, output):
+            track.append((kwargs["inputs_embeds"], output.last_hidden_state))
+
+        handle = self.thinker.model.register_forward_hook(record, with_kwargs=True)
+        try:
+            yield track
+        finally:
+            handle.remove()
+
+    def _codec_ends(self) -> torch.Tensor:
+        return torch.tensor(self.talker.config.codec_eos_token_ids, device=self.talker.device)
 
 
 class IncrementalText:
@@ -53,187 +333,162 @@ class _Clock:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    @contextlib.contextmanager
+    def charge(self, stage: str):
+        begin = self.now()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += self.now() - begin
+
     def since_start(self) -> float:
         return time.perf_counter() - self.start
 
 
-class _TimedToken2Wav(Token2WavStream):
-    """Token2WavStream that charges its DiT and vocoder time to a clock, and runs each DiT chunk inside
-    `dit_context()` (e.g. a voice's DiT adapter)."""
+class _ReplyLoop:
+    """One streamed reply: the Thinker, Talker and token2wav stages and their shared state."""
 
-    def __init__(self, clock: _Clock, *args, dit_context=contextlib.nullcontext, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.clock = clock
-        self.dit_context = dit_context
-        vocoder_push = self.vocoder.push
+    def __init__(self, model, request: OmniRequest, prompt: ReplyPrompt, tokenizer, window, background: bool):
+        self.model, self.request, self.prompt = model, request, prompt
+        self.window, self.background = window, background
+        self.clock = _Clock(model.thinker.device)
+        self.stats = StreamStats()
+        self.text = IncrementalText(tokenizer)
+        self.thinker = self.talker = self.speech = None
+        self.entries: list[torch.Tensor | None] = []  # Talker entry of reply token k at index k
+        self.prompt_track = None
+        self.audio_samples = 0
 
-        def timed_push(*a, **k):
-            begin = clock.now()
+    def run(self) -> Iterator[TextDelta | AudioChunk | StreamStats]:
+        with self.model._thinker_track() as track:
             try:
-                return vocoder_push(*a, **k)
-            finally:
-                clock.seconds["vocoder"] += clock.now() - begin
-
-        self.vocoder.push = timed_push
-
-    def _decode_chunk(self, first_block, size):
-        begin = self.clock.now()
-        try:
-            with self.dit_context():
-                return super()._decode_chunk(first_block, size)
-        finally:
-            self.clock.seconds["dit"] += self.clock.now() - begin
-
-
-def stream_reply(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    thinker_inputs: dict,
-    thinker_kwargs: dict,
-    voice=None,
-    talker_kwargs: dict | None = None,
-    token2wav_kwargs: dict | None = None,
-    media_layout: dict | None = None,
-    tokenizer=None,
-    window: StreamingWindow | None = None,
-    generator: torch.Generator | None = None,
-    prompt_prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
-    background_token2wav: bool = False,
-    talker_context=contextlib.nullcontext,
-    dit_context=contextlib.nullcontext,
-) -> Iterator[TextDelta | AudioChunk | StreamStats]:
-    """Yield `TextDelta`s and, with a `voice`, `AudioChunk`s as they are produced, then one `StreamStats`.
-
-    `thinker_inputs` are the prompt's extra Thinker inputs (media, or a prefilled `cache`); `media_layout` the
-    media layout the Talker needs for TMRoPE ids. `prompt_prefix` is the Thinker track `(inputs_embeds,
-    last_hidden_state)` of prompt positions already in a prefilled cache (chunked prefill). See
-    `OmniForConditionalGeneration.stream` for the public API. With `background_token2wav`, the DiT and vocoder
-    run on a worker thread (joined before this generator returns or is closed). `talker_context()` is entered
-    around every Talker forward (e.g. to select a voice adapter), `dit_context()` around every DiT chunk, so nothing
-    stays switched while the stream waits.
-    """
-    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
-        raise ValueError(f"stream() takes one prompt: input_ids of shape (1, length), got {tuple(input_ids.shape)}")
-    if input_ids.shape[1] == 0:
-        raise ValueError("stream() got an empty prompt (input_ids has no tokens)")
-    clock = _Clock(model.thinker.device)
-    stats = StreamStats()
-    text = IncrementalText(tokenizer)
-    speak = voice is not None
-    thinker = talker = speech = None
-    entries: list[torch.Tensor] = []  # entry of reply token k at index k
-    prompt_track = None
-    audio_samples = 0
-    with model._thinker_track() as track:
-        try:
-            begin = clock.now()
-            thinker = StepDecoder.start(
-                model.thinker, input_ids=input_ids, attention_mask=attention_mask, **thinker_inputs, **thinker_kwargs
-            )
-            clock.seconds["thinker"] += clock.now() - begin
-            eos = pad = None
-            while True:
-                if not thinker.finished:  # ---- one Thinker step
-                    begin = clock.now()
-                    token = thinker.step()
-                    clock.seconds["thinker"] += clock.now() - begin
-                    embeds, hidden = track.pop()
-                    if thinker.steps == 1:
-                        prompt_track = (embeds, hidden)
-                        if prompt_prefix is not None:
-                            prompt_track = tuple(torch.cat(pair, dim=1) for pair in zip(prompt_prefix, prompt_track))
-                    elif speak:
-                        entries.append(hidden + embeds)
-                    track.clear()
-                    stats.text_tokens += 1
-                    if stats.time_to_first_text is None:
-                        stats.time_to_first_text = clock.since_start()
-                    ids = token.tolist()
-                    stats.token_ids += ids
-                    yield TextDelta(text=text.push(ids), token_ids=ids)
-                if not speak:
-                    if thinker.finished:
-                        break
-                    continue
-                if talker is None:  # ---- the Talker starts once the first reply entry exists
-                    if not entries:
-                        if thinker.finished:
-                            break  # a reply of fewer than 2 tokens is not spoken (as in `generate`)
+                with self.clock.charge("thinker"):
+                    self.thinker = StepDecoder.start(
+                        self.model.thinker,
+                        input_ids=self.prompt.input_ids,
+                        attention_mask=self.prompt.attention_mask,
+                        **self.prompt.thinker_inputs,
+                        **self.request.thinker_kwargs,
+                    )
+                while True:
+                    if not self.thinker.finished:
+                        yield self._thinker_step(track)
+                    if not self.request.speaks or (self.talker is None and not self._start_talker()):
+                        if self.thinker.finished:
+                            break  # text only, or a reply of fewer than 2 tokens (not spoken, as in `generate`)
                         continue
-                    begin = clock.now()
-                    inputs = talker_prompt(
-                        model.thinker,
-                        model.talker.config,
-                        input_ids,
-                        prompt_track,
-                        entries[0],
-                        thinker.generated[:, :1],
-                        voice.bos_token_id,
-                        attention_mask,
-                    )
-                    talker = StepDecoder.start(
-                        model.talker, **inputs, thinker_reply_part=entries[0], **media_layout, **talker_kwargs
-                    )
-                    clock.seconds["talker"] += clock.now() - begin
-                    decoder = _TimedToken2Wav(
-                        clock,
-                        model.token2wav,
-                        voice.ref_mel,
-                        voice.cond,
-                        window,
-                        generator=generator,
-                        dit_context=dit_context,
-                        **token2wav_kwargs,
-                    )
-                    speech = (BackgroundToken2Wav if background_token2wav else InlineToken2Wav)(decoder)
-                    eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
-                    pad = text_entry(model.thinker, model.talker.config.tts_text_pad_token_id, 1)
-                # ---- every Talker step whose Thinker entry exists
-                while not talker.finished:
-                    t = talker.steps
-                    if t > 0:
-                        if t < len(entries):
-                            entry = entries[t]
-                        elif not thinker.finished:
-                            break  # wait for the Thinker
-                        else:
-                            entry = eos if t == len(entries) else pad
-                        talker.model_kwargs["thinker_reply_part"] = entry
-                        if t - 1 < len(entries):
-                            entries[t - 1] = None  # consumed: free it
-                    begin = clock.now()
-                    with talker_context():
-                        code = talker.step()
-                    clock.seconds["talker"] += clock.now() - begin
-                    is_end = talker.finished and bool(torch.isin(code, _ends(model)).item())
-                    if not is_end:
-                        speech.push(code)
-                        stats.speech_codes += 1
-                        stats.speech_code_ids.append(int(code))
-                    for chunk in speech.finish() if talker.finished else speech.poll():
-                        if stats.time_to_first_audio is None:
-                            stats.time_to_first_audio = clock.since_start()
-                        yield AudioChunk(chunk.cpu().numpy(), start=audio_samples / 24000)
-                        audio_samples += chunk.numel()
-                if talker.finished and thinker.finished:
-                    break
-        finally:
-            for part in (speech, thinker, talker):
-                if part is not None:
-                    part.close()
-            entries.clear()
-    stats.wall_seconds = clock.since_start()
-    stats.audio_seconds = audio_samples / 24000
-    stats.stage_seconds = dict(clock.seconds)
-    if stats.audio_seconds > 0:
-        stats.rtf = {k: v / stats.audio_seconds for k, v in clock.seconds.items()}
-        stats.rtf["total"] = stats.wall_seconds / stats.audio_seconds
-    yield stats
+                    yield from self._talker_steps()
+                    if self.talker.finished and self.thinker.finished:
+                        break
+            finally:
+                for part in (self.speech, self.thinker, self.talker):
+                    if part is not None:
+                        part.close()
+                self.entries.clear()
+        yield self._final_stats()
+
+    def _thinker_step(self, track: list) -> TextDelta:
+        with self.clock.charge("thinker"):
+            token = self.thinker.step()
+        embeds, hidden = track.pop()
+        track.clear()
+        if self.thinker.steps == 1:
+            self.prompt_track = (embeds, hidden)
+            if self.prompt.prefix_track is not None:
+                self.prompt_track = tuple(
+                    torch.cat(pair, dim=1) for pair in zip(self.prompt.prefix_track, (embeds, hidden))
+                )
+        elif self.request.speaks:
+            self.entries.append(hidden + embeds)
+        self.stats.text_tokens += 1
+        if self.stats.time_to_first_text is None:
+            self.stats.time_to_first_text = self.clock.since_start()
+        ids = token.tolist()
+        self.stats.token_ids += ids
+        return TextDelta(text=self.text.push(ids), token_ids=ids)
+
+    def _start_talker(self) -> bool:
+        """Start the Talker once the first reply entry exists; False while it cannot start yet."""
+        if not self.entries:
+            return False
+        model, request = self.model, self.request
+        talker_config = model.talker.config
+        with self.clock.charge("talker"):
+            inputs = talker_prompt(
+                model.thinker,
+                talker_config,
+                self.prompt.input_ids,
+                self.prompt_track,
+                self.entries[0],
+                self.thinker.generated[:, :1],
+                request.speaker.bos_token_id,
+                self.prompt.attention_mask,
+            )
+            self.talker = StepDecoder.start(
+                model.talker,
+                **inputs,
+                thinker_reply_part=self.entries[0],
+                **request.media_layout,
+                **request.talker_kwargs,
+            )
+        decoder = Token2WavStream(
+            model.token2wav,
+            request.speaker.ref_mel,
+            request.speaker.cond,
+            self.window,
+            generator=request.generator,
+            stage_context=self._token2wav_stage,
+            **request.token2wav_kwargs,
+        )
+        self.speech = (BackgroundToken2Wav if self.background else InlineToken2Wav)(decoder)
+        self.eos = text_entry(model.thinker, talker_config.tts_text_end_token_id, 1)
+        self.pad = text_entry(model.thinker, talker_config.tts_text_pad_token_id, 1)
+        self.ends = model._codec_ends()
+        return True
+
+    @contextlib.contextmanager
+    def _token2wav_stage(self, stage: str):
+        """Time a token2wav stage; the DiT runs with the request's voice adapter (its DiT part, if any)."""
+        adapter = self.model.voice_adapters.use_dit(self.request.voice_adapter) if stage == "dit" else None
+        with self.clock.charge(stage), adapter or contextlib.nullcontext():
+            yield
+
+    def _talker_steps(self) -> Iterator[AudioChunk]:
+        """Every Talker step whose Thinker entry exists, and the audio chunks that become final."""
+        talker, entries = self.talker, self.entries
+        while not talker.finished:
+            t = talker.steps
+            if t > 0:
+                if t < len(entries):
+                    entry = entries[t]
+                elif not self.thinker.finished:
+                    return  # wait for the Thinker
+                else:
+                    entry = self.eos if t == len(entries) else self.pad
+                talker.model_kwargs["thinker_reply_part"] = entry
+                if t - 1 < len(entries):
+                    entries[t - 1] = None  # consumed: free it
+            with self.clock.charge("talker"), self.model.voice_adapters.use(self.request.voice_adapter):
+                code = talker.step()
+            if not (talker.finished and bool(torch.isin(code, self.ends).item())):
+                self.speech.push(code)
+                self.stats.speech_codes += 1
+                self.stats.speech_code_ids.append(int(code))
+            for chunk in self.speech.finish() if talker.finished else self.speech.poll():
+                if self.stats.time_to_first_audio is None:
+                    self.stats.time_to_first_audio = self.clock.since_start()
+                yield AudioChunk(chunk.cpu().numpy(), start=self.audio_samples / SAMPLING_RATE)
+                self.audio_samples += chunk.numel()
+
+    def _final_stats(self) -> StreamStats:
+        stats, clock = self.stats, self.clock
+        stats.wall_seconds = clock.since_start()
+        stats.audio_seconds = self.audio_samples / SAMPLING_RATE
+        stats.stage_seconds = dict(clock.seconds)
+        if stats.audio_seconds > 0:
+            stats.rtf = {k: v / stats.audio_seconds for k, v in clock.seconds.items()}
+            stats.rtf["total"] = stats.wall_seconds / stats.audio_seconds
+        return stats
 
 
-def _ends(model) -> torch.Tensor:
-    return torch.tensor(model.talker.config.codec_eos_token_ids, device=model.talker.device)
-
-
-__all__ = ["IncrementalText", "stream_reply"]
+__all__ = ["IncrementalText", "OmniGenerationMixin", "OmniRequest", "ReplyPrompt", "route_generation_kwargs"]

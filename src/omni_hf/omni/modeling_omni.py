@@ -2,39 +2,28 @@
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+import warnings
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from transformers import PreTrainedConfig
+from torch import nn
+from transformers import GenerationConfig, PreTrainedConfig
 from transformers.utils import cached_file, logging
 
 from ..common.modeling_utils import OmniPreTrainedModel
 from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
-from ..talker.talker_inputs import build_talker_inputs
 from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
-from ..token2wav.streaming import StreamingWindow
 from ..voices.adapters import VoiceAdapters
 from ..voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 from .configuration_omni import OmniConfig
-from .events import AudioChunk, StreamStats, TextDelta
-from .generation_omni import stream_reply
+from .generation_omni import OmniGenerationMixin
 
 logger = logging.get_logger(__name__)
 
 TOKEN2WAV_FOLDER = "token2wav"
 _HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
-# Inputs that describe the prompt's media: the Thinker encodes them, the Talker needs them for TMRoPE ids.
-_MEDIA_LAYOUT = (
-    "image_grid_thw",
-    "video_grid_thw",
-    "video_second_per_grid",
-    "use_audio_in_video",
-    "feature_attention_mask",
-)
 
 
 def _checkpoint_tensors(path, prefix: str, hub_kwargs: dict) -> dict[str, torch.Tensor]:
@@ -56,10 +45,42 @@ def _checkpoint_tensors(path, prefix: str, hub_kwargs: dict) -> dict[str, torch.
     return tensors
 
 
-class OmniForConditionalGeneration(OmniPreTrainedModel):
-    """Thinker + Talker (official parameter names, `thinker.*` / `talker.*`), the token2wav Diffusers pipeline and
-    the speakers. Loads official Qwen2.5-Omni checkpoints (with `spk_dict.pt`) and our own layout
-    (`token2wav/` pipeline folder, `speakers.safetensors` + `speakers.json`), written by `omni-hf convert`.
+class Token2WavModule(nn.Module):
+    """token2wav as a registered part of the full model.
+
+    Its DiT and vocoder are submodules, so `.to()`, `.cuda()`, `num_parameters()`, `state_dict()` (`token2wav.dit.*`,
+    `token2wav.vocoder.*`), device maps and offloading see them; every pipeline attribute (`__call__`, `stream`,
+    `save_pretrained`, `scheduler`, `check_inputs`, ...) is the wrapped [`OmniToken2WavPipeline`]'s, which shares the
+    same modules.
+    """
+
+    def __init__(self, pipeline: OmniToken2WavPipeline):
+        super().__init__()
+        self.dit = pipeline.dit
+        self.vocoder = pipeline.vocoder
+        self.__dict__["pipeline"] = pipeline  # a DiffusionPipeline, not an nn.Module: kept out of the module tree
+
+    def forward(self, *args, **kwargs):
+        return self.pipeline(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            pipeline = self.__dict__.get("pipeline")
+            if pipeline is None:  # half-built (copy, unpickling)
+                raise
+            return getattr(pipeline, name)
+
+
+class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
+    """Thinker + Talker (official parameter names, `thinker.*` / `talker.*`), token2wav (a Diffusers pipeline,
+    registered as the `token2wav` submodule) and the speakers. Loads official Qwen2.5-Omni checkpoints (with
+    `spk_dict.pt`) and our own layout (`token2wav/` pipeline folder, `speakers.safetensors` + `speakers.json`), written
+    by `omni-hf convert`. Generation (`generate`, `stream`) lives in [`OmniGenerationMixin`].
+
+    token2wav stays float32 when the model is cast (`model.to(torch.bfloat16)` moves it, without casting it; cast it
+    explicitly with `model.token2wav.to(dtype)`), and keeps its own train/eval mode (`model.token2wav.train()`).
 
     Example:
 
@@ -72,6 +93,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
     config: OmniConfig
     config_class = OmniConfig
     base_model_prefix = "omni"
+    main_input_name = "input_ids"
     _keys_to_ignore_on_load_unexpected = [r"^token2wav\."]
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
 
@@ -83,22 +105,64 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
             if config.enable_audio_output
             else None
         )
-        self.token2wav: OmniToken2WavPipeline | None = None
+        self.add_module("token2wav", None)  # a Token2WavModule once loaded (from_pretrained / enable_talker)
         self.speakers = SpeakerBank()
-        self.voices = VoiceAdapters(self)  # LoRA voice adapters on the Talker (not a submodule)
+        self.voice_adapters = VoiceAdapters(self)  # LoRA voice adapters on the Talker (not a submodule)
         self.post_init()
+
+    @property
+    def generation_config(self) -> GenerationConfig | None:
+        """The Thinker's generation config: `generate`'s unprefixed kwargs and text defaults (`<|im_end|>` ends a
+        reply); the Talker keeps its own (`model.talker.generation_config`, the official sampling defaults)."""
+        thinker = self._modules.get("thinker")
+        return thinker.generation_config if thinker is not None else self.__dict__.get("_initial_generation_config")
+
+    @generation_config.setter
+    def generation_config(self, value: GenerationConfig | None) -> None:
+        thinker = self._modules.get("thinker")
+        if thinker is None:  # PreTrainedModel.__init__ sets one before the parts exist
+            self.__dict__["_initial_generation_config"] = value
+        elif value is not None:
+            thinker.generation_config = value
+
+    @property
+    def voices(self) -> VoiceAdapters:
+        """Deprecated name of `voice_adapters` (removed in omni_hf 0.3)."""
+        warnings.warn(
+            "`model.voices` is deprecated and will be removed in omni_hf 0.3: use `model.voice_adapters`",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.voice_adapters
 
     @property
     def has_talker(self) -> bool:
         return self.talker is not None and self.token2wav is not None
 
-    def to(self, *args, **kwargs):
-        """Move the model; the token2wav pipeline follows the device but stays float32 (as the reference requires)."""
-        model = super().to(*args, **kwargs)
-        device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        if device is not None and self.token2wav is not None:
-            self.token2wav.to(device)
-        return model
+    def __setattr__(self, name, value):
+        if name == "token2wav" and isinstance(value, OmniToken2WavPipeline):
+            value = Token2WavModule(value)
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        """`.to()`, `.cuda()`, `.half()`, ...: token2wav follows the device but keeps its dtype (float32)."""
+        token2wav = self._modules.pop("token2wav", None)
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            self._modules["token2wav"] = token2wav
+        if token2wav is not None and recurse:
+            probe = fn(torch.zeros(0, device=token2wav.dit.device))
+            token2wav.to(probe.device)
+        return self
+
+    def train(self, mode: bool = True):
+        """Train/eval mode of the Thinker and Talker; token2wav keeps its own (set it with `model.token2wav.train()`)."""
+        token2wav = self._modules.pop("token2wav", None)
+        try:
+            return super().train(mode)
+        finally:
+            self._modules["token2wav"] = token2wav
 
     def enable_talker(self) -> None:
         """(Re)build the Talker and a token2wav pipeline from the config (random weights until loaded)."""
@@ -171,205 +235,19 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers."""
-        if self.voices.names:
+        if self.voice_adapters.names:
             raise ValueError(
-                f"Voice adapters {self.voices.names} are loaded: save them with model.voices.save(name, dir), then "
-                "model.voices.unload() (or model.voices.merge(name) to bake one in) before saving the model"
+                f"Voice adapters {self.voice_adapters.names} are loaded: save them with "
+                "model.voice_adapters.save(name, dir), then model.voice_adapters.unload() (or "
+                "model.voice_adapters.merge(name) to bake one in) before saving the model"
             )
+        if kwargs.get("state_dict") is None:  # token2wav is saved as its own pipeline folder below
+            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("token2wav.")}
         super().save_pretrained(save_directory, *args, **kwargs)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):
             self.speakers.save(save_directory)
 
-    # ---------------------------------------------------------------- generation
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        speaker: str = "Chelsie",
-        return_audio: bool | None = None,
-        thinker_max_new_tokens: int = 1024,
-        talker_max_new_tokens: int = 4096,
-        generator: torch.Generator | None = None,
-        voice: str | list[str | None] | None = None,
-        **kwargs,
-    ):
-        """Answer in text and, with `return_audio`, speech.
 
-        Args:
-            input_ids / attention_mask / media inputs: from `OmniProcessor` (batch of one or more prompts).
-            speaker: a name in `self.speakers`.
-            return_audio: default: whether the Talker is enabled. False: the Thinker alone (`generate` of text).
-            thinker_* / talker_* / token2wav_*: keyword arguments for the Thinker's and Talker's `generate` and the
-                token2wav pipeline (e.g. `talker_do_sample=False`, `token2wav_num_inference_steps=10`).
-            generator: noise of the token2wav ODE.
-            voice: a loaded voice adapter (`model.voices`: the Talker's, and the DiT's when the voice has one), or one
-                per prompt; None: the base model.
-
-        Returns:
-            the Thinker's `sequences` `(batch, prompt + reply)`; with audio, `(sequences, waveform)` where waveform
-            is a `(samples,)` float32 tensor at 24 kHz for one prompt, or a list of them for a batch.
-        """
-        speaker_voice = self._voice(speaker, return_audio)
-        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
-            kwargs, thinker_max_new_tokens, talker_max_new_tokens
-        )
-        if speaker_voice is None:
-            return self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
-
-        with self._thinker_track() as track:
-            sequences = self.thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **thinker_kwargs)
-        if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
-            sequences = sequences.sequences
-        eos = thinker_kwargs.get("eos_token_id", self.thinker.generation_config.eos_token_id)
-        with self.voices.use(voice):
-            codes = self._speak(input_ids, attention_mask, sequences, track, speaker_voice, eos, kwargs, talker_kwargs)
-        waveforms = []
-        for i, row in enumerate(codes):
-            with self.voices.use_dit(voice[i] if isinstance(voice, list) else voice):
-                waveforms.append(self.codes_to_waveform(row, speaker_voice, generator=generator, **token2wav_kwargs))
-        return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
-
-    def stream(
-        self,
-        input_ids: torch.LongTensor,
-        attention_mask: torch.Tensor | None = None,
-        speaker: str = "Chelsie",
-        return_audio: bool | None = None,
-        tokenizer=None,
-        window: StreamingWindow | None = None,
-        thinker_max_new_tokens: int = 1024,
-        talker_max_new_tokens: int = 4096,
-        generator: torch.Generator | None = None,
-        background_token2wav: bool | None = None,
-        voice: str | None = None,
-        **kwargs,
-    ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
-        """Answer one prompt in text and speech *while* generating: an iterator of events.
-
-        The Thinker and the Talker advance together (the Talker takes step `t` as soon as the Thinker's entry `t`
-        exists) and token2wav decodes chunk by chunk, so audio starts long before the reply is finished. Greedy
-        streaming gives the same text and codes as greedy `generate`.
-
-        Args:
-            input_ids / attention_mask / media inputs: from `OmniProcessor`, one prompt (batch of 1).
-            speaker: a name in `self.speakers`; return_audio: as in `generate` (False: text only).
-            tokenizer: a tokenizer or processor, to decode text increments (otherwise `TextDelta.text` is "").
-            window: the token2wav chunking ([`StreamingWindow`]; default chunks of 2, 4, 8, 16, then 32 DiT blocks).
-            thinker_* / talker_* / token2wav_*: as in `generate`; `generator`: the token2wav noise.
-            voice: a loaded voice adapter (`model.voices`, Talker and DiT parts); None: the base model.
-            background_token2wav: run the DiT and vocoder on a worker thread, overlapping the decoders (default: on
-                CUDA only; on a few CPU cores the stages compete for the same cores and it was measured slower).
-
-        Yields:
-            [`TextDelta`] per Thinker token, [`AudioChunk`] (float32 PCM at 24 kHz with its start time) whenever a
-            chunk is final, and a last [`StreamStats`] (time to first text and audio, RTF per stage, counts).
-
-        Example:
-
-        ```python
-        >>> for event in model.stream(**inputs, speaker="Chelsie", tokenizer=processor):
-        ...     if isinstance(event, TextDelta):
-        ...         print(event.text, end="", flush=True)
-        ...     elif isinstance(event, AudioChunk):
-        ...         player.write(event.audio)
-        ```
-        """
-        speaker_voice = self._voice(speaker, return_audio)
-        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
-            kwargs, thinker_max_new_tokens, talker_max_new_tokens
-        )
-        layout = {k: kwargs[k] for k in _MEDIA_LAYOUT if kwargs.get(k) is not None}
-        return stream_reply(
-            self,
-            input_ids,
-            attention_mask,
-            {},
-            thinker_kwargs,
-            voice=speaker_voice,
-            talker_kwargs=talker_kwargs,
-            token2wav_kwargs=token2wav_kwargs,
-            media_layout=layout,
-            tokenizer=tokenizer,
-            window=window,
-            generator=generator,
-            background_token2wav=self.thinker.device.type == "cuda"
-            if background_token2wav is None
-            else background_token2wav,
-            talker_context=lambda: self.voices.use(voice),
-            dit_context=lambda: self.voices.use_dit(voice),
-        )
-
-    def _voice(self, speaker: str, return_audio: bool | None):
-        """The speaker to answer with, or None for a text-only reply."""
-        return_audio = self.has_talker if return_audio is None else return_audio
-        if return_audio and not self.has_talker:
-            raise ValueError(
-                "This model has no talker/token2wav loaded: call enable_talker() or pass return_audio=False"
-            )
-        return self.speakers[speaker] if return_audio else None
-
-    @contextmanager
-    def _thinker_track(self):
-        """Record, for every Thinker forward, its input embeddings and final hidden states (what the Talker reads),
-        instead of keeping every layer's hidden states as `output_hidden_states=True` would."""
-        track: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def record(module, args, kwargs, output):
-            track.append((kwargs["inputs_embeds"], output.last_hidden_state))
-
-        handle = self.thinker.model.register_forward_hook(record, with_kwargs=True)
-        try:
-            yield track
-        finally:
-            handle.remove()
-
-    def _speak(
-        self, input_ids, attention_mask, sequences, track, voice, eos, media, talker_kwargs
-    ) -> list[torch.Tensor]:
-        """The Talker's speech codes for each row, cut at its first end token."""
-        batch = input_ids.shape[0]
-        if sequences.shape[1] - input_ids.shape[1] < 2:
-            return [input_ids.new_zeros(0)] * batch
-        inputs = build_talker_inputs(
-            self.thinker, self.talker.config, input_ids, sequences, track, voice.bos_token_id, attention_mask, eos
-        )
-        layout = {k: media[k] for k in _MEDIA_LAYOUT if media.get(k) is not None}
-        generated = self.talker.generate(**inputs, **layout, **talker_kwargs)[:, inputs["input_ids"].shape[1] :]
-        ends = torch.isin(generated, torch.tensor(self.talker.config.codec_eos_token_ids, device=generated.device))
-        steps = torch.arange(generated.shape[1], device=generated.device)
-        lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
-        return [generated[i, : int(lengths[i])] for i in range(batch)]
-
-    def codes_to_waveform(self, codes: torch.Tensor, voice, generator=None, **token2wav_kwargs) -> torch.Tensor:
-        """`(codes,)` speech codes → `(samples,)` float32 waveform at 24 kHz (empty for no codes)."""
-        if codes.numel() == 0:
-            return torch.zeros(0)
-        output = self.token2wav(
-            codes.unsqueeze(0),
-            reference_mel=voice.ref_mel,
-            speaker_embedding=voice.cond,
-            generator=generator,
-            **token2wav_kwargs,
-        )
-        return output.audios[0]
-
-
-def _split_kwargs(kwargs: dict, thinker_max_new_tokens: int, talker_max_new_tokens: int) -> tuple[dict, dict, dict]:
-    """Route `thinker_*` / `talker_*` / `token2wav_*` keyword arguments (unprefixed ones go to the Thinker)."""
-    thinker = {"max_new_tokens": thinker_max_new_tokens}
-    talker = {"max_new_tokens": talker_max_new_tokens}
-    token2wav = {}
-    for key, value in kwargs.items():
-        for prefix, target in (("thinker_", thinker), ("talker_", talker), ("token2wav_", token2wav)):
-            if key.startswith(prefix):
-                target[key[len(prefix) :]] = value
-                break
-        else:
-            thinker[key] = value
-    return thinker, talker, token2wav
-
-
-__all__ = ["OmniForConditionalGeneration"]
+__all__ = ["OmniForConditionalGeneration", "Token2WavModule"]

@@ -12,76 +12,18 @@ the whole clip, which a stream cannot know in advance; the session uses the runn
 below the loudest one may be floored at a lower level than the one-shot features when a later part is louder.
 """
 
-import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
-from transformers.cache_utils import DynamicCache
 
-from ..common.tmrope import audio_token_lengths, get_rope_index, video_temporal_ids, vision_local_ids
+from ..common.tmrope import audio_token_lengths, get_rope_index, media_layout, video_temporal_ids, vision_local_ids
 from ..processing.image_processing import preprocess_video
 from ..processing.media import as_video_clip
+from ..processing.streaming_log_mel import StreamingLogMel
 from .events import AudioChunk, StreamStats, TextDelta
-from .generation_omni import stream_reply
-
-
-class StreamingLogMel:
-    """Whisper log-mel features of a 16 kHz stream, frame by frame (`(mels, frames)` float32 numpy arrays).
-
-    Frame `i` covers samples `[hop·i − n_fft/2, hop·i + n_fft/2)` (reflect padding at the start, zeros after the
-    end, as in `WhisperFeatureExtractor`), so it is final once those samples exist; a clip of `n` samples has
-    `ceil(n / hop)` frames.
-    """
-
-    def __init__(self, feature_extractor):
-        self.n_fft, self.hop = feature_extractor.n_fft, feature_extractor.hop_length
-        self.filters = torch.from_numpy(np.asarray(feature_extractor.mel_filters)).float()  # (freqs, mels)
-        self.window = torch.hann_window(self.n_fft)
-        self.buffer = np.zeros(0, dtype=np.float32)
-        self.buffer_start = 0  # absolute index of buffer[0]
-        self.head = np.zeros(0, dtype=np.float32)  # the first n_fft/2 + 1 samples (reflect padding of frame 0..)
-        self.samples = 0
-        self.frames = 0
-        self.running_max = -math.inf
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if self.head.size <= self.n_fft // 2:
-            self.head = np.concatenate([self.head, samples[: self.n_fft // 2 + 1 - self.head.size]])
-        self.buffer = np.concatenate([self.buffer, samples])
-        self.samples += samples.size
-        ready = max(0, -(-(self.samples - self.n_fft // 2) // self.hop))  # frames whose last sample exists
-        ready = ready if self.head.size > self.n_fft // 2 else 0
-        return self._frames(ready)
-
-    def finish(self) -> np.ndarray:
-        """The remaining frames (the end is zero-padded)."""
-        return self._frames(-(-self.samples // self.hop))
-
-    def _frames(self, stop: int) -> np.ndarray:
-        start = self.frames
-        if stop <= start:
-            return np.zeros((self.filters.shape[1], 0), dtype=np.float32)
-        half = self.n_fft // 2
-        first, last = self.hop * start - half, self.hop * (stop - 1) + half  # sample span [first, last)
-        pieces = []
-        if first < 0:  # reflect padding: sample -k is sample k
-            pieces.append(self.head[1 : 1 - first][::-1])
-        lo = max(first, 0) - self.buffer_start
-        hi = min(last, self.samples) - self.buffer_start
-        pieces.append(self.buffer[lo:hi])
-        if last > self.samples:
-            pieces.append(np.zeros(last - self.samples, dtype=np.float32))
-        segment = torch.from_numpy(np.concatenate(pieces))
-        spectrum = torch.stft(segment, self.n_fft, self.hop, window=self.window, center=False, return_complex=True)
-        log_mel = (self.filters.T @ spectrum.abs() ** 2).clamp(min=1e-10).log10()
-        self.running_max = max(self.running_max, float(log_mel.max()))
-        features = (torch.maximum(log_mel, torch.tensor(self.running_max - 8.0)) + 4.0) / 4.0
-        self.frames = stop
-        keep = max(0, self.hop * stop - half)  # the next frame's first sample
-        self.buffer = self.buffer[keep - self.buffer_start :]
-        self.buffer_start = keep
-        return features.numpy()
+from .generation_omni import ReplyPrompt
+from .prefill import PrefilledPrompt
 
 
 class OmniSession:
@@ -136,10 +78,7 @@ class OmniSession:
         self.features = StreamingLogMel(processor.feature_extractor)
         self._pending = np.zeros((config.audio_config.num_mel_bins, 0), dtype=np.float32)
         self._feature_chunks: list[np.ndarray] = []
-        self.cache = DynamicCache(config=config.text_config)
-        self.input_ids = torch.zeros(1, 0, dtype=torch.long, device=self.thinker.device)
-        self.positions = torch.zeros(3, 1, 0, dtype=torch.long, device=self.thinker.device)
-        self.track: list[tuple[torch.Tensor, torch.Tensor]] = []  # (inputs_embeds, last hidden) per prefill
+        self.prefilled = PrefilledPrompt(self.thinker)
         self.closed = False
         self.audio_frames = 0
         self._audio_tokens = 0  # audio tokens prefilled (their local TMRoPE ids)
@@ -153,7 +92,7 @@ class OmniSession:
         prefix, _ = self._template("")
         ids = self._tokenize(prefix)
         positions, _ = get_rope_index(ids, self.rope_tokens, use_audio_in_video=video_fps is not None)
-        self._prefill(ids, self.thinker.get_input_embeddings()(ids), positions)
+        self.prefilled.append(ids, self.thinker.get_input_embeddings()(ids), positions)
         self.media_base = int(positions.max()) + 1  # TMRoPE ids of the media item start here
 
     # ---------------------------------------------------------------- input
@@ -198,6 +137,11 @@ class OmniSession:
         return self._groups * temporal + len(self._frames)
 
     @property
+    def cache(self):
+        """The Thinker's KV cache holding the prefilled positions (None once closed)."""
+        return self.prefilled.cache
+
+    @property
     def input_features(self) -> torch.Tensor:
         """`(1, mels, frames)` the features the session computed (for inspection and tests)."""
         return torch.from_numpy(np.concatenate(self._feature_chunks, axis=1)).unsqueeze(0)
@@ -233,11 +177,11 @@ class OmniSession:
             if self._pending.shape[1]:
                 self._encode_audio(self._pending)
             self._advance(final=True)
-            media_ids = self.input_ids[:, :0]
+            media_ids = self.prefilled.input_ids[:, :0]
             out["video_grid_thw"] = torch.tensor([[self._groups, *self._grid[1:]]], device=device)
             out["video_second_per_grid"] = torch.tensor([self.second_per_grid], device=device)
         _, suffix = self._template(text)
-        input_ids = torch.cat([self.input_ids, media_ids, self._tokenize(suffix)], dim=1)
+        input_ids = torch.cat([self.prefilled.input_ids, media_ids, self._tokenize(suffix)], dim=1)
         out["audio_feature_lengths"] = torch.tensor([self.audio_frames], device=device)
         layout = {
             k: v for k, v in out.items() if k in ("audio_feature_lengths", "video_grid_thw", "video_second_per_grid")
@@ -245,7 +189,8 @@ class OmniSession:
         positions, _ = get_rope_index(
             input_ids, self.rope_tokens, use_audio_in_video=self.video_fps is not None, **layout
         )
-        if not torch.equal(positions[..., : self.positions.shape[-1]], self.positions):
+        prefilled = self.prefilled.positions
+        if not torch.equal(positions[..., : prefilled.shape[-1]], prefilled):
             raise RuntimeError("Internal error: the prefilled TMRoPE ids differ from the prompt's; please report it")
         return {"input_ids": input_ids, "position_ids": positions, **out}
 
@@ -253,55 +198,33 @@ class OmniSession:
     def stream(
         self,
         text: str = "",
-        speaker: str = "Chelsie",
-        return_audio: bool | None = None,
         window=None,
-        thinker_max_new_tokens: int = 1024,
-        talker_max_new_tokens: int = 4096,
-        generator=None,
-        voice: str | None = None,
+        background_token2wav: bool | None = None,
         **kwargs,
-    ):
+    ) -> Iterator[TextDelta | AudioChunk | StreamStats]:
         """End the turn (with optional `text` after the media) and stream the reply: the events of
-        `OmniForConditionalGeneration.stream` (`voice`: a loaded voice adapter for the Talker)."""
-        from .modeling_omni import _split_kwargs
-
+        `OmniForConditionalGeneration.stream`. `kwargs`: `speaker`, `return_audio`, `voice_adapter`, `thinker_*` /
+        `talker_*` / `token2wav_*`, `generator` (see `OmniForConditionalGeneration.build_request`)."""
+        request = self.model.build_request(**kwargs)
         prompt = self.finish_input(text)
-        speaker_voice = self.model._voice(speaker, return_audio)
-        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
-            kwargs, thinker_max_new_tokens, talker_max_new_tokens
-        )
+        # The Talker's TMRoPE ids need the whole turn's audio length, not the last chunk's mask.
+        request.media_layout = media_layout({k: v for k, v in prompt.items() if k != "feature_attention_mask"})
+        if self.video_fps is not None:
+            request.media_layout["use_audio_in_video"] = True
         thinker_inputs = {
             k: prompt[k] for k in ("position_ids", "input_features", "feature_attention_mask") if k in prompt
         }
-        layout = {
-            k: prompt[k] for k in ("audio_feature_lengths", "video_grid_thw", "video_second_per_grid") if k in prompt
-        }
-        if self.video_fps is not None:
-            layout["use_audio_in_video"] = True
-        return stream_reply(
-            self.model,
+        reply = ReplyPrompt(
             prompt["input_ids"],
-            None,
-            thinker_inputs | {"cache": self.cache},
-            thinker_kwargs,
-            voice=speaker_voice,
-            talker_kwargs=talker_kwargs,
-            token2wav_kwargs=token2wav_kwargs,
-            media_layout=layout,
-            tokenizer=self.tokenizer,
-            window=window,
-            generator=generator,
-            prompt_prefix=self._prefix_track(),
-            talker_context=lambda: self.model.voices.use(voice),
-            dit_context=lambda: self.model.voices.use_dit(voice),
+            thinker_inputs=thinker_inputs | {"cache": self.prefilled.cache},
+            prefix_track=self.prefilled.track(),
         )
+        return self.model.stream_reply(request, reply, self.tokenizer, window, background_token2wav)
 
     def close(self) -> None:
         """Free the cache; any later input raises."""
         self.closed = True
-        self.cache = None
-        self.track.clear()
+        self.prefilled.close()
 
     # ---------------------------------------------------------------- internals
     def _check_open(self):
@@ -351,7 +274,7 @@ class OmniSession:
     def _prefill_audio(self, tokens: torch.Tensor) -> None:
         local = torch.arange(self._audio_tokens, self._audio_tokens + tokens.shape[0], device=tokens.device)
         ids = torch.full((1, tokens.shape[0]), self.rope_tokens.audio_token_id, device=tokens.device)
-        self._prefill(ids, tokens.unsqueeze(0), (local + self.media_base).view(1, 1, -1).expand(3, 1, -1))
+        self.prefilled.append(ids, tokens.unsqueeze(0), (local + self.media_base).view(1, 1, -1).expand(3, 1, -1))
         self._audio_tokens += tokens.shape[0]
 
     @torch.no_grad()
@@ -380,7 +303,9 @@ class OmniSession:
             while self._video_queue and self._video_queue[0][0] <= self._chunk:
                 _, tokens, local = self._video_queue.pop(0)
                 ids = torch.full((1, tokens.shape[0]), self.rope_tokens.video_token_id, device=tokens.device)
-                self._prefill(ids, tokens.unsqueeze(0), (local.to(tokens.device) + self.media_base).unsqueeze(1))
+                self.prefilled.append(
+                    ids, tokens.unsqueeze(0), (local.to(tokens.device) + self.media_base).unsqueeze(1)
+                )
             video_done = final or bool(self._video_queue)  # a later chunk's frame exists
             if not (video_done and (self._audio_queue or final)):
                 return
@@ -390,20 +315,5 @@ class OmniSession:
             if final and not self._audio_queue and not self._video_queue:
                 return
 
-    @torch.no_grad()
-    def _prefill(self, ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor) -> None:
-        """Append positions `(3, 1, n)` with their embeddings to the KV cache."""
-        embeds = embeds.to(self.thinker.dtype)
-        out = self.thinker.model(inputs_embeds=embeds, position_ids=positions, cache=self.cache, use_cache=True)
-        self.cache = out.cache
-        self.track.append((embeds, out.last_hidden_state))
-        self.input_ids = torch.cat([self.input_ids, ids], dim=1)
-        self.positions = torch.cat([self.positions, positions], dim=-1)
 
-    def _prefix_track(self) -> tuple[torch.Tensor, torch.Tensor]:
-        embeds = torch.cat([e for e, _ in self.track], dim=1)
-        hidden = torch.cat([h for _, h in self.track], dim=1)
-        return embeds, hidden
-
-
-__all__ = ["AudioChunk", "OmniSession", "StreamStats", "StreamingLogMel", "TextDelta"]
+__all__ = ["OmniSession", "StreamingLogMel"]

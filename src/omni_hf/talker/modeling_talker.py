@@ -10,7 +10,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..common.modeling_decoder import OmniDecoderModel
 from ..common.modeling_utils import OmniPreTrainedModel
-from ..common.tmrope import TMRoPETokens, get_rope_index
+from ..common.tmrope import MEDIA_LAYOUT_KEYS, TMRoPETokens, get_rope_index, media_layout
 from .configuration_talker import OmniTalkerConfig
 
 
@@ -155,7 +155,7 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
                 "feature_attention_mask": feature_attention_mask,
                 "use_audio_in_video": use_audio_in_video,
             }
-            position_ids, _ = self.get_rope_index(input_text_ids, attention_mask, **_media_kwargs(media))
+            position_ids, _ = self.get_rope_index(input_text_ids, attention_mask, **media_layout(media))
         outputs = self.model(
             inputs_embeds=self.thinker_to_talker_proj(hidden),
             attention_mask=attention_mask,
@@ -187,7 +187,7 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             inputs["input_ids"] = input_ids  # the prompt's codec ids complement the Thinker track
         if not is_first_iteration:
             inputs.pop("input_text_ids", None)
-            for key in _MEDIA_KEYS:
+            for key in MEDIA_LAYOUT_KEYS:
                 inputs.pop(key, None)
         return inputs
 
@@ -205,23 +205,9 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             positions = super()._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
             return positions.unsqueeze(0).expand(3, -1, -1)
         position_ids, _ = self.get_rope_index(
-            text_ids, model_kwargs.get("attention_mask"), **_media_kwargs(model_kwargs)
+            text_ids, model_kwargs.get("attention_mask"), **media_layout(model_kwargs)
         )
         return position_ids
-
-
-_MEDIA_KEYS = (
-    "image_grid_thw",
-    "video_grid_thw",
-    "video_second_per_grid",
-    "audio_feature_lengths",
-    "feature_attention_mask",
-    "use_audio_in_video",
-)
-
-
-def _media_kwargs(kwargs: dict) -> dict:
-    return {key: kwargs[key] for key in _MEDIA_KEYS if kwargs.get(key) is not None}
 
 
 __all__ = ["OmniTalkerForConditionalGeneration", "OmniTalkerModel", "OmniTalkerOutput", "talker_generation_config"]

@@ -13,7 +13,8 @@ each chunk is vocoded with that much real mel context on both sides and only its
 full-utterance vocoding cut into pieces, with no seam to click.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,8 @@ class Token2WavStream:
         latents: `(1, ≥ frames, mel_dim)` initial noise (sliced per window); otherwise noise is drawn block by block
             (24 frames at a time, in order) from `generator`.
         vocoder_context: mel frames of vocoder context per side (default: the receptive field: exact stitching).
+        stage_context: `stage_context(stage)` is entered around every DiT chunk (`"dit"`) and vocoder call
+            (`"vocoder"`): to time the stages, or to switch a voice adapter's DiT part on for the DiT only.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Token2WavStream:
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         vocoder_context: int | None = None,
+        stage_context: Callable[[str], AbstractContextManager] | None = None,
     ):
         pipeline.check_inputs(
             torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps
@@ -143,6 +147,7 @@ class Token2WavStream:
         self.latents = latents
         self._noise: list[torch.Tensor] = []  # per block, when drawn from the generator
         self.vocoder = VocoderStream(pipeline.vocoder, vocoder_context)
+        self.stage_context = stage_context or (lambda stage: nullcontext())
         self._codes = torch.zeros(0, dtype=torch.long, device=self.device)
         self._chunk = 0  # index of the next chunk to decode
         self._next_block = 0  # first block of that chunk
@@ -180,15 +185,18 @@ class Token2WavStream:
             needed = (self._next_block + size + w.future_blocks) * block
             if self.frames < needed and not final:
                 break
-            mel = self._decode_chunk(self._next_block, size)
+            with self.stage_context("dit"):
+                mel = self._decode_chunk(self._next_block, size)
             self.mel_chunks.append(mel)
             self._next_block += size
             self._chunk += 1
-            audio = self.vocoder.push(mel)
+            with self.stage_context("vocoder"):
+                audio = self.vocoder.push(mel)
             if audio.numel():
                 chunks.append(audio)
         if final and not self.cancelled:
-            tail = self.vocoder.push(None, final=True)
+            with self.stage_context("vocoder"):
+                tail = self.vocoder.push(None, final=True)
             if tail.numel():
                 chunks.append(tail)
         return chunks

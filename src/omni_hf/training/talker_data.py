@@ -14,12 +14,13 @@ teacher-forced over prompt + reply (frozen, no gradient).
 
 import torch
 
+from ..common.tmrope import MEDIA_LAYOUT_KEYS, media_layout
 from ..talker.talker_inputs import talker_prompt, text_entry
 
-# Processor outputs for the prompt's media: the Thinker encodes THINKER_MEDIA (with the first three layout keys);
-# TMRoPE ids of both decoders follow MEDIA_LAYOUT (and use_audio_in_video).
+# Processor outputs for the prompt's media: the Thinker encodes THINKER_MEDIA (with ENCODER_LAYOUT); TMRoPE ids of
+# both decoders follow the media layout (`MEDIA_LAYOUT_KEYS`).
 THINKER_MEDIA = ("input_features", "pixel_values", "pixel_values_videos")
-MEDIA_LAYOUT = ("feature_attention_mask", "image_grid_thw", "video_grid_thw", "video_second_per_grid")
+ENCODER_LAYOUT = ("feature_attention_mask", "image_grid_thw", "video_grid_thw")
 
 
 @torch.no_grad()
@@ -37,16 +38,16 @@ def thinker_track(model, prompt_ids: torch.Tensor, reply_ids: torch.Tensor, medi
     thinker = model.thinker
     device = thinker.device
     media = dict(media or {})
-    unknown = set(media) - set(THINKER_MEDIA) - set(MEDIA_LAYOUT) - {"use_audio_in_video"}
+    unknown = set(media) - set(THINKER_MEDIA) - set(MEDIA_LAYOUT_KEYS)
     if unknown:
         raise ValueError(
-            f"media has unknown keys {sorted(unknown)}; expected processor outputs {THINKER_MEDIA + MEDIA_LAYOUT}"
+            f"media has unknown keys {sorted(unknown)}; expected processor outputs {THINKER_MEDIA + MEDIA_LAYOUT_KEYS}"
         )
     media = {k: v.to(device) if torch.is_tensor(v) else v for k, v in media.items() if v is not None}
-    layout = {k: media[k] for k in (*MEDIA_LAYOUT, "use_audio_in_video") if k in media}
+    layout = media_layout(media)
     full = torch.cat([torch.as_tensor(prompt_ids).view(1, -1), torch.as_tensor(reply_ids).view(1, -1)], dim=1)
     full = full.to(device)
-    encoded = {k: media[k] for k in (*THINKER_MEDIA, *MEDIA_LAYOUT[:3]) if k in media}
+    encoded = {k: media[k] for k in (*THINKER_MEDIA, *ENCODER_LAYOUT) if k in media}
     embeds = thinker.embed_inputs(full, **encoded)
     positions, _ = thinker.get_rope_index(full, **layout)
     hidden = thinker.model(inputs_embeds=embeds, position_ids=positions).last_hidden_state
@@ -151,7 +152,7 @@ def pad_talker_examples(examples: list[dict[str, torch.Tensor]]) -> dict[str, to
 
 
 __all__ = [
-    "MEDIA_LAYOUT",
+    "ENCODER_LAYOUT",
     "THINKER_MEDIA",
     "pad_talker_examples",
     "repeat_layout",
