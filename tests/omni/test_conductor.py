@@ -47,7 +47,7 @@ def test_one_request_per_call(tiny_omni):
     assert not model.build_request(return_audio=False).speaks
     with pytest.raises(ValueError, match="Unknown voice adapter 'nobody'"):
         model.build_request(voice_adapter="nobody")
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="Unknown speaker 'nobody'"):
         model.build_request(speaker="nobody")
 
 
