@@ -32,3 +32,37 @@ def speech():
 @pytest.fixture(scope="session")
 def question_16k():
     return spoken("What is the weather like in Paris today?", 16000)
+
+
+GREEDY = dict(thinker_max_new_tokens=6, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=30)
+
+
+@pytest.fixture(scope="session")
+def realtime_server(tiny_omni):
+    """A FastAPI app with only `/v1/realtime`, served by uvicorn on 127.0.0.1 in a thread: (app, port)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from omni_hf.serving.realtime import add_realtime_routes
+
+    model, processor = tiny_omni
+    app = FastAPI()
+    add_realtime_routes(app, model, processor, api_key="test-key", generation_kwargs=GREEDY, seed=0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield app, port
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -13,7 +13,6 @@ A reply stopped early (barge-in, cancel) keeps the tokens generated so far: the 
 `<|im_end|>` and the next user message follows it.
 """
 
-import contextlib
 import logging
 
 import numpy as np
