@@ -38,6 +38,12 @@ GREEDY = dict(thinker_max_new_tokens=6, thinker_do_sample=False, talker_do_sampl
 
 
 @pytest.fixture(scope="session")
+def greedy():
+    """The server's reply settings (greedy, short)."""
+    return GREEDY
+
+
+@pytest.fixture(scope="session")
 def realtime_server(tiny_omni):
     """A FastAPI app with only `/v1/realtime`, served by uvicorn on 127.0.0.1 in a thread: (app, port)."""
     import socket
@@ -55,7 +61,9 @@ def realtime_server(tiny_omni):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     for _ in range(200):

@@ -170,7 +170,9 @@ class RealtimeSession:
                                     item=self._item(item_id, "user", content)))  # fmt: skip
 
     async def _on_response_create(self, event):
-        if self.response is not None:
+        if (
+            self.response is not None and not self.response.cancel.is_set()
+        ):  # a cancelled one is ending: queue after it
             raise EventError(
                 f"Conversation already has an active response in progress: {self.response.id}",
                 code="conversation_already_has_active_response",
