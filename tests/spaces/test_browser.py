@@ -64,3 +64,46 @@ def test_chat_in_browser(space_url, space_media, tmp_path):
     assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE" and len(wav) > 1000
     assert user_image >= 1  # the uploaded image is shown in the user's turn
     assert screenshot.stat().st_size > 10_000
+
+
+def test_live_voice_in_browser(space_url, tmp_path):
+    """The live tab with Chromium's fake microphone playing an espeak-ng question (then silence, looped): the
+    server VAD ends the turn, the spoken reply plays, and the latency after the end of speech is shown."""
+    import re
+
+    import numpy as np
+    import soundfile
+    from scipy.signal import resample_poly
+
+    from omni_hf.testing.media import espeak_speech
+
+    sync_playwright = _browser_or_skip()
+    speech, rate = espeak_speech("What is the weather like in Paris today?")
+    speech = resample_poly(speech, 48000, rate)
+    wav = tmp_path / "question.wav"
+    soundfile.write(wav, np.concatenate([np.zeros(24000), speech, np.zeros(48000 * 4)]), 48000, subtype="PCM_16")
+    args = [*ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]  # fmt: skip
+    screenshot = tmp_path / "omni_space_live.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(space_url, wait_until="load", timeout=60_000)
+            page.get_by_role("tab", name="Live voice").click()
+            page.locator("#live-start").click()
+            page.locator("#live-turns li").first.wait_for(timeout=120_000)
+            row = page.locator("#live-turns li").first.inner_text()
+            page.wait_for_function("() => window.omniLive.audioSamples > 2400", timeout=60_000)
+            played = page.evaluate("window.omniLive.audioSamples")
+            page.screenshot(path=str(screenshot), full_page=True)
+            page.locator("#live-stop").click()
+        finally:
+            browser.close()
+    if os.environ.get("OMNI_TEST_ARTIFACTS"):
+        target = Path(os.environ["OMNI_TEST_ARTIFACTS"])
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, target / screenshot.name)
+    latency = float(re.search(r"Turn 1: first audio ([\d.]+) s after the end of speech", row).group(1))
+    assert 0.5 <= latency < 60  # it includes the VAD's 500 ms silence wait
+    assert played > 2400  # reply audio reached the page's player (pcm16 at 24 kHz)
