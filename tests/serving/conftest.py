@@ -74,3 +74,15 @@ def realtime_server(tiny_omni):
     yield app, port
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread in the test thread too (the server's worker threads already get OMP_NUM_THREADS=1): two
+    threads on a busy 2-core machine made these small forwards ~20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

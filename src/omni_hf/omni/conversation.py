@@ -198,15 +198,22 @@ class OmniConversation:
                thinker_max_new_tokens: int = 1024, talker_max_new_tokens: int = 4096, generator=None, **kwargs):  # fmt: skip
         """Answer with the whole conversation as context: the events of `OmniForConditionalGeneration.stream`.
         Stopping the iteration early (e.g. `close()` on it) keeps the reply generated so far in the conversation."""
-        from .modeling_omni import _split_kwargs
-
         self._check_idle()
         if not self.pending and self.tail is None:
             raise ValueError("Nothing to answer: add a user message (add_text or a spoken turn) first")
-        speaker_voice = self.model._voice(speaker, return_audio)
-        thinker_kwargs, talker_kwargs, token2wav_kwargs = _split_kwargs(
-            kwargs, thinker_max_new_tokens, talker_max_new_tokens
-        )
+        speak = self.model.has_talker if return_audio is None else return_audio
+        if speak and not self.model.has_talker:
+            raise ValueError("This model has no talker/token2wav loaded: pass return_audio=False")
+        speaker_voice = self.model.speakers[speaker] if speak else None
+        parts = {"thinker": {"max_new_tokens": thinker_max_new_tokens}, "talker": {"max_new_tokens": talker_max_new_tokens},
+                 "token2wav": {}}  # fmt: skip
+        for key, value in kwargs.items():  # `talker_*` / `token2wav_*` to those stages, the rest to the Thinker
+            stage, _, name = key.partition("_")
+            if stage in parts and name:
+                parts[stage][name] = value
+            else:
+                parts["thinker"][key] = value
+        thinker_kwargs, talker_kwargs, token2wav_kwargs = parts["thinker"], parts["talker"], parts["token2wav"]
         header = self._tokenize(self._pieces["header"])
         self.pending += header
         input_ids, positions, inputs = self._uncached_inputs()

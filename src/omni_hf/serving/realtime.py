@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import logging
 import threading
+import weakref
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
@@ -27,6 +28,14 @@ from .realtime_events import EventError, error_event
 from .realtime_session import RealtimeSession
 
 logger = logging.getLogger(__name__)
+
+
+_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def model_lock(model) -> threading.Lock:
+    """The lock that every realtime connection (and any other route serving `model`) holds while running it."""
+    return _LOCKS.setdefault(model, threading.Lock())
 
 
 def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
@@ -58,10 +67,7 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     """
     if not hasattr(app.state, "realtime_sessions"):
         app.state.realtime_sessions = {}
-    lock = getattr(model, "_serving_lock", None)
-    if lock is None:
-        lock = threading.Lock()  # every connection (and any other server route) takes turns on the model
-        model._serving_lock = lock
+    lock = model_lock(model)
 
     @app.websocket(path)
     async def realtime(websocket: WebSocket):
@@ -111,4 +117,4 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     return realtime
 
 
-__all__ = ["add_realtime_routes"]
+__all__ = ["add_realtime_routes", "model_lock"]
