@@ -108,3 +108,27 @@ def test_cut_reply_stays_in_history_and_clear_frees_the_buffer(tiny_omni, questi
         conversation.append_audio(question_16k)
     conversation.close()
     assert conversation.cache is None
+
+
+def test_typed_turn_with_an_image_equals_one_shot(tiny_omni):
+    from omni_hf.testing.media import make_image
+
+    model, processor = tiny_omni
+    image = make_image(112, 84)
+    conversation = OmniConversation(model, processor)
+    conversation.add_text("What is in this picture?", images=[image])
+    got = list(conversation.stream(generator=torch.Generator().manual_seed(2), **GREEDY))
+    turn = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": image}, {"type": "text", "text": "What is in this picture?"}],
+        }
+    ]
+    one = processor.apply_chat_template(
+        turn, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    assert torch.equal(conversation.input_ids[:, : one["input_ids"].shape[1]], one["input_ids"])
+    expected = list(model.stream(**one, generator=torch.Generator().manual_seed(2), **GREEDY))
+    assert got[-1].token_ids == expected[-1].token_ids
+    assert got[-1].speech_code_ids == expected[-1].speech_code_ids and len(got[-1].speech_code_ids) == 30
+    assert np.array_equal(_audio(got), _audio(expected))

@@ -3,6 +3,7 @@ client. A spoken question in 100 ms packets gets the in-process reply; barge-in,
 
 import asyncio
 import base64
+import io
 import json
 import time
 
@@ -13,6 +14,7 @@ import websockets
 
 from omni_hf.omni import AudioChunk, OmniSession
 from omni_hf.serving.vad import StreamingResampler, float_to_pcm16
+from omni_hf.testing.media import make_image
 
 PACKET = 2400  # 100 ms at 24 kHz
 
@@ -139,6 +141,7 @@ def test_websockets_client_server_vad_barge_in_and_multi_turn(realtime_server, q
 def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_server, tiny_omni):
     app, port = realtime_server
     model, processor = tiny_omni
+    session_images = []
 
     async def talk():
         url = f"ws://127.0.0.1:{port}/v1/realtime"
@@ -167,7 +170,11 @@ def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_serve
             await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None,
                                                                             "modalities": ["text"]}}))  # fmt: skip
             await _until(recv, "session.updated", seen)
-            item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello"}]}
+            picture = io.BytesIO()
+            make_image(112, 84).save(picture, format="PNG")
+            url = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
+            content = [{"type": "input_image", "image_url": url}, {"type": "input_text", "text": "Hello"}]
+            item = {"type": "message", "role": "user", "content": content}
             await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
             await ws.send(json.dumps({"type": "response.create", "response": {"max_output_tokens": 300}}))
             await _until(recv, "response.output_text.delta", seen)
@@ -175,6 +182,7 @@ def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_serve
             await ws.send(json.dumps({"type": "response.cancel"}))
             cancelled = await _until(recv, "response.done", seen)
             history = session.conversation.input_ids[0].tolist() + session.conversation.pending
+            session_images.extend(session.conversation.image_grids)
             await ws.send(json.dumps({"type": "response.create"}))  # still usable
             done = await _until(recv, "response.done", seen)
             return errors, cancelled, done, session, history, seen
@@ -183,8 +191,10 @@ def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_serve
     _wait_freed(app)
     codes = [e["error"]["code"] for e in errors]
     assert codes == ["invalid_json", "invalid_event_type", "invalid_event", "invalid_event", "invalid_event",
-                     "input_audio_buffer_commit_empty", "response_cancel_not_active", "unsupported_content"]  # fmt: skip
+                     "input_audio_buffer_commit_empty", "response_cancel_not_active", "invalid_image"]  # fmt: skip
     assert errors[3]["error"]["param"] == "session.voice" and "Nobody" in errors[3]["error"]["message"]
+    assert errors[7]["error"]["param"] == "item.content[0].image_url"
+    assert len(session_images) == 1  # the picture was part of the typed message
     assert cancelled["response"]["status"] == "cancelled"
     assert cancelled["response"]["status_details"]["reason"] == "client_cancelled"
     cut = "".join(e["delta"] for e in seen[: seen.index(cancelled)] if e["type"] == "response.output_text.delta")

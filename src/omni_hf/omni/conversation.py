@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache
 
-from ..common.tmrope import audio_token_lengths, get_rope_index
+from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
 from .events import TextDelta
 from .generation_omni import stream_reply
 from .session import StreamingLogMel
@@ -62,6 +62,7 @@ class OmniConversation:
         self.sampling_rate = processor.feature_extractor.sampling_rate
         config = self.thinker.config
         self.audio_token_id = config.audio_token_id
+        self.image_token_id = config.image_token_id
         n_window = config.audio_config.n_window
         self.chunk_frames = 2 * n_window * (1 + n_window % 2)  # as OmniSession: pooled pairs never straddle chunks
         self.num_mel_bins = config.audio_config.num_mel_bins
@@ -74,6 +75,8 @@ class OmniConversation:
         self.clip_features: list[np.ndarray] = []  # `(mels, frames)` streamed log-mels of every clip, in order
         self._clip_chunks: list[np.ndarray] = []
         self.pending: list[int] = []  # token ids after the cache, not prefilled yet
+        self.image_grids: list[list[int]] = []  # `(t, h, w)` patch grid of every image of the conversation
+        self._pending_images: list[tuple[torch.Tensor, list[int]]] = []  # (pixel_values, grid) of pending images
         self.tail: np.ndarray | None = None  # `(mels, frames)` last chunk of the last spoken turn, not prefilled
         self.turns = 0
         self._features: StreamingLogMel | None = None  # the spoken turn being recorded
@@ -82,7 +85,7 @@ class OmniConversation:
         self._audio_tokens = 0
         self._media_base = 0
         self._pieces = self._template_pieces()
-        self._before_audio = (0, [])
+        self._before_audio = (0, [], [])
         self._busy = False
         self.closed = False
 
@@ -124,20 +127,36 @@ class OmniConversation:
         return []
 
     # ---------------------------------------------------------------- input
-    def add_text(self, text: str) -> None:
-        """A typed user message (prefilled with the next spoken turn's start, or with the reply's prompt)."""
+    def add_text(self, text: str, images: list | None = None) -> None:
+        """A typed user message, optionally with images before the text (PIL images or `(H, W, 3)` uint8 arrays);
+        prefilled with the next spoken turn's start, or with the reply's prompt."""
         self._check_idle()
         if not isinstance(text, str):
             raise ValueError(f"add_text expects a string, got {type(text).__name__}")
+        images = list(images or [])
+        content = [{"type": "image", "image": None}] * len(images) + [{"type": "text", "text": _SENTINEL}]
+        piece = self._render([{"role": "user", "content": content}])[len(self._pieces["system"]) :]
+        placeholder = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
+        if images:
+            out = self.processor.image_processor(images=images, return_tensors="pt")
+            merge = self.processor.image_processor.merge_size
+            pieces = piece.split(placeholder)
+            piece = pieces[0]
+            for grid, rest in zip(out["image_grid_thw"].tolist(), pieces[1:]):
+                piece += placeholder * (grid[0] * grid[1] * grid[2] // merge**2) + rest
+            sizes = [t * h * w for t, h, w in out["image_grid_thw"].tolist()]
+            for pixels, grid in zip(torch.split(out["pixel_values"], sizes), out["image_grid_thw"].tolist()):
+                self._pending_images.append((pixels, grid))
+                self.image_grids.append(grid)
         self.pending += self._start_message()
-        self.pending += self._tokenize(self._pieces["text"].replace(_SENTINEL, text))
+        self.pending += self._tokenize(piece.replace(_SENTINEL, text))
         self.turns += 1
 
     def begin_audio(self) -> None:
         """Open a spoken user message: its start (and anything pending) is prefilled now, so that its audio chunks
         can follow in the cache as they are recorded."""
         self._check_idle()
-        self._before_audio = (self.input_ids.shape[1], list(self.pending))
+        self._before_audio = (self.input_ids.shape[1], list(self.pending), list(self._pending_images))
         self.pending += self._start_message()
         self.pending += self._tokenize(self._pieces["audio_before"])
         self._flush()
@@ -187,7 +206,7 @@ class OmniConversation:
         """Drop the open spoken message (`input_audio_buffer.clear`): the cache is cut back to where it began."""
         if self._features is None:
             return
-        keep, self.pending = self._before_audio
+        keep, self.pending, self._pending_images = self._before_audio
         self.cache.crop(keep - self.cache.get_seq_length())  # negative: the number of positions to drop
         self.input_ids, self.positions = self.input_ids[:, :keep], self.positions[..., :keep]
         self._truncate_track(keep)
@@ -217,9 +236,7 @@ class OmniConversation:
         header = self._tokenize(self._pieces["header"])
         self.pending += header
         input_ids, positions, inputs = self._uncached_inputs()
-        layout = {"audio_feature_lengths": torch.tensor(self.audio_lengths, device=input_ids.device)}
-        if not self.audio_lengths:
-            layout = {}
+        layout = self._media_layout(input_ids.device)
         events = stream_reply(
             self.model,
             input_ids,
@@ -262,6 +279,7 @@ class OmniConversation:
             del self.pending[len(self.pending) - header_length :]
             return
         self.track += recorded
+        self._pending_images = []
         kept = generated[:-1]  # the last sampled token was never forwarded: it starts the next prefill
         device = input_ids.device
         self.input_ids = torch.cat([input_ids, torch.tensor([kept], dtype=torch.long, device=device)], dim=1)
@@ -285,16 +303,44 @@ class OmniConversation:
         if self.tail is not None:
             inputs["input_features"] = torch.from_numpy(self.tail).unsqueeze(0).to(device)
             inputs["feature_attention_mask"] = torch.ones(1, self.tail.shape[1], dtype=torch.long, device=device)
-        # Text and audio-only ids are consecutive on all three TMRoPE axes (the tail continues its clip's ids).
+        if self._pending_images:
+            inputs["pixel_values"] = torch.cat([p for p, _ in self._pending_images]).to(device)
+            inputs["image_grid_thw"] = torch.tensor([g for _, g in self._pending_images], device=device)
         start = int(self.positions.max()) + 1 if self.positions.numel() else 0
-        steps = torch.arange(start, start + len(self.pending), device=device)
-        positions = torch.cat([self.positions, steps.view(1, 1, -1).expand(3, 1, -1)], dim=-1)
+        positions = torch.cat([self.positions, self._pending_positions(start).to(device)], dim=-1)
         self._check_positions(input_ids, positions)
         return input_ids, positions, inputs
 
+    def _pending_positions(self, start: int) -> torch.Tensor:
+        """TMRoPE ids `(3, 1, pending)`: text and audio-only ids are consecutive on all three axes (the tail
+        continues its clip's ids); an image's tokens get (0, row, column) from where it starts, as in the prompt."""
+        merge = self.processor.image_processor.merge_size
+        ids, grids, pieces, i = self.pending, iter(self._pending_images), [], 0
+        while i < len(ids):
+            if ids[i] == self.image_token_id:
+                _, grid = next(grids)
+                local = vision_local_ids(torch.tensor(grid), merge, torch.zeros(1, dtype=torch.long)) + start
+                i += local.shape[1]
+            else:
+                n = next((k for k in range(i, len(ids)) if ids[k] == self.image_token_id), len(ids)) - i
+                local = torch.arange(start, start + n).expand(3, -1)
+                i += n
+            pieces.append(local)
+            start = int(local.max()) + 1
+        if not pieces:
+            return torch.zeros(3, 1, 0, dtype=torch.long)
+        return torch.cat(pieces, dim=1).unsqueeze(1)
+
+    def _media_layout(self, device) -> dict:
+        layout = {}
+        if self.audio_lengths:
+            layout["audio_feature_lengths"] = torch.tensor(self.audio_lengths, device=device)
+        if self.image_grids:
+            layout["image_grid_thw"] = torch.tensor(self.image_grids, device=device)
+        return layout
+
     def _check_positions(self, input_ids: torch.Tensor, positions: torch.Tensor) -> None:
-        lengths = torch.tensor(self.audio_lengths) if self.audio_lengths else None
-        expected, _ = get_rope_index(input_ids, self.thinker.rope_tokens, audio_feature_lengths=lengths)
+        expected, _ = get_rope_index(input_ids, self.thinker.rope_tokens, **self._media_layout("cpu"))
         if not torch.equal(expected.to(positions.device), positions):
             # A reply containing a media placeholder id (possible with random weights) makes the one-shot layout
             # differ; the cache's own positions are still consistent.
@@ -332,9 +378,15 @@ class OmniConversation:
         input_ids, positions, inputs = self._uncached_inputs()
         past = self.input_ids.shape[1]
         ids = input_ids[:, past:]
-        embeds = self.thinker.embed_inputs(ids, inputs.get("input_features"), inputs.get("feature_attention_mask"))
+        embeds = self.thinker.embed_inputs(
+            ids,
+            inputs.get("input_features"),
+            inputs.get("feature_attention_mask"),
+            pixel_values=inputs.get("pixel_values"),
+            image_grid_thw=inputs.get("image_grid_thw"),
+        )
         self._prefill(ids, embeds, positions[..., past:])
-        self.pending, self.tail = [], None
+        self.pending, self.tail, self._pending_images = [], None, []
 
     def _prefill(self, ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor) -> None:
         embeds = embeds.to(self.thinker.dtype)

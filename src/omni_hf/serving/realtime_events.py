@@ -120,6 +120,26 @@ def decode_audio(value, param: str, event_id=None):
         raise EventError(f"`{param}` is not base64 pcm16 audio: {error}", param=param, event_id=event_id) from None
 
 
+def decode_image(value, param: str, event_id=None):
+    """A `data:image/...;base64,...` URL → an RGB PIL image (remote URLs are not fetched)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(value, str) or not value.startswith("data:image/") or ";base64," not in value:
+        raise EventError(
+            f"`{param}` must be a data URL (data:image/png;base64,...); the server fetches no remote URLs",
+            code="invalid_image",
+            param=param,
+            event_id=event_id,
+        )
+    try:
+        return Image.open(io.BytesIO(base64.b64decode(value.split(",", 1)[1], validate=True))).convert("RGB")
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as error:
+        raise EventError(f"`{param}` is not a readable image: {error}", code="invalid_image", param=param,
+                         event_id=event_id) from None  # fmt: skip
+
+
 def update_settings(settings: SessionSettings, session: dict, speakers, event_id=None) -> SessionSettings:
     """Apply a `session.update` payload (GA or beta shape) to a copy of `settings`; every field is checked first."""
     if not isinstance(session, dict):
@@ -184,7 +204,8 @@ def parse_turn_detection(turn, fail) -> TurnDetection | None:
 
 
 def parse_user_item(event: dict) -> list[tuple[str, object]]:
-    """The parts of a `conversation.item.create` user message: `("text", str)` or `("audio", float32 24 kHz)`."""
+    """The parts of a `conversation.item.create` user message: `("text", str)`, `("audio", float32 24 kHz)` or
+    `("image", PIL image)`."""
     event_id = event.get("event_id")
     item = event.get("item")
     if not isinstance(item, dict) or item.get("type", "message") != "message":
@@ -203,9 +224,11 @@ def parse_user_item(event: dict) -> list[tuple[str, object]]:
             parts.append(("text", part["text"]))
         elif kind == "input_audio":
             parts.append(("audio", decode_audio(part.get("audio"), f"item.content[{i}].audio", event_id)))
+        elif kind == "input_image":
+            parts.append(("image", decode_image(part.get("image_url"), f"item.content[{i}].image_url", event_id)))
         else:
             raise EventError(
-                f"item.content[{i}]: supported parts are input_text and input_audio (pcm16), got {kind!r}",
+                f"item.content[{i}]: supported parts are input_text, input_audio (pcm16) and input_image, got {kind!r}",
                 code="unsupported_content",
                 param=f"item.content[{i}]",
                 event_id=event_id,

@@ -165,7 +165,7 @@ class RealtimeSession:
             )
         item_id = event["item"].get("id") or new_id("item")
         self.jobs.put_nowait(("item", parts))
-        content = [{"type": "input_text", "text": p} if k == "text" else {"type": "input_audio"} for k, p in parts]
+        content = [{"type": "input_text", "text": p} if k == "text" else {"type": f"input_{k}"} for k, p in parts]
         await self.send(self._event("conversation.item.created", previous_item_id=None,
                                     item=self._item(item_id, "user", content)))  # fmt: skip
 
@@ -261,16 +261,19 @@ class RealtimeSession:
                 self._respond(conversation, *payload)
 
     def _add_item(self, conversation, parts):
-        texts = [p for k, p in parts if k == "text"]
+        """Images and text make one typed message; audio (with the text after it) a spoken one."""
+        texts = "".join(p for k, p in parts if k == "text")
+        images = [p for k, p in parts if k == "image"]
         audios = [p for k, p in parts if k == "audio"]
-        if not audios:
-            conversation.add_text("".join(texts))
-            return
-        resampler = StreamingResampler(RATE, self.processor.feature_extractor.sampling_rate)
-        conversation.begin_audio()
-        for audio in audios:
-            conversation.append_audio(resampler.push(audio))
-        conversation.end_audio(text="".join(texts))
+        if images or not audios:
+            conversation.add_text(texts, images=images)
+            texts = ""
+        if audios:
+            resampler = StreamingResampler(RATE, self.processor.feature_extractor.sampling_rate)
+            conversation.begin_audio()
+            for audio in audios:
+                conversation.append_audio(resampler.push(audio))
+            conversation.end_audio(text=texts)
 
     def _respond(self, conversation, response: ActiveResponse, audio: bool, voice: str, limit: int | None):
         emit = self._emit_threadsafe
