@@ -167,6 +167,10 @@ def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_serve
             for raw in bad:
                 await ws.send(raw)
                 errors.append(await _until(recv, "error", seen))
+            await ws.send(json.dumps({"type": "response.create"}))  # nothing to answer yet
+            errors.append(await _until(recv, "error", seen))
+            failed = await _until(recv, "response.done", seen)
+            assert failed["response"]["status"] == "failed" and "Nothing to answer" in errors[-1]["error"]["message"]
             await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None,
                                                                             "modalities": ["text"]}}))  # fmt: skip
             await _until(recv, "session.updated", seen)
@@ -185,13 +189,15 @@ def test_cut_reply_is_the_history_and_malformed_events_get_errors(realtime_serve
             session_images.extend(session.conversation.image_grids)
             await ws.send(json.dumps({"type": "response.create"}))  # still usable
             done = await _until(recv, "response.done", seen)
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            await _until(recv, "input_audio_buffer.cleared", seen)
             return errors, cancelled, done, session, history, seen
 
     errors, cancelled, done, session, history, seen = asyncio.run(talk())
     _wait_freed(app)
     codes = [e["error"]["code"] for e in errors]
     assert codes == ["invalid_json", "invalid_event_type", "invalid_event", "invalid_event", "invalid_event",
-                     "input_audio_buffer_commit_empty", "response_cancel_not_active", "invalid_image"]  # fmt: skip
+                     "input_audio_buffer_commit_empty", "response_cancel_not_active", "invalid_image", "invalid_request"]  # fmt: skip
     assert errors[3]["error"]["param"] == "session.voice" and "Nobody" in errors[3]["error"]["message"]
     assert errors[7]["error"]["param"] == "item.content[0].image_url"
     assert len(session_images) == 1  # the picture was part of the typed message

@@ -233,6 +233,12 @@ class RealtimeSession:
             except Exception as error:  # reported to the client; the connection stays usable
                 logger.warning("realtime %s failed: %s", kind, error)
                 await self.send(error_event(error))
+                if kind == "respond":
+                    if self.response is payload[0]:
+                        self.response = None
+                    failed = self._response(payload[0], "failed")
+                    failed["status_details"] = {"type": "failed", "error": {"message": str(error)}}
+                    await self.send(self._event("response.done", response=failed))
             finally:
                 if kind == "respond":
                     payload[0].finished.set()
