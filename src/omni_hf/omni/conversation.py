@@ -105,14 +105,12 @@ class OmniConversation:
         audio = self.tokenizer.convert_ids_to_tokens(self.audio_token_id)
         user = self._render([{"role": "user", "content": [{"type": "audio", "audio": None}, {"type": "text"}]}])
         user = user[len(system) :].replace(audio, _SENTINEL, 1)
-        text_user = self._render([{"role": "user", "content": [{"type": "text", "text": _SENTINEL}]}])
         reply = self._render([{"role": "assistant", "content": [{"type": "text", "text": _SENTINEL}]}])
         audio_before, audio_after = user.split(_SENTINEL)
         return {
             "system": system,
             "audio_before": audio_before,
             "audio_after": audio_after,  # the user's text goes before its last `<|im_end|>`
-            "text": text_user[len(system) :],
             "header": self._render([], generation_prompt=True)[len(system) :],
             "reply_end": reply[len(system) :].split(_SENTINEL)[1],
         }
@@ -121,7 +119,7 @@ class OmniConversation:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _start_message(self) -> list[int]:
-        """Ids before a new user message: the system message first, else what closes the previous one."""
+        """The system message's ids before the conversation's first message (none later)."""
         if self.turns == 0 and not self.input_ids.shape[1] and not self.pending:
             return self._tokenize(self._pieces["system"])
         return []
