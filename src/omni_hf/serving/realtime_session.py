@@ -108,6 +108,8 @@ class RealtimeSession:
         turn_changed = new.turn_detection != self.settings.turn_detection
         self.settings = new
         if turn_changed:
+            if self.capturing:  # the open spoken message is dropped, as by input_audio_buffer.clear
+                self.jobs.put_nowait(("clear", None))
             self._reset_input()
         await self.send({"type": "session.updated", "event_id": new_id("event"), "session": self._session()})
 
