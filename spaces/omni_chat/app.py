@@ -11,6 +11,7 @@ On Spaces (`SPACE_ID` set) uploads are capped in size and duration and one reply
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ import torch
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
+
+sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
+from live import build_live_tab, serve  # noqa: E402
 
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")
@@ -194,6 +198,8 @@ def build_demo(model, processor, voices: list[str]) -> gr.Blocks:
             concurrency_limit=LIMITS.concurrency,
         )
         clear.click(lambda: ([], [], None, ""), None, [chatbot, turns, full_out, latency], api_name=False)
+        if model.has_talker:
+            build_live_tab(speakers)
     return demo
 
 
@@ -220,7 +226,9 @@ def save_wav(audio: np.ndarray) -> str:
 
 
 if __name__ == "__main__":
-    demo = build_demo(*load_model())
-    demo.queue(max_size=16 if ON_SPACES else None).launch(
-        max_file_size=f"{LIMITS.max_file_mb}mb", allowed_paths=[tempfile.gettempdir()]
-    )
+    model, processor, voices = load_model()
+    demo = build_demo(model, processor, voices).queue(max_size=16 if ON_SPACES else None)
+    live_kwargs = {"thinker_max_new_tokens": MAX_NEW_TOKENS, "talker_max_new_tokens": MAX_SPEECH_CODES}
+    # the chat UI and the live voice tab's `/v1/realtime` WebSocket, on one server
+    serve(demo, model, processor, generation_kwargs=live_kwargs, max_file_size=f"{LIMITS.max_file_mb}mb",
+          allowed_paths=[tempfile.gettempdir()])  # fmt: skip

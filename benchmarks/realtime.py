@@ -1,0 +1,157 @@
+"""Realtime benchmark: latency after the end of speech over `/v1/realtime`, streamed (chunked prefill) vs one-shot.
+
+Same random small weights as `latency.py` (thinker hidden 512 x 8, talker 384 x 6, DiT 256 x 6), 2 torch threads,
+the server (uvicorn on 127.0.0.1) and the client in one process. An espeak-ng recording of `--seconds` (10 and 30)
+is sent as pcm16 at 24 kHz in 100 ms packets at real-time pace:
+
+- streamed: `input_audio_buffer.append` per packet (the server prefills 2 s chunks as they arrive), then `commit` and
+  `response.create` right after the last packet (manual turn detection: server VAD would add its silence time);
+- one-shot: after the same recording time, the whole recording in one `conversation.item.create` (`input_audio`)
+  plus `response.create`: the server encodes and prefills all of it after it arrives.
+
+Latency is measured from the last packet (streamed) or the item (one-shot) to the first `response.output_text`/
+`output_audio_transcript` delta and to the first `response.output_audio.delta`; the best of 2 runs each.
+
+    python benchmarks/realtime.py                      # about 3 minutes
+    python benchmarks/realtime.py --seconds 10
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speech import build_checkpoint, fixed_reply_kwargs, load, speech_code_filter
+
+TEXT = (
+    "Good morning. I would like to know what the weather will be like in Paris this week, because I am travelling "
+    "there on Monday with my family, and we are planning to visit the museums, walk along the river, and eat in a "
+    "few small restaurants near the old town. Should we bring umbrellas and warm coats, or will it be sunny and "
+    "mild? Also, which day would be best for a boat trip, and is there anything special happening in the city? "
+)
+
+
+def recording(seconds: float) -> np.ndarray:
+    """`seconds` of espeak-ng speech at 24 kHz (the text repeated as needed)."""
+    from scipy.signal import resample_poly
+
+    from omni_hf.testing.media import espeak_speech
+
+    audio, rate = espeak_speech(TEXT * 3)
+    audio = resample_poly(audio, 24000, rate).astype(np.float32)
+    return audio[: int(seconds * 24000)]
+
+
+def b64(samples: np.ndarray) -> str:
+    from omni_hf.serving.vad import float_to_pcm16
+
+    return base64.b64encode(float_to_pcm16(samples)).decode()
+
+
+def serve(path: str, codes: int):
+    import uvicorn
+    from fastapi import FastAPI
+
+    from omni_hf.serving.realtime import add_realtime_routes
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    model = load("ours", path)
+    kwargs = fixed_reply_kwargs(codes) | {"talker_logits_processor": speech_code_filter()}
+    model.talker.generation_config.suppress_tokens = kwargs.pop("talker_logits_processor")[0].suppress_tokens.tolist()
+    kwargs.pop("speaker")
+    processor = build_tiny_processor()
+    # random weights: keep the reply to ids the tiny tokenizer can write, so that text deltas carry text
+    kwargs["thinker_suppress_tokens"] = list(
+        range(len(processor.tokenizer), model.thinker.config.text_config.vocab_size)
+    )
+    app = FastAPI()
+    add_realtime_routes(app, model, processor, generation_kwargs=kwargs)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, port
+
+
+async def measure(port: int, audio: np.ndarray, streamed: bool) -> dict:
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+        packets = [audio[i : i + 2400] for i in range(0, audio.size, 2400)]
+        begin = time.perf_counter()
+        for k, packet in enumerate(packets):  # real-time pace
+            await asyncio.sleep(max(0.0, begin + k * 0.1 - time.perf_counter()))
+            if streamed:
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": b64(packet)}))
+        await asyncio.sleep(max(0.0, begin + len(packets) * 0.1 - time.perf_counter()))
+        if streamed:
+            end = time.perf_counter()
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        else:
+            item = {"type": "message", "role": "user", "content": [{"type": "input_audio", "audio": b64(audio)}]}
+            end = time.perf_counter()
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": item}))
+        await ws.send(json.dumps({"type": "response.create"}))
+        first_text = first_audio = None
+        while first_audio is None:
+            event = json.loads(await ws.recv())
+            if event["type"] == "error":
+                raise RuntimeError(event["error"])
+            if event["type"].endswith("transcript.delta") or event["type"] == "response.output_text.delta":
+                first_text = first_text or time.perf_counter() - end
+            if event["type"] == "response.output_audio.delta":
+                first_audio = time.perf_counter() - end
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        while json.loads(await ws.recv())["type"] != "response.done":
+            pass
+    return {"first_text_s": first_text, "first_audio_s": first_audio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 30.0], help="spoken input lengths")
+    parser.add_argument("--codes", type=int, default=100, help="speech codes of each reply (fixed length)")
+    parser.add_argument("--runs", type=int, default=2, help="runs per case (the best is kept)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        build_checkpoint(Path(tmp))
+        server, port = serve(tmp, args.codes)
+        asyncio.run(measure(port, recording(2.0), streamed=True))  # warm-up
+        rows = []
+        for seconds in args.seconds:
+            audio = recording(seconds)
+            result = {}
+            for mode in ("streamed", "one_shot"):
+                runs = [asyncio.run(measure(port, audio, mode == "streamed")) for _ in range(args.runs)]
+                result[mode] = {k: min(r[k] for r in runs) for k in runs[0]}
+            rows.append((seconds, result))
+        server.should_exit = True
+    print(
+        "Realtime benchmark: /v1/realtime on 127.0.0.1, small config, 2 torch threads (latency after the last packet)"
+    )
+    print("| spoken input | first text: one-shot / streamed | first audio: one-shot / streamed |")
+    print("|---|---|---|")
+    for seconds, r in rows:
+        cells = []
+        for key in ("first_text_s", "first_audio_s"):
+            one, streamed = r["one_shot"][key], r["streamed"][key]
+            cells.append(f"{one:.3f} s / {streamed:.3f} s ({one / streamed:.1f}x sooner)")
+        print(f"| {seconds:g} s | {cells[0]} | {cells[1]} |")
+
+
+if __name__ == "__main__":
+    main()

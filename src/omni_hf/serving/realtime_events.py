@@ -1,0 +1,271 @@
+"""Realtime API events: checks of the client events omni_hf serves, and the server events it sends.
+
+Client events are validated before any work (`parse_client_event` raises `EventError` naming the bad field); server
+events are plain dicts in the protocol's shapes. Event names follow the installed `openai` package (the GA protocol:
+`response.output_text.delta`, `response.output_audio.delta`, `response.output_audio_transcript.delta`); a client
+that connects with the `OpenAI-Beta: realtime=v1` header gets the beta names (`response.text.delta`,
+`response.audio.delta`, `response.audio_transcript.delta`).
+"""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass, field
+
+CLIENT_EVENTS = (
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "response.create",
+    "response.cancel",
+)
+BETA_NAMES = {
+    "response.output_text.delta": "response.text.delta",
+    "response.output_text.done": "response.text.done",
+    "response.output_audio.delta": "response.audio.delta",
+    "response.output_audio.done": "response.audio.done",
+    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
+    "response.output_audio_transcript.done": "response.audio_transcript.done",
+}
+RATE = 24000  # pcm16 rate of the protocol, in and out
+
+
+class EventError(ValueError):
+    """A client event the server cannot take: `code` and `param` go into the `error` event."""
+
+    def __init__(self, message: str, code: str = "invalid_event", param: str | None = None, event_id=None):
+        super().__init__(message)
+        self.code, self.param, self.event_id = code, param, event_id
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclass
+class TurnDetection:
+    """`server_vad` settings (see `omni_hf.serving.vad.EnergyVAD`)."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def as_dict(self) -> dict:
+        return {"type": "server_vad", **self.__dict__}
+
+
+@dataclass
+class SessionSettings:
+    """What `session.update` can change. `instructions` None: the processor's default system prompt."""
+
+    voice: str = "Chelsie"
+    instructions: str | None = None
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    audio_output: bool = True
+    max_output_tokens: int | None = None  # None: the server's default
+
+    def as_dict(self, session_id: str, model: str, beta: bool) -> dict:
+        turn = None if self.turn_detection is None else self.turn_detection.as_dict()
+        audio_format = {"type": "audio/pcm", "rate": RATE}
+        modalities = ["audio"] if self.audio_output else ["text"]
+        common = {"id": session_id, "object": "realtime.session", "model": model, "instructions": self.instructions}
+        if beta:
+            return common | {"modalities": ["text", *modalities[:1] * self.audio_output], "voice": self.voice,
+                             "input_audio_format": "pcm16", "output_audio_format": "pcm16", "turn_detection": turn}  # fmt: skip
+        return common | {
+            "type": "realtime",
+            "output_modalities": modalities,
+            "audio": {
+                "input": {"format": audio_format, "turn_detection": turn},
+                "output": {"format": audio_format, "voice": self.voice},
+            },
+        }
+
+
+def parse_client_event(raw: str | bytes) -> dict:
+    """The event as a dict, checked: a JSON object with a known `type` and the fields that type needs."""
+    try:
+        event = json.loads(raw)
+    except (TypeError, ValueError) as error:
+        raise EventError(f"The event is not valid JSON: {error}", code="invalid_json") from None
+    if not isinstance(event, dict):
+        raise EventError("The event must be a JSON object", code="invalid_json")
+    kind = event.get("type")
+    if kind not in CLIENT_EVENTS:
+        raise EventError(
+            f"Unknown or unsupported event type {kind!r}; supported: {', '.join(CLIENT_EVENTS)}",
+            code="invalid_event_type",
+            param="type",
+            event_id=event.get("event_id"),
+        )
+    if kind == "input_audio_buffer.append":
+        event["samples"] = decode_audio(event.get("audio"), "audio", event.get("event_id"))
+    return event
+
+
+def decode_audio(value, param: str, event_id=None):
+    """base64 pcm16 at 24 kHz → float32 samples `(n,)`."""
+    from .vad import pcm16_to_float
+
+    if not isinstance(value, str):
+        raise EventError(f"`{param}` must be a base64 string of pcm16 audio", param=param, event_id=event_id)
+    try:
+        return pcm16_to_float(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError) as error:
+        raise EventError(f"`{param}` is not base64 pcm16 audio: {error}", param=param, event_id=event_id) from None
+
+
+def decode_image(value, param: str, event_id=None):
+    """A `data:image/...;base64,...` URL → an RGB PIL image (remote URLs are not fetched)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(value, str) or not value.startswith("data:image/") or ";base64," not in value:
+        raise EventError(
+            f"`{param}` must be a data URL (data:image/png;base64,...); the server fetches no remote URLs",
+            code="invalid_image",
+            param=param,
+            event_id=event_id,
+        )
+    try:
+        return Image.open(io.BytesIO(base64.b64decode(value.split(",", 1)[1], validate=True))).convert("RGB")
+    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as error:
+        raise EventError(f"`{param}` is not a readable image: {error}", code="invalid_image", param=param,
+                         event_id=event_id) from None  # fmt: skip
+
+
+def update_settings(settings: SessionSettings, session: dict, speakers, event_id=None) -> SessionSettings:
+    """Apply a `session.update` payload (GA or beta shape) to a copy of `settings`; every field is checked first."""
+    if not isinstance(session, dict):
+        raise EventError("session.update needs a `session` object", param="session", event_id=event_id)
+
+    def fail(message, param):
+        raise EventError(message, param=f"session.{param}", event_id=event_id)
+
+    new = SessionSettings(**settings.__dict__)
+    audio = session.get("audio") or {}
+    audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
+    voice = session.get("voice", audio_out.get("voice"))
+    if voice is not None:
+        if voice not in speakers:
+            fail(f"Unknown voice {voice!r}: this model speaks as {', '.join(sorted(speakers))}", "voice")
+        new.voice = voice
+    if "instructions" in session:
+        if not isinstance(session["instructions"], str | None):
+            fail("instructions must be a string", "instructions")
+        new.instructions = session["instructions"]
+    for key, value in (("input_audio_format", session.get("input_audio_format")),
+                       ("output_audio_format", session.get("output_audio_format"))):  # fmt: skip
+        if value not in (None, "pcm16"):
+            fail(f"Only pcm16 audio (24 kHz mono) is supported, got {value!r}", key)
+    for key, value in (
+        ("audio.input.format", audio_in.get("format")),
+        ("audio.output.format", audio_out.get("format")),
+    ):
+        if value is not None and (value.get("type") != "audio/pcm" or value.get("rate", RATE) != RATE):
+            fail(f"Only audio/pcm at {RATE} Hz is supported, got {value!r}", key)
+    modalities = session.get("output_modalities", session.get("modalities"))
+    if modalities is not None:
+        if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"} or not modalities:
+            fail(f"modalities must be a list of 'text' / 'audio', got {modalities!r}", "output_modalities")
+        new.audio_output = "audio" in modalities
+    limit = session.get("max_output_tokens", session.get("max_response_output_tokens", "unset"))
+    if limit != "unset":
+        if limit not in (None, "inf") and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            fail(f"max_output_tokens must be a positive integer or 'inf', got {limit!r}", "max_output_tokens")
+        new.max_output_tokens = None if limit in (None, "inf") else limit
+    turn_key = "turn_detection" if "turn_detection" in session else None
+    turn = session.get("turn_detection") if turn_key else audio_in.get("turn_detection", "unset")
+    if turn != "unset":
+        new.turn_detection = parse_turn_detection(turn, fail)
+    return new
+
+
+def parse_turn_detection(turn, fail) -> TurnDetection | None:
+    if turn is None or (isinstance(turn, dict) and turn.get("type") == "none"):
+        return None
+    if not isinstance(turn, dict) or turn.get("type") != "server_vad":
+        fail(f"turn_detection must be null or of type 'server_vad' (energy VAD), got {turn!r}", "turn_detection")
+    fields = TurnDetection.__dataclass_fields__
+    values = {k: v for k, v in turn.items() if k in fields}
+    result = TurnDetection(**values)
+    if not (isinstance(result.threshold, int | float) and 0 <= result.threshold <= 1):
+        fail("turn_detection.threshold must be in [0, 1]", "turn_detection.threshold")
+    for key in ("prefix_padding_ms", "silence_duration_ms"):
+        if not isinstance(getattr(result, key), int) or getattr(result, key) < (key == "silence_duration_ms"):
+            fail(f"turn_detection.{key} must be a non-negative integer (silence: positive)", f"turn_detection.{key}")
+    return result
+
+
+def parse_user_item(event: dict) -> list[tuple[str, object]]:
+    """The parts of a `conversation.item.create` user message: `("text", str)`, `("audio", float32 24 kHz)` or
+    `("image", PIL image)`."""
+    event_id = event.get("event_id")
+    item = event.get("item")
+    if not isinstance(item, dict) or item.get("type", "message") != "message":
+        raise EventError("conversation.item.create needs an `item` of type 'message'", param="item", event_id=event_id)
+    if item.get("role") != "user":
+        raise EventError(
+            f"Only user messages can be added, got role {item.get('role')!r}", param="item.role", event_id=event_id
+        )
+    content = item.get("content")
+    if not isinstance(content, list) or not content:
+        raise EventError("item.content must be a non-empty list", param="item.content", event_id=event_id)
+    parts = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "text") and isinstance(part.get("text"), str):
+            parts.append(("text", part["text"]))
+        elif kind == "input_audio":
+            parts.append(("audio", decode_audio(part.get("audio"), f"item.content[{i}].audio", event_id)))
+        elif kind == "input_image":
+            parts.append(("image", decode_image(part.get("image_url"), f"item.content[{i}].image_url", event_id)))
+        else:
+            raise EventError(
+                f"item.content[{i}]: supported parts are input_text, input_audio (pcm16) and input_image, got {kind!r}",
+                code="unsupported_content",
+                param=f"item.content[{i}]",
+                event_id=event_id,
+            )
+    return parts
+
+
+def error_event(error: Exception, event_id=None) -> dict:
+    code = getattr(error, "code", "server_error" if not isinstance(error, ValueError) else "invalid_request")
+    return {
+        "type": "error",
+        "event_id": new_id("event"),
+        "error": {
+            "type": "invalid_request_error" if isinstance(error, ValueError) else "server_error",
+            "code": code,
+            "message": str(error),
+            "param": getattr(error, "param", None),
+            "event_id": getattr(error, "event_id", None) or event_id,
+        },
+    }
+
+
+def audio_b64(samples) -> str:
+    from .vad import float_to_pcm16
+
+    return base64.b64encode(float_to_pcm16(samples)).decode("ascii")
+
+
+__all__ = [
+    "BETA_NAMES",
+    "EventError",
+    "SessionSettings",
+    "TurnDetection",
+    "audio_b64",
+    "error_event",
+    "new_id",
+    "parse_client_event",
+    "parse_user_item",
+    "update_settings",
+]
