@@ -21,8 +21,8 @@ from transformers.cache_utils import DynamicCache
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
 from .events import TextDelta
-from .generation_omni import stream_reply
-from .session import StreamingLogMel
+from ..processing.streaming_log_mel import StreamingLogMel
+from .generation_omni import ReplyPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -211,45 +211,25 @@ class OmniConversation:
         self._features = self._chunk_features = None
 
     # ---------------------------------------------------------------- reply
-    def stream(self, speaker: str = "Chelsie", return_audio: bool | None = None, window=None,
-               thinker_max_new_tokens: int = 1024, talker_max_new_tokens: int = 4096, generator=None, **kwargs):  # fmt: skip
-        """Answer with the whole conversation as context: the events of `OmniForConditionalGeneration.stream`.
-        Stopping the iteration early (e.g. `close()` on it) keeps the reply generated so far in the conversation."""
+    def stream(self, window=None, background_token2wav: bool | None = None, **kwargs):
+        """Answer with the whole conversation as context: the events of `OmniForConditionalGeneration.stream`
+        (`kwargs`: `speaker`, `return_audio`, `voice_adapter`, `thinker_*` / `talker_*` / `token2wav_*`, `generator`;
+        see `OmniForConditionalGeneration.build_request`). Stopping the iteration early (e.g. `close()` on it) keeps
+        the reply generated so far in the conversation."""
         self._check_idle()
         if not self.pending and self.tail is None:
             raise ValueError("Nothing to answer: add a user message (add_text or a spoken turn) first")
-        speak = self.model.has_talker if return_audio is None else return_audio
-        if speak and not self.model.has_talker:
-            raise ValueError("This model has no talker/token2wav loaded: pass return_audio=False")
-        speaker_voice = self.model.speakers[speaker] if speak else None
-        parts = {"thinker": {"max_new_tokens": thinker_max_new_tokens}, "talker": {"max_new_tokens": talker_max_new_tokens},
-                 "token2wav": {}}  # fmt: skip
-        for key, value in kwargs.items():  # `talker_*` / `token2wav_*` to those stages, the rest to the Thinker
-            stage, _, name = key.partition("_")
-            if stage in parts and name:
-                parts[stage][name] = value
-            else:
-                parts["thinker"][key] = value
-        thinker_kwargs, talker_kwargs, token2wav_kwargs = parts["thinker"], parts["talker"], parts["token2wav"]
+        request = self.model.build_request(**kwargs)
         header = self._tokenize(self._pieces["header"])
         self.pending += header
         input_ids, positions, inputs = self._uncached_inputs()
-        layout = self._media_layout(input_ids.device)
-        events = stream_reply(
-            self.model,
+        request.media_layout = self._media_layout(input_ids.device)
+        prompt = ReplyPrompt(
             input_ids,
-            None,
-            inputs | {"position_ids": positions, "cache": self.cache},
-            thinker_kwargs,
-            voice=speaker_voice,
-            talker_kwargs=talker_kwargs,
-            token2wav_kwargs=token2wav_kwargs,
-            media_layout=layout,
-            tokenizer=self.tokenizer,
-            window=window,
-            generator=generator,
-            prompt_prefix=self._prefix_track(),
+            thinker_inputs=inputs | {"position_ids": positions, "cache": self.cache},
+            prefix_track=self._prefix_track(),
         )
+        events = self.model.stream_reply(request, prompt, self.tokenizer, window, background_token2wav)
         return self._keep_reply(events, input_ids, positions, len(header))
 
     def _keep_reply(self, events, input_ids, positions, header_length):
