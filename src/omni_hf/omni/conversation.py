@@ -20,8 +20,8 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
-from .events import TextDelta
 from ..processing.streaming_log_mel import StreamingLogMel
+from .events import TextDelta
 from .generation_omni import ReplyPrompt
 
 logger = logging.getLogger(__name__)
