@@ -87,7 +87,9 @@ def _check_block(block, index: int, position: int) -> dict:
         data = block.get("input_audio")
         data = data.get("data") if isinstance(data, dict) else None
         if not isinstance(data, str):
-            raise ValueError(f"{where}: an input_audio block needs {{'input_audio': {{'data': base64, 'format': ...}}}}")
+            raise ValueError(
+                f"{where}: an input_audio block needs {{'input_audio': {{'data': base64, 'format': ...}}}}"
+            )
         return {"type": "audio", "audio": _base64(data, where)}
     if kind in MEDIA_KINDS:
         return block

@@ -5,6 +5,7 @@ and budgets (pixels, duration, tokens) checked from the headers before anything 
 No torchvision, torchcodec or ffmpeg binary needed: videos are decoded with PyAV, images with Pillow.
 """
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -141,25 +142,29 @@ def load_image(
 
     Images larger than the processor's `max_pixels` are fine: the processor resizes them down.
     """
-    if isinstance(image, (str, os.PathLike)):
-        path = check_file(image, "Image", IMAGE_EXTENSIONS)
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        is_path = not isinstance(image, (bytes, bytearray))
+        path = check_file(image, "Image", IMAGE_EXTENSIONS) if is_path else describe(image)
+        name = repr(path) if is_path else path
         try:
-            with Image.open(path) as opened:
-                check_decode_pixels(opened.height, opened.width, f"Image {path!r}", max_decode_pixels)
-                _refuse_animation(opened, repr(path))
+            with Image.open(path if is_path else io.BytesIO(image)) as opened:
+                check_decode_pixels(opened.height, opened.width, f"Image {name}", max_decode_pixels)
+                _refuse_animation(opened, name)
                 opened.load()
                 keep = ("RGB", "RGBA", "L", "LA", "P", "I", "F")
-                image = opened.copy() if opened.mode in keep or opened.mode.startswith("I;16") else opened.convert("RGB")
+                image = (
+                    opened.copy() if opened.mode in keep or opened.mode.startswith("I;16") else opened.convert("RGB")
+                )
         except ValueError:
             raise
         except Image.DecompressionBombError as err:
-            raise ValueError(f"Image file {path!r} is too large to decode safely: {err}") from None
+            raise ValueError(f"Image {name} is too large to decode safely: {err}") from None
         except Exception as err:
             raise ValueError(
-                f"Could not decode image file {path!r}: it is corrupt or not a valid image ({err})"
+                f"Could not decode image file {name}: it is corrupt or not a valid image ({err})"
             ) from None
         image = _eight_bit(image)
-        check_image_size(image.height, image.width, repr(path), min_side)
+        check_image_size(image.height, image.width, name, min_side)
         return image
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # torch tensor
         image = image.detach().cpu().numpy()

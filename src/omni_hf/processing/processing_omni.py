@@ -29,6 +29,7 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
 from .chat_utils import (
     DEFAULT_SYSTEM_PROMPT,
     collect_media,
@@ -47,7 +48,6 @@ from .image_processing import (
     preprocess_videos,
     smart_resize,
 )
-from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
 from .media import VideoClip, as_video_clip, flatten_media, image_size, load_image
 
 logger = logging.get_logger(__name__)
@@ -229,7 +229,9 @@ class OmniProcessor(ProcessorMixin):
         image_list = [load_image(im) for im in image_inputs]
         self._check_image_tokens(image_list, limit)
         clips = self._load_videos(video_inputs, fps, use_audio_in_video, truncate, limit)
-        standalone = [load_audio(a, sampling_rate, max_seconds=MAX_AUDIO_SECONDS, truncate=truncate) for a in audio_inputs]
+        standalone = [
+            load_audio(a, sampling_rate, max_seconds=MAX_AUDIO_SECONDS, truncate=truncate) for a in audio_inputs
+        ]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
         names = self._audio_slots(texts, clips, [describe(a) for a in audio_inputs], use_audio_in_video, names=True)
         for name, waveform in zip(names, audio_slots):
