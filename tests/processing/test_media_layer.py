@@ -219,7 +219,7 @@ def test_image_token_budget_before_patching(media, processor):
 
 def test_too_short_clip_says_so(processor):
     prompt = "<|audio_bos|><|AUDIO|><|audio_eos|>"
-    with pytest.raises(ValueError, match=r"Audio <array shape=\(320,\).* is too short: 20\.0 ms; at least 20 ms"):
+    with pytest.raises(ValueError, match=r"Audio <array shape=\(320,\).* is too short: 20\.0 ms at 16 kHz; one audio token needs more than 20 ms"):
         processor(text=prompt, audio=np.full(320, 0.1, np.float32))
     out = processor(text=prompt, audio=np.full(321, 0.1, np.float32))
     assert out["input_ids"][0].count(processor.audio_token_id) == 1

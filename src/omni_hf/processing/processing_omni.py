@@ -237,8 +237,8 @@ class OmniProcessor(ProcessorMixin):
         for name, waveform in zip(names, audio_slots):
             if len(waveform) < MIN_AUDIO_SAMPLES:
                 raise ValueError(
-                    f"Audio {name} is too short: {len(waveform) / 16000 * 1000:.1f} ms; at least "
-                    f"{MIN_AUDIO_SAMPLES / 16:.0f} ms (one audio token) is needed"
+                    f"Audio {name} is too short: {len(waveform) / 16:.1f} ms at 16 kHz; one audio token needs "
+                    f"more than {(MIN_AUDIO_SAMPLES - 1) / 16:.0f} ms ({MIN_AUDIO_SAMPLES} samples)"
                 )
 
         data: dict[str, Any] = {}
