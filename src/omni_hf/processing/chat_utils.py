@@ -7,7 +7,7 @@ from importlib import resources
 
 import numpy as np
 
-from .media import AUDIO_SAMPLING_RATE
+from .audio import AUDIO_SAMPLING_RATE
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "

@@ -224,14 +224,13 @@ class OmniProcessor(ProcessorMixin):
         if long_audio not in ("error", "truncate"):
             raise ValueError(f"long_audio must be 'error' or 'truncate', got {long_audio!r}")
         truncate = long_audio == "truncate"
+        max_seconds = float(getattr(self.feature_extractor, "chunk_length", MAX_AUDIO_SECONDS))
         limit = max_length if max_length is not None else self.max_length
         self._check_counts(texts, len(image_inputs), len(video_inputs), len(audio_inputs))
         image_list = [load_image(im) for im in image_inputs]
         self._check_image_tokens(image_list, limit)
-        clips = self._load_videos(video_inputs, fps, use_audio_in_video, truncate, limit)
-        standalone = [
-            load_audio(a, sampling_rate, max_seconds=MAX_AUDIO_SECONDS, truncate=truncate) for a in audio_inputs
-        ]
+        clips = self._load_videos(video_inputs, fps, use_audio_in_video, (max_seconds, truncate), limit)
+        standalone = [load_audio(a, sampling_rate, max_seconds=max_seconds, truncate=truncate) for a in audio_inputs]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
         names = self._audio_slots(texts, clips, [describe(a) for a in audio_inputs], use_audio_in_video, names=True)
         for name, waveform in zip(names, audio_slots):
@@ -279,8 +278,9 @@ class OmniProcessor(ProcessorMixin):
     # ------------------------------------------------------------------------------------------------ helpers
 
     def _load_videos(
-        self, videos: list, fps, use_audio_in_video: bool, truncate: bool = False, max_tokens: int | None = None
+        self, videos: list, fps, use_audio_in_video: bool, long_audio=(MAX_AUDIO_SECONDS, False), max_tokens=None
     ) -> list[VideoClip]:
+        """Videos as `VideoClip`s; `long_audio` = (longest audio in seconds, cut instead of refusing)."""
         ip = self.image_processor
         resize = None
         if ip.do_resize:  # frames are resized while decoding, exactly as `preprocess_video` would afterwards
@@ -299,8 +299,8 @@ class OmniProcessor(ProcessorMixin):
                 max_frames=self.video_max_frames,
                 with_audio=use_audio_in_video,
                 resize=resize,
-                max_seconds=MAX_AUDIO_SECONDS if use_audio_in_video else None,
-                truncate=truncate,
+                max_seconds=long_audio[0] if use_audio_in_video else None,
+                truncate=long_audio[1],
                 max_tokens=max_tokens,
             )
             if use_audio_in_video and clip.audio is None:
