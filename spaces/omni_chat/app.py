@@ -23,7 +23,7 @@ import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
-from omni_hf.processing import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
 
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
@@ -31,10 +31,9 @@ MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")
 MAX_NEW_TOKENS = int(os.environ.get("OMNI_MAX_NEW_TOKENS", "256"))
 MAX_SPEECH_CODES = int(os.environ.get("OMNI_MAX_SPEECH_CODES", "1500"))
 NO_VOICE = "base voice"
-# The file types omni_hf's media layer reads (GIFs go in as videos: animated images are refused as images).
-IMAGE_TYPES = set(IMAGE_EXTENSIONS) - {".gif"}
-AUDIO_TYPES = set(AUDIO_EXTENSIONS)
-VIDEO_TYPES = set(VIDEO_EXTENSIONS) - AUDIO_TYPES
+IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
+AUDIO_TYPES = set(AUDIO_EXTENSIONS)  # the media layer's own list (.m4a / .webm recordings included)
+VIDEO_TYPES = set(VIDEO_EXTENSIONS) - AUDIO_TYPES - IMAGE_TYPES
 SYSTEM = DEFAULT_SYSTEM_PROMPT  # the official prompt: the model only speaks with it
 
 

@@ -97,7 +97,8 @@ def to_mono_float(data: Any, source: str = "<array>") -> np.ndarray:
     if hasattr(data, "detach") and hasattr(data, "cpu"):  # torch tensor: bf16/fp16 have no numpy dtype
         data = data.detach().cpu()
         data = data.float().numpy() if data.is_floating_point() else data.numpy()
-    data = np.asarray(data)
+    # A Python list has no sample format: its numbers are taken as they are (int16-sized values are refused below).
+    data = np.asarray(data, dtype=np.float64) if isinstance(data, list) else np.asarray(data)
     if data.dtype.kind == "i":
         data = data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))
     elif data.dtype.kind == "u":
