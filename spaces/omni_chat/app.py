@@ -24,6 +24,7 @@ import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
+from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
@@ -35,8 +36,8 @@ MAX_NEW_TOKENS = int(os.environ.get("OMNI_MAX_NEW_TOKENS", "256"))
 MAX_SPEECH_CODES = int(os.environ.get("OMNI_MAX_SPEECH_CODES", "1500"))
 NO_VOICE = "base voice"
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
-AUDIO_TYPES = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm"}
-VIDEO_TYPES = {".mp4", ".mov", ".mkv", ".avi"}
+AUDIO_TYPES = set(AUDIO_EXTENSIONS)  # the media layer's own list (.m4a / .webm recordings included)
+VIDEO_TYPES = set(VIDEO_EXTENSIONS) - AUDIO_TYPES - IMAGE_TYPES
 SYSTEM = DEFAULT_SYSTEM_PROMPT  # the official prompt: the model only speaks with it
 
 

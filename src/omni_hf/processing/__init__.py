@@ -1,5 +1,17 @@
-"""Processing for Qwen2.5-Omni: media loading, Qwen2-VL patching without torchvision, and `OmniProcessor`."""
+"""Processing for Qwen2.5-Omni: the audio and media layer, Qwen2-VL patching without torchvision, budgets, and
+`OmniProcessor`."""
 
+from .audio import (
+    AUDIO_EXTENSIONS,
+    AUDIO_TRACK_EXTENSIONS,
+    MAX_AUDIO_SECONDS,
+    THINKER_SAMPLING_RATE,
+    TOKEN2WAV_SAMPLING_RATE,
+    VIDEO_EXTENSIONS,
+    check_audio_samples,
+    read_audio,
+)
+from .budgets import check_generation_budget
 from .chat_utils import DEFAULT_SYSTEM_PROMPT, default_chat_template
 from .feature_extraction import default_feature_extractor, extract_audio_features
 from .image_processing import (
@@ -20,6 +32,7 @@ from .image_processing import (
 )
 from .media import (
     AUDIO_SAMPLING_RATE,
+    IMAGE_EXTENSIONS,
     VideoClip,
     as_video_clip,
     flatten_media,
@@ -31,7 +44,17 @@ from .media import (
 from .processing_omni import OmniProcessor
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "AUDIO_SAMPLING_RATE",
+    "AUDIO_TRACK_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "MAX_AUDIO_SECONDS",
+    "THINKER_SAMPLING_RATE",
+    "TOKEN2WAV_SAMPLING_RATE",
+    "VIDEO_EXTENSIONS",
+    "check_audio_samples",
+    "check_generation_budget",
+    "read_audio",
     "DEFAULT_SYSTEM_PROMPT",
     "FPS",
     "FPS_MAX_FRAMES",

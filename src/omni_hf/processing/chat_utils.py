@@ -1,11 +1,13 @@
 """Chat helpers: the official Qwen2.5-Omni chat template, the default system prompt, and media extraction from
 conversations (`{"type": "audio" | "image" | "video" | "text", ...}` content blocks)."""
 
+import base64
+import binascii
 from importlib import resources
 
 import numpy as np
 
-from .media import AUDIO_SAMPLING_RATE
+from .audio import AUDIO_SAMPLING_RATE
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "
@@ -20,11 +22,98 @@ def default_chat_template() -> str:
 
 
 def normalize_conversations(conversation) -> tuple[list[list[dict]], bool]:
-    """A conversation or a batch of them → (list of conversations, whether the input was batched)."""
+    """A conversation or a batch of them → (list of checked conversations, whether the input was batched).
+
+    Every message is checked (see `check_message`): OpenAI-style `image_url` / `input_audio` blocks become `image` /
+    `audio` blocks, `content: None` becomes an empty string, anything the template would drop silently is refused.
+    """
     is_batched = (
         isinstance(conversation, (list, tuple)) and bool(conversation) and isinstance(conversation[0], (list, tuple))
     )
-    return [list(c) for c in (conversation if is_batched else [conversation])], is_batched
+    if not isinstance(conversation, (list, tuple)):
+        raise ValueError(f"A conversation must be a list of messages, got {type(conversation).__name__}")
+    conversations = conversation if is_batched else [conversation]
+    return [[check_message(m, j) for j, m in enumerate(c)] for c in conversations], is_batched
+
+
+def check_message(message: dict, index: int) -> dict:
+    """One chat message, checked and normalised (a new dict; the caller's is not modified).
+
+    Raises:
+        ValueError: naming message `index`: no role, content that is neither a string nor a list of blocks, a
+        block of an unsupported type, a text block without text.
+    """
+    if not isinstance(message, dict):
+        raise ValueError(f"Message #{index} must be a dict with 'role' and 'content', got {type(message).__name__}")
+    role = message.get("role")
+    if not isinstance(role, str) or not role:
+        raise ValueError(f"Message #{index} has no 'role' (one of system, user, assistant): {_short(message)}")
+    content = message.get("content")
+    if content is None:
+        content = ""
+    if isinstance(content, dict):
+        raise ValueError(
+            f"Message #{index} ({role}) has a dict as content: content is a string or a LIST of blocks "
+            f"(wrap it: [{_short(content)}])"
+        )
+    if isinstance(content, (list, tuple)):
+        content = [_check_block(block, index, k) for k, block in enumerate(content)]
+    elif not isinstance(content, str):
+        raise ValueError(
+            f"Message #{index} ({role}) has content of type {type(content).__name__}: expected a string or a list"
+        )
+    return {**message, "content": content}
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_block(block, index: int, position: int) -> dict:
+    where = f"Message #{index}, block #{position}"
+    if not isinstance(block, dict):
+        raise ValueError(f"{where} must be a dict like {{'type': 'text', 'text': ...}}, got {_short(block)}")
+    kind = block.get("type")
+    if kind == "text" or (kind is None and "text" in block):
+        if not isinstance(block.get("text"), str):
+            raise ValueError(f"{where} is a text block without a 'text' string: {_short(block)}")
+        return block
+    if kind == "image_url":  # OpenAI: {"type": "image_url", "image_url": {"url": ...}}
+        url = block.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        return {"type": "image", "image": _from_url(url, "image", where)}
+    if kind == "input_audio":  # OpenAI: {"type": "input_audio", "input_audio": {"data": base64, "format": "wav"}}
+        data = block.get("input_audio")
+        data = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(data, str):
+            raise ValueError(
+                f"{where}: an input_audio block needs {{'input_audio': {{'data': base64, 'format': ...}}}}"
+            )
+        return {"type": "audio", "audio": _base64(data, where)}
+    if kind in MEDIA_KINDS:
+        return block
+    raise ValueError(
+        f"{where} has type {kind!r}, which is not supported: use text, image, audio, video, image_url or "
+        f"input_audio blocks ({_short(block)})"
+    )
+
+
+def _from_url(url, kind: str, where: str):
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{where}: an {kind}_url block needs a URL string")
+    if url.startswith("data:"):
+        return _base64(url.split(",", 1)[-1], where)
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    return url  # a path (remote URLs are refused when the media are collected)
+
+
+def _base64(data: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError(f"{where}: its data is not valid base64 ({error})") from None
 
 
 def with_system_prompt(conversations: list[list[dict]], system_prompt: str | None) -> list[list[dict]]:
@@ -65,6 +154,7 @@ def _block_media(block: dict, kind: str):
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "check_message",
     "collect_media",
     "default_chat_template",
     "normalize_conversations",

@@ -7,6 +7,8 @@ import numpy as np
 from transformers import WhisperFeatureExtractor
 from transformers.utils import logging
 
+from .audio import MAX_AUDIO_SECONDS, THINKER_SAMPLING_RATE
+
 logger = logging.get_logger(__name__)
 
 
@@ -14,9 +16,9 @@ def default_feature_extractor() -> WhisperFeatureExtractor:
     """The official Qwen2.5-Omni audio front end: 128 mel bins, 16 kHz, n_fft 400, hop 160, 300 s chunks, no dither."""
     return WhisperFeatureExtractor(
         feature_size=128,
-        sampling_rate=16000,
+        sampling_rate=THINKER_SAMPLING_RATE,
         hop_length=160,
-        chunk_length=300,
+        chunk_length=int(MAX_AUDIO_SECONDS),
         n_fft=400,
         padding_value=0.0,
         dither=0.0,

@@ -1,34 +1,53 @@
-"""Media loading for Qwen2.5-Omni: audio (16 kHz mono float32), images (validated PIL/numpy) and videos (sampled
-RGB frames + optional audio track), with one clear error per bad input.
+"""Media loading for Qwen2.5-Omni: images (validated PIL/numpy) and videos (RGB frames sampled by timestamp, resized
+while decoding, + optional audio track); audio comes from `omni_hf.processing.audio`. One clear error per bad input,
+and budgets (pixels, duration, tokens) checked from the headers before anything is decoded.
 
-No torchvision, torchcodec or ffmpeg binary needed: audio is decoded with soundfile (PyAV as fallback), videos with
-PyAV, images with Pillow; resampling uses `scipy.signal.resample_poly`.
+No torchvision, torchcodec or ffmpeg binary needed: videos are decoded with PyAV, images with Pillow.
 """
 
-import math
+import io
 import os
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-import soundfile as sf
 from PIL import Image
-from scipy.signal import resample_poly
 from transformers.utils import logging
+from transformers.video_utils import VideoMetadata
 
-from .image_processing import FPS, FPS_MAX_FRAMES, FPS_MIN_FRAMES, FRAME_FACTOR, sample_frame_indices, smart_nframes
+from .audio import (
+    AUDIO_SAMPLING_RATE,
+    VIDEO_EXTENSIONS,
+    check_duration,
+    check_file,
+    decode_audio_track,
+    describe,
+    load_audio,
+    resample_audio,
+)
+from .image_processing import (
+    FPS,
+    FPS_MAX_FRAMES,
+    FPS_MIN_FRAMES,
+    FRAME_FACTOR,
+    sample_frame_indices,
+    smart_nframes,
+    smart_resize,
+)
 
 logger = logging.get_logger(__name__)
 
-AUDIO_SAMPLING_RATE = 16000
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 # Qwen2-VL's original `smart_resize` refused images whose sides are below its resize factor (patch 14 x merge 2).
 MIN_IMAGE_SIDE = 28
 MAX_ASPECT_RATIO = 200
+# Largest image or video frame decoded at all (read from the header first): 8192 x 8192. The processor resizes
+# anything above its max_pixels (12.8 MP for images) down, so larger inputs only cost memory and time.
+MAX_DECODE_PIXELS = 8192 * 8192
+# Frame timestamps spread more than this (relative to the median interval) mark a variable-frame-rate video.
+VFR_TOLERANCE = 0.25
 
 PathLike = str | os.PathLike
 
@@ -38,7 +57,7 @@ class VideoClip:
     """A decoded video.
 
     Attributes:
-        frames: `(num_frames, height, width, 3)` uint8 RGB frames (an even number of them, sampled uniformly).
+        frames: `(num_frames, height, width, 3)` uint8 RGB frames (an even number of them, sampled uniformly in time).
         fps: frames per second of `frames` (the sampling rate actually achieved; `second_per_grid = 2 / fps`).
         audio: `(samples,)` float32 mono 16 kHz audio track, or None when not loaded / absent.
         source: where the clip came from (a path, or "<array>").
@@ -52,134 +71,6 @@ class VideoClip:
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
-
-
-def _describe(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return repr(os.fspath(source))
-    if isinstance(source, np.ndarray):
-        return f"<array shape={source.shape} dtype={source.dtype}>"
-    return f"<{type(source).__name__}>"
-
-
-def _check_file(path: PathLike, kind: str, extensions: tuple[str, ...]) -> str:
-    """Existence, non-emptiness and extension checks shared by all file inputs."""
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{kind} file not found: {path!r}")
-    if not os.path.isfile(path):
-        raise ValueError(f"{kind} input {path!r} is not a file")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{kind} file {path!r} is empty (0 bytes)")
-    ext = Path(path).suffix.lower()
-    if ext not in extensions:
-        raise ValueError(
-            f"Unsupported {kind.lower()} format {ext or '(no extension)'!r} for {path!r}: expected one of {', '.join(extensions)}"
-        )
-    return path
-
-
-# ----------------------------------------------------------------------------------------------------------- audio
-
-
-def resample_audio(waveform: np.ndarray, orig_rate: int, target_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
-    """Polyphase resampling of a mono `(samples,)` signal; returns float32 `(ceil(samples * target / orig),)`."""
-    if orig_rate <= 0:
-        raise ValueError(f"Sampling rate must be positive, got {orig_rate}")
-    orig_rate, target_rate = int(orig_rate), int(target_rate)
-    if orig_rate == target_rate:
-        return np.asarray(waveform, dtype=np.float32)
-    g = math.gcd(orig_rate, target_rate)
-    return resample_poly(np.asarray(waveform, dtype=np.float64), target_rate // g, orig_rate // g).astype(np.float32)
-
-
-def _to_mono_float(data: np.ndarray, source: str) -> np.ndarray:
-    """Integer PCM → [-1, 1] floats; `(samples, channels)` or `(channels, samples)` → mono by averaging."""
-    data = np.asarray(data)
-    if data.dtype.kind == "i":
-        data = data.astype(np.float64) / float(2 ** (8 * data.dtype.itemsize - 1))
-    elif data.dtype.kind == "u":
-        half = float(2 ** (8 * data.dtype.itemsize - 1))
-        data = (data.astype(np.float64) - half) / half
-    elif data.dtype.kind != "f":
-        raise ValueError(f"Audio {source} has dtype {data.dtype}: expected float or integer PCM samples")
-    if data.ndim == 2:
-        # The channel axis is the short one (at most 8 channels); (samples, channels) when ambiguous.
-        channel_axis = 0 if data.shape[0] <= 8 < data.shape[1] else 1
-        data = data.mean(axis=channel_axis)
-    elif data.ndim != 1:
-        raise ValueError(f"Audio {source} has shape {data.shape}: expected (samples,) or (samples, channels)")
-    if data.size == 0:
-        raise ValueError(f"Audio {source} is empty (0 samples)")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"Audio {source} contains NaN or infinite samples")
-    return data.astype(np.float32)
-
-
-def _decode_audio_av(path: str) -> tuple[np.ndarray, int]:
-    """Decode the first audio stream of a file with PyAV: `(channels, samples)` float32 and its rate."""
-    with av.open(path) as container:
-        if not container.streams.audio:
-            raise LookupError("no audio stream")
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=stream.rate)
-        chunks = []
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
-        rate = stream.rate
-    if not chunks:
-        return np.zeros((1, 0), np.float32), rate
-    return np.concatenate(chunks, axis=1), rate
-
-
-def load_audio(
-    audio: Any,
-    sampling_rate: int | None = None,
-    target_sampling_rate: int = AUDIO_SAMPLING_RATE,
-) -> np.ndarray:
-    """Load one audio input as a `(samples,)` float32 mono waveform at `target_sampling_rate` (16 kHz).
-
-    Args:
-        audio: a path (.wav/.flac/.mp3/.ogg), a numpy array / torch tensor / list of samples (`(samples,)`,
-            `(samples, channels)` or `(channels, samples)`), an `(array, sampling_rate)` tuple, or a
-            `{"array": ..., "sampling_rate": ...}` dict (the `datasets` audio format).
-        sampling_rate: rate of an array input; assumed to be `target_sampling_rate` when not given.
-        target_sampling_rate: output rate.
-
-    Raises:
-        FileNotFoundError: missing file. ValueError: empty/corrupt/unsupported file, empty or non-finite arrays.
-    """
-    if isinstance(audio, dict) and "array" in audio:
-        return load_audio(audio["array"], audio.get("sampling_rate", sampling_rate), target_sampling_rate)
-    if isinstance(audio, tuple) and len(audio) == 2 and np.isscalar(audio[1]):
-        return load_audio(audio[0], int(audio[1]), target_sampling_rate)
-    if isinstance(audio, (str, os.PathLike)):
-        path = _check_file(audio, "Audio", AUDIO_EXTENSIONS)
-        try:
-            data, rate = sf.read(path, dtype="float32", always_2d=True)  # (samples, channels)
-        except Exception:
-            try:
-                data, rate = _decode_audio_av(path)
-                data = data.T
-            except Exception as err:
-                raise ValueError(
-                    f"Could not decode audio file {path!r}: it is corrupt or not a valid audio file ({err})"
-                ) from None
-        waveform = _to_mono_float(data.mean(axis=1) if data.shape[0] else data.reshape(-1), repr(path))
-        return resample_audio(waveform, rate, target_sampling_rate)
-    if hasattr(audio, "detach") and hasattr(audio, "cpu"):  # torch tensor
-        audio = audio.detach().cpu().float().numpy()
-    if isinstance(audio, (list, np.ndarray)):
-        waveform = _to_mono_float(np.asarray(audio), _describe(np.asarray(audio)))
-        rate = target_sampling_rate if sampling_rate is None else int(sampling_rate)
-        return resample_audio(waveform, rate, target_sampling_rate)
-    raise ValueError(
-        f"Unsupported audio input {_describe(audio)}: expected a file path, a numpy array of samples, "
-        "an (array, sampling_rate) tuple or a {'array', 'sampling_rate'} dict"
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------- images
@@ -212,47 +103,140 @@ def check_image_size(height: int, width: int, source: str, min_side: int = MIN_I
         )
 
 
-def load_image(image: Any, min_side: int = MIN_IMAGE_SIDE) -> Image.Image | np.ndarray:
-    """Load and validate one image. Paths are opened with Pillow; PIL images and arrays are validated and returned
-    unchanged (the image processor does the RGB conversion, exactly as transformers does).
+def check_decode_pixels(height: int, width: int, source: str, max_pixels: int | None = MAX_DECODE_PIXELS) -> None:
+    """Refuse, from the header, an image or frame too large to decode (`max_pixels`, None: no limit)."""
+    if max_pixels is not None and height * width > max_pixels:
+        raise ValueError(
+            f"{source} is {width}x{height} = {height * width / 1e6:.1f} MP, more than the {max_pixels / 1e6:.1f} MP "
+            "decoded at most: downscale it first (the model sees at most 12.8 MP of an image)"
+        )
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit integer and float grayscale images → 8-bit "L" (Pillow's own RGB conversion clips them white)."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+    else:  # 16-bit samples (Pillow opens 16-bit PNGs as "I;16" or "I"); 8-bit ranges are kept as they are
+        scale = 1 / 257 if values.size and values.max() > 255 or image.mode.startswith("I;16") else 1.0
+    return Image.fromarray(np.clip(np.round(values * scale), 0, 255).astype(np.uint8), mode="L")
+
+
+def _refuse_animation(image: Image.Image, source: str) -> None:
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise ValueError(
+            f"Image {source} is animated ({frames} frames): pass it as a video "
+            '({"type": "video", "video": path}; GIFs are read as videos) or save the frame you want as a still image'
+        )
+
+
+def load_image(
+    image: Any, min_side: int = MIN_IMAGE_SIDE, max_decode_pixels: int | None = MAX_DECODE_PIXELS
+) -> Image.Image | np.ndarray:
+    """Load and validate one image. Paths are opened with Pillow (size checked from the header before decoding);
+    PIL images and arrays are validated and returned unchanged (the image processor converts them to RGB exactly as
+    transformers does), except 16-bit images, which are scaled to 8 bits first. Animated images are refused.
 
     Images larger than the processor's `max_pixels` are fine: the processor resizes them down.
     """
-    if isinstance(image, (str, os.PathLike)):
-        path = _check_file(image, "Image", IMAGE_EXTENSIONS)
+    if isinstance(image, (str, os.PathLike, bytes, bytearray)):
+        is_path = not isinstance(image, (bytes, bytearray))
+        path = check_file(image, "Image", IMAGE_EXTENSIONS) if is_path else describe(image)
+        name = repr(path) if is_path else path
         try:
-            with Image.open(path) as opened:
+            with Image.open(path if is_path else io.BytesIO(image)) as opened:
+                check_decode_pixels(opened.height, opened.width, f"Image {name}", max_decode_pixels)
+                _refuse_animation(opened, name)
                 opened.load()
+                keep = ("RGB", "RGBA", "L", "LA", "P", "I", "F")
                 image = (
-                    opened.copy() if opened.mode in ("RGB", "RGBA", "L", "LA", "P", "I;16") else opened.convert("RGB")
+                    opened.copy() if opened.mode in keep or opened.mode.startswith("I;16") else opened.convert("RGB")
                 )
+        except ValueError:
+            raise
         except Image.DecompressionBombError as err:
-            raise ValueError(f"Image file {path!r} is too large to decode safely: {err}") from None
+            raise ValueError(f"Image {name} is too large to decode safely: {err}") from None
         except Exception as err:
             raise ValueError(
-                f"Could not decode image file {path!r}: it is corrupt or not a valid image ({err})"
+                f"Could not decode image file {name}: it is corrupt or not a valid image ({err})"
             ) from None
-        check_image_size(image.height, image.width, repr(path), min_side)
+        image = _eight_bit(image)
+        check_image_size(image.height, image.width, name, min_side)
         return image
     if hasattr(image, "detach") and hasattr(image, "cpu"):  # torch tensor
         image = image.detach().cpu().numpy()
+    if isinstance(image, Image.Image):
+        _refuse_animation(image, describe(image))
+        image = _eight_bit(image)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint16:
+        image = np.round(image / 257.0).astype(np.uint8)
     if isinstance(image, (Image.Image, np.ndarray)):
         height, width = image_size(image)
-        check_image_size(height, width, _describe(image), min_side)
+        check_image_size(height, width, describe(image), min_side)
         return image
-    raise ValueError(f"Unsupported image input {_describe(image)}: expected a file path, a PIL image or a numpy array")
+    raise ValueError(f"Unsupported image input {describe(image)}: expected a file path, a PIL image or a numpy array")
 
 
 # ----------------------------------------------------------------------------------------------------------- video
 
 
-def _count_frames(container, stream) -> int:
-    """Frame count from the container metadata, or by demuxing packets (no decoding) when it is missing."""
-    if stream.frames:
-        return int(stream.frames)
-    count = sum(1 for packet in container.demux(stream) if packet.size)
+def probe_video(container, stream) -> tuple[VideoMetadata, np.ndarray]:
+    """Header facts and frame timestamps of a video stream, by demuxing packets (no decoding).
+
+    Returns:
+        transformers' `VideoMetadata` (total_num_frames, fps, width, height, duration) and the sorted
+        presentation timestamps `(frames,)` float64 seconds (empty when the packets carry none).
+    """
+    times = []
+    for packet in container.demux(stream):
+        if packet.size and packet.pts is not None:
+            times.append(float(packet.pts * packet.time_base))
     container.seek(0)
-    return count
+    times = np.sort(np.asarray(times, dtype=np.float64))
+    total = int(stream.frames) or len(times)
+    interval = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+    if duration <= 0 and len(times) > 1:
+        duration = float(times[-1] - times[0]) + interval
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    if fps <= 0:
+        fps = total / duration if duration > 0 else FPS
+    metadata = VideoMetadata(
+        total_num_frames=total,
+        fps=fps,
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        duration=duration or total / fps,
+        video_backend="pyav",
+    )
+    return metadata, times
+
+
+def _is_variable_rate(times: np.ndarray) -> bool:
+    if len(times) < 3:
+        return False
+    steps = np.diff(times)
+    median = float(np.median(steps))
+    return median > 0 and float(np.abs(steps - median).max()) > VFR_TOLERANCE * median
+
+
+def _sample_indices(times: np.ndarray, total: int, nframes: int) -> np.ndarray:
+    """Frame positions to keep: uniform in frame index for constant-rate videos (the reference's rule), uniform
+    in presentation time for variable-rate ones (the frame nearest each target time)."""
+    if not _is_variable_rate(times) or len(times) != total:
+        return sample_frame_indices(total, nframes)
+    targets = np.linspace(times[0], times[-1], nframes)
+    right = np.clip(np.searchsorted(times, targets), 1, len(times) - 1)
+    nearer_left = targets - times[right - 1] <= times[right] - targets
+    return np.where(nearer_left, right - 1, right).astype(np.int64)
+
+
+def video_tokens(nframes: int, height: int, width: int, patch: int = 14, merge: int = 2, temporal: int = 2) -> int:
+    """Thinker tokens of a video of `nframes` frames already resized to `height` x `width`."""
+    return -(-nframes // temporal) * (height // patch) * (width // patch) // (merge * merge)
 
 
 def load_video(
@@ -262,15 +246,30 @@ def load_video(
     max_frames: int = FPS_MAX_FRAMES,
     with_audio: bool = False,
     audio_sampling_rate: int = AUDIO_SAMPLING_RATE,
+    resize: dict | None = None,
+    max_seconds: float | None = None,
+    truncate: bool = False,
+    max_tokens: int | None = None,
+    max_decode_pixels: int | None = MAX_DECODE_PIXELS,
 ) -> VideoClip:
-    """Decode a video file with PyAV: `fps` frames per second sampled uniformly (Qwen2.5-Omni's `smart_nframes`:
-    at least `min_frames`, at most `max_frames`, an even count), plus its audio track (16 kHz mono) if `with_audio`.
+    """Decode a video file with PyAV: `fps` frames per second sampled uniformly in time (Qwen2.5-Omni's
+    `smart_nframes`: at least `min_frames`, at most `max_frames`, an even count), plus its audio track (16 kHz mono)
+    if `with_audio`.
+
+    Args:
+        resize: `{"min_pixels", "max_pixels", "factor", "resample"}`: each kept frame is resized with Pillow as soon
+            as it is decoded (the processor's own `smart_resize` + resize, so the result is identical while only
+            small frames are held in memory).
+        max_seconds / truncate: longer videos are refused, or (`truncate=True`) cut, frames and audio alike, with a
+            warning; checked from the header before decoding.
+        max_tokens: refuse, from the header, a video that would take more Thinker tokens than this.
+        max_decode_pixels: refuse, from the header, frames larger than this.
 
     Raises:
-        FileNotFoundError: missing file. ValueError: empty, corrupt or unsupported file, no video stream, too few
-        frames, or no audio track when `with_audio=True`.
+        FileNotFoundError: missing file. ValueError (naming the file): empty, corrupt or unsupported file, no video
+        stream, too few frames, over a budget, or no audio track when `with_audio=True`.
     """
-    path = _check_file(video, "Video", VIDEO_EXTENSIONS)
+    path = check_file(video, "Video", VIDEO_EXTENSIONS)
     try:
         container = av.open(path)
     except Exception as err:
@@ -279,34 +278,52 @@ def load_video(
         if not container.streams.video:
             raise ValueError(f"Video file {path!r} has no video stream")
         stream = container.streams.video[0]
-        video_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        has_audio = bool(container.streams.audio)
-        if with_audio and not has_audio:
+        if with_audio and not container.streams.audio:
             raise ValueError(
                 f"Video file {path!r} has no audio track, but its audio was requested (use_audio_in_video=True): "
                 "pass use_audio_in_video=False or a video with sound"
             )
         try:
-            total = _count_frames(container, stream)
-            if video_fps <= 0:
-                duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
-                video_fps = total / duration if duration > 0 else FPS
+            meta, times = probe_video(container, stream)
+            check_decode_pixels(meta.height, meta.width, f"Video {path!r} (frame size)", max_decode_pixels)
+            keep = check_duration(meta.duration, repr(path), max_seconds, truncate, what="Video")
+            total, video_fps = meta.total_num_frames, meta.fps
+            if keep is not None:
+                kept = times[times < times[0] + keep] if len(times) else times
+                total = len(kept) if len(kept) else int(keep * video_fps)
+                times = kept
             if total < FRAME_FACTOR:
                 raise ValueError(f"Video file {path!r} has {total} frame(s): at least {FRAME_FACTOR} are needed")
             nframes = smart_nframes(total, video_fps, fps=fps, min_frames=min_frames, max_frames=max_frames)
-            indices = sample_frame_indices(total, nframes)
-            frames = _decode_frames(container, stream, indices)
+            size = (meta.height, meta.width)
+            if resize is not None:
+                size = smart_resize(*size, resize["factor"], resize["min_pixels"], resize["max_pixels"])
+            tokens = video_tokens(nframes, *size)
+            if max_tokens is not None and tokens > max_tokens:
+                raise ValueError(
+                    f"Video {path!r} ({meta.width}x{meta.height}, {meta.duration:.1f} s) would take {tokens} tokens "
+                    f"({nframes} frames at {size[1]}x{size[0]}), more than the {max_tokens} allowed: "
+                    "lower fps / max_pixels or cut the video"
+                )
+            indices = _sample_indices(times, total, nframes)
+            frames = _decode_frames(container, stream, indices, size if resize is not None else None, resize)
+        except av.error.FFmpegError as err:  # a ValueError subclass: catch it first, and name the file
+            raise ValueError(f"Could not decode video file {path!r}: it is corrupt ({err})") from None
         except ValueError:
             raise
         except Exception as err:
             raise ValueError(f"Could not decode video file {path!r}: it is corrupt ({err})") from None
-    audio = _load_video_audio(path, audio_sampling_rate) if with_audio else None
+    audio = None
+    if with_audio:
+        track, rate = decode_audio_track(path, keep)
+        audio = resample_audio(track, rate, audio_sampling_rate)
     sample_fps = nframes / max(total, 1e-6) * video_fps
     return VideoClip(frames=frames, fps=sample_fps, audio=audio, source=path)
 
 
-def _decode_frames(container, stream, indices: np.ndarray) -> np.ndarray:
-    """Decode frames in order, converting only the wanted ones; `(len(indices), H, W, 3)` uint8."""
+def _decode_frames(container, stream, indices: np.ndarray, size=None, resize: dict | None = None) -> np.ndarray:
+    """Decode frames in order, converting (and resizing to `size` = (height, width)) only the wanted ones;
+    `(len(indices), H, W, 3)` uint8."""
     wanted = {}
     for i, idx in enumerate(indices.tolist()):
         wanted.setdefault(idx, []).append(i)
@@ -316,6 +333,9 @@ def _decode_frames(container, stream, indices: np.ndarray) -> np.ndarray:
     for position, frame in enumerate(container.decode(stream)):
         if position in wanted:
             last = frame.to_ndarray(format="rgb24")
+            if size is not None and last.shape[:2] != tuple(size):
+                resized = Image.fromarray(last).resize((size[1], size[0]), resample=resize["resample"])
+                last = np.asarray(resized)
             for slot in wanted[position]:
                 out[slot] = last
         if position >= last_needed:
@@ -324,22 +344,14 @@ def _decode_frames(container, stream, indices: np.ndarray) -> np.ndarray:
         raise ValueError("no frame could be decoded")
     missing = sum(o is None for o in out)
     if missing:
-        # The container over-reported its frame count: repeat the last decoded frame.
-        logger.warning(
-            f"Video has fewer decodable frames than its metadata says; repeating the last frame {missing} time(s)."
+        # The container over-reported its frame count: repeat the last decoded frame, visibly.
+        warnings.warn(
+            f"Video has fewer decodable frames than its metadata says; repeating the last frame {missing} time(s).",
+            UserWarning,
+            stacklevel=3,
         )
         out = [last if o is None else o for o in out]
     return np.stack(out)
-
-
-def _load_video_audio(path: str, target_sampling_rate: int) -> np.ndarray:
-    try:
-        data, rate = _decode_audio_av(path)
-    except Exception as err:
-        raise ValueError(f"Could not decode the audio track of video file {path!r} ({err})") from None
-    if data.shape[1] == 0:
-        raise ValueError(f"The audio track of video file {path!r} is empty (0 samples)")
-    return resample_audio(_to_mono_float(data.mean(axis=0), repr(path)), rate, target_sampling_rate)
 
 
 def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
@@ -359,7 +371,7 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
         )
     if not isinstance(video, np.ndarray) or video.ndim != 4:
         raise ValueError(
-            f"Unsupported video input {_describe(video)}: expected a file path, a VideoClip, or frames shaped "
+            f"Unsupported video input {describe(video)}: expected a file path, a VideoClip, or frames shaped "
             "(T, H, W, 3) / (T, 3, H, W)"
         )
     if video.shape[-1] != 3 and video.shape[1] == 3:
@@ -374,7 +386,7 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
         if video.dtype.kind == "f" and video.size and float(video.max()) <= 1.0:
             video = video * 255.0
         video = np.clip(np.round(video), 0, 255).astype(np.uint8)
-    check_image_size(video.shape[1], video.shape[2], f"(video frames {_describe(video)})")
+    check_image_size(video.shape[1], video.shape[2], f"(video frames {describe(video)})")
     return VideoClip(frames=np.ascontiguousarray(video), fps=float(fps))
 
 
@@ -409,13 +421,18 @@ def flatten_media(items: Any, kind: str) -> list:
 
 __all__ = [
     "AUDIO_SAMPLING_RATE",
+    "IMAGE_EXTENSIONS",
+    "MAX_DECODE_PIXELS",
     "VideoClip",
     "as_video_clip",
+    "check_decode_pixels",
     "check_image_size",
     "flatten_media",
     "image_size",
     "load_audio",
     "load_image",
     "load_video",
+    "probe_video",
     "resample_audio",
+    "video_tokens",
 ]

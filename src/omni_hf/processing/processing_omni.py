@@ -29,6 +29,7 @@ from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
+from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
 from .chat_utils import (
     DEFAULT_SYSTEM_PROMPT,
     collect_media,
@@ -45,8 +46,9 @@ from .image_processing import (
     VIDEO_MIN_PIXELS,
     default_image_processor,
     preprocess_videos,
+    smart_resize,
 )
-from .media import VideoClip, as_video_clip, flatten_media, load_audio, load_image
+from .media import VideoClip, as_video_clip, flatten_media, image_size, load_image
 
 logger = logging.get_logger(__name__)
 
@@ -176,6 +178,7 @@ class OmniProcessor(ProcessorMixin):
         max_length: int | None = None,
         add_special_tokens: bool = True,
         audio_padding: str = "longest",
+        long_audio: str = "error",
         return_position_ids: bool = False,
         return_tensors: str | None = None,
         **kwargs,
@@ -196,6 +199,9 @@ class OmniProcessor(ProcessorMixin):
             max_length: raise if a prompt is longer (defaults to the processor's `max_length`).
             audio_padding: `"longest"` (pad audio features to the longest clip of the batch) or `"max_length"` (pad
                 every clip to 300 s like the reference); valid frames are identical either way.
+            long_audio: audio (or, with `use_audio_in_video`, a video) longer than the 300 s the audio encoder takes
+                at once: `"error"` (refused from the header, before decoding) or `"truncate"` (the first 300 s are
+                kept, frames and audio alike, with a warning saying so).
             return_position_ids: also return TMRoPE `position_ids` `(3, batch, seq)` and `rope_deltas` `(batch, 1)`.
             return_tensors: `"pt"`, `"np"` or None (lists / arrays, like the reference).
 
@@ -215,11 +221,24 @@ class OmniProcessor(ProcessorMixin):
             raise ValueError("`text` must be a string or a non-empty list of strings.")
         image_inputs, video_inputs = flatten_media(images, "image"), flatten_media(videos, "video")
         audio_inputs = flatten_media(audio, "audio")
+        if long_audio not in ("error", "truncate"):
+            raise ValueError(f"long_audio must be 'error' or 'truncate', got {long_audio!r}")
+        truncate = long_audio == "truncate"
+        max_seconds = float(getattr(self.feature_extractor, "chunk_length", MAX_AUDIO_SECONDS))
+        limit = max_length if max_length is not None else self.max_length
         self._check_counts(texts, len(image_inputs), len(video_inputs), len(audio_inputs))
         image_list = [load_image(im) for im in image_inputs]
-        clips = self._load_videos(video_inputs, fps, use_audio_in_video)
-        standalone = [load_audio(a, sampling_rate) for a in audio_inputs]
+        self._check_image_tokens(image_list, limit)
+        clips = self._load_videos(video_inputs, fps, use_audio_in_video, (max_seconds, truncate), limit)
+        standalone = [load_audio(a, sampling_rate, max_seconds=max_seconds, truncate=truncate) for a in audio_inputs]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
+        names = self._audio_slots(texts, clips, [describe(a) for a in audio_inputs], use_audio_in_video, names=True)
+        for name, waveform in zip(names, audio_slots):
+            if len(waveform) < MIN_AUDIO_SAMPLES:
+                raise ValueError(
+                    f"Audio {name} is too short: {len(waveform) / 16:.1f} ms at 16 kHz; one audio token needs "
+                    f"more than {(MIN_AUDIO_SAMPLES - 1) / 16:.0f} ms ({MIN_AUDIO_SAMPLES} samples)"
+                )
 
         data: dict[str, Any] = {}
         num_audio_tokens: list[int] = []
@@ -241,7 +260,6 @@ class OmniProcessor(ProcessorMixin):
 
         rows = self.tokenizer(texts, add_special_tokens=add_special_tokens, padding=False)["input_ids"]
         rows = self._expand_rows(rows, data, num_audio_tokens, use_audio_in_video)
-        limit = max_length if max_length is not None else self.max_length
         for i, row in enumerate(rows):
             if limit is not None and len(row) > limit:
                 raise ValueError(
@@ -259,7 +277,16 @@ class OmniProcessor(ProcessorMixin):
 
     # ------------------------------------------------------------------------------------------------ helpers
 
-    def _load_videos(self, videos: list, fps, use_audio_in_video: bool) -> list[VideoClip]:
+    def _load_videos(
+        self, videos: list, fps, use_audio_in_video: bool, long_audio=(MAX_AUDIO_SECONDS, False), max_tokens=None
+    ) -> list[VideoClip]:
+        """Videos as `VideoClip`s; `long_audio` = (longest audio in seconds, cut instead of refusing)."""
+        ip = self.image_processor
+        resize = None
+        if ip.do_resize:  # frames are resized while decoding, exactly as `preprocess_video` would afterwards
+            factor, resample = ip.patch_size * ip.merge_size, ip.resample
+            resize = {"min_pixels": self.video_min_pixels, "max_pixels": self.video_max_pixels}
+            resize |= {"factor": factor, "resample": resample}
         fps_list = list(fps) if isinstance(fps, (list, tuple)) else [fps] * len(videos)
         if len(fps_list) != len(videos):
             raise ValueError(f"Got {len(fps_list)} fps values for {len(videos)} videos.")
@@ -271,6 +298,10 @@ class OmniProcessor(ProcessorMixin):
                 min_frames=self.video_min_frames,
                 max_frames=self.video_max_frames,
                 with_audio=use_audio_in_video,
+                resize=resize,
+                max_seconds=long_audio[0] if use_audio_in_video else None,
+                truncate=long_audio[1],
+                max_tokens=max_tokens,
             )
             if use_audio_in_video and clip.audio is None:
                 raise ValueError(
@@ -293,15 +324,36 @@ class OmniProcessor(ProcessorMixin):
                     f"each {name[:-1] if name != 'audio clips' else 'audio clip'} needs exactly one placeholder."
                 )
 
-    def _audio_slots(self, texts, clips, standalone, use_audio_in_video: bool) -> list[np.ndarray]:
-        """Audio inputs in prompt order; with `use_audio_in_video` a video's track fills the slot where it appears."""
+    def _check_image_tokens(self, images: list, limit: int | None) -> None:
+        """Refuse, before patching, an image that alone takes more than `limit` tokens (sizes only)."""
+        ip = self.image_processor
+        if limit is None or not ip.do_resize:
+            return
+        factor = ip.patch_size * ip.merge_size
+        for i, image in enumerate(images):
+            height, width = image_size(image)
+            h, w = smart_resize(height, width, factor, ip.size.shortest_edge, ip.size.longest_edge)
+            tokens = h * w // factor**2
+            if tokens > limit:
+                raise ValueError(
+                    f"Image #{i} ({width}x{height}, resized to {w}x{h}) takes {tokens} tokens, more than "
+                    f"max_length={limit}: downscale it or lower the image processor's max_pixels"
+                )
+
+    def _audio_slots(self, texts, clips, standalone, use_audio_in_video: bool, names: bool = False) -> list:
+        """Audio inputs in prompt order; with `use_audio_in_video` a video's track fills the slot where it appears
+        (`names=True`: `standalone` holds names, and a video's slot gets its source's)."""
         if not use_audio_in_video:
             return standalone
         pattern = re.compile(f"{re.escape(self.audio_token)}|{re.escape(self.video_token)}")
         audio_iter, video_iter, slots = iter(standalone), iter(clips), []
         for t in texts:
             for match in pattern.finditer(t):
-                slots.append(next(audio_iter) if match.group() == self.audio_token else next(video_iter).audio)
+                if match.group() == self.audio_token:
+                    slots.append(next(audio_iter))
+                else:
+                    clip = next(video_iter)
+                    slots.append(f"track of video {clip.source!r}" if names else clip.audio)
         return slots
 
     def _expand_rows(self, rows, data, num_audio_tokens: list[int], use_audio_in_video: bool) -> list[np.ndarray]:

@@ -8,7 +8,6 @@ speakers and the speech tokenizer's inputs both go through it, so they stay cons
 """
 
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
 import torch
@@ -69,14 +68,10 @@ def log_mel_spectrogram(waveform: torch.Tensor, settings: MelSettings = MelSetti
 
 
 def resample(waveform: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Polyphase resampling (scipy) of a mono float waveform; returns float32."""
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if orig_rate == target_rate:
-        return waveform
-    from scipy.signal import resample_poly
+    """Polyphase resampling of a mono float waveform; returns float32 (`omni_hf.processing.audio.resample_audio`)."""
+    from ..processing.audio import resample_audio
 
-    g = gcd(int(orig_rate), int(target_rate))
-    return resample_poly(waveform, target_rate // g, orig_rate // g).astype(np.float32)
+    return resample_audio(waveform, orig_rate, target_rate)
 
 
 __all__ = ["MelSettings", "log_mel_spectrogram", "mel_filters", "resample"]

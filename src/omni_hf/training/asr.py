@@ -1,7 +1,7 @@
 """Transcribers for ranking the Talker's speech: any transformers ASR checkpoint (pipeline API) or a user callable.
 
 A transcriber is called as `transcriber(waveform, sampling_rate) -> str` with a float32 mono `(samples,)` waveform;
-`Transcriber` resamples to the rate the model or callable wants (`omni_hf.token2wav.mel.resample`).
+`Transcriber` resamples to the rate the model or callable wants (`omni_hf.processing.audio.resample_audio`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from transformers.utils import logging
 
-from ..token2wav.mel import resample
+from ..processing.audio import THINKER_SAMPLING_RATE, resample_audio
 
 logger = logging.get_logger(__name__)
 
@@ -23,13 +23,15 @@ DEFAULT_ASR_MODEL = "openai/whisper-large-v3"  # for real runs (needs the Hub or
 class Transcriber:
     """Wrap `function(waveform float32 at sampling_rate) -> str` so any input rate is accepted."""
 
-    def __init__(self, function: Callable[[np.ndarray], str], sampling_rate: int = 16000, name: str = "callable"):
+    def __init__(
+        self, function: Callable[[np.ndarray], str], sampling_rate: int = THINKER_SAMPLING_RATE, name: str = "callable"
+    ):
         if not callable(function):
             raise ValueError(f"transcriber must be callable, got {type(function).__name__}")
         self.function, self.sampling_rate, self.name = function, int(sampling_rate), name
 
     def __call__(self, waveform, sampling_rate: int) -> str:
-        audio = resample(np.asarray(waveform, dtype=np.float32), int(sampling_rate), self.sampling_rate)
+        audio = resample_audio(np.asarray(waveform, dtype=np.float32), int(sampling_rate), self.sampling_rate)
         text = self.function(audio)
         if not isinstance(text, str):
             raise ValueError(f"transcriber {self.name!r} must return a str, got {type(text).__name__}")
@@ -42,7 +44,7 @@ class Transcriber:
 def build_transcriber(
     asr: str | Callable | Transcriber | None = None,
     device=None,
-    sampling_rate: int = 16000,
+    sampling_rate: int = THINKER_SAMPLING_RATE,
     generate_kwargs: dict | None = None,
     **pipeline_kwargs,
 ) -> Transcriber:

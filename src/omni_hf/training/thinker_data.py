@@ -18,15 +18,12 @@ does not exist), `undecodable_media` (a file that cannot be decoded), `malformed
 `max_length` when every media token lies before the cut (counted as `truncated`), else dropped.
 """
 
-import io
 import os
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-from PIL import Image
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
@@ -74,15 +71,18 @@ def load_rows(data: str, split: str = "train", max_samples: int | None = None):
     return dataset, base
 
 
-def row_to_messages(row: dict, base_dir: Path, index: int) -> list[dict] | str:
-    """A row → a conversation whose media are decoded (or a plain text document). Raises `BadRow`."""
+def row_to_messages(row: dict, base_dir: Path, index: int, video_audio: bool = False) -> list[dict] | str:
+    """A row → a conversation whose media are decoded (or a plain text document). Raises `BadRow`.
+
+    `video_audio`: also decode each video's audio track (training with `use_audio_in_video`); without it a silent
+    video is a usable row."""
     if row.get("messages"):
         messages = []
         for message in row["messages"]:
             content = message.get("content")
             if isinstance(content, list):  # Arrow fills absent struct fields with None: drop them
                 content = [{k: v for k, v in b.items() if v is not None or k == b.get("type")} for b in content]
-                content = [_resolve_block(block, base_dir, index) for block in content]
+                content = [_resolve_block(block, base_dir, index, video_audio) for block in content]
             messages.append({"role": message["role"], "content": content})
         return messages
     kinds = [k for k in MEDIA_KINDS if row.get(k) is not None]
@@ -95,13 +95,13 @@ def row_to_messages(row: dict, base_dir: Path, index: int) -> list[dict] | str:
         raise BadRow("malformed", f"Row {index} has no 'messages', media column or 'text': got keys {sorted(row)}.")
     if not isinstance(text, str) or not text.strip():
         raise BadRow("malformed", f"Row {index} has media but no 'text' (the answer to learn).")
-    blocks = [_resolve_block({"type": k, k: row[k]}, base_dir, index) for k in kinds]
+    blocks = [_resolve_block({"type": k, k: row[k]}, base_dir, index, video_audio) for k in kinds]
     if row.get("prompt"):
         blocks.append({"type": "text", "text": row["prompt"]})
     return [{"role": "user", "content": blocks}, {"role": "assistant", "content": text}]
 
 
-def _resolve_block(block: dict, base_dir: Path, index: int) -> dict:
+def _resolve_block(block: dict, base_dir: Path, index: int, video_audio: bool = False) -> dict:
     kind = block.get("type")
     if kind not in MEDIA_KINDS:
         return block
@@ -112,7 +112,7 @@ def _resolve_block(block: dict, base_dir: Path, index: int) -> dict:
         raise BadRow("missing_media", f"Row {index}: its {kind} is missing (no value).")
     decoded = {"type": kind}
     try:
-        decoded[kind] = _decode(kind, value, base_dir)
+        decoded[kind] = _decode(kind, value, base_dir, video_audio)
     except FileNotFoundError as error:
         raise BadRow("missing_media", f"Row {index}: {kind} file not found ({error}).") from error
     except Exception as error:  # any decoder failure: the row is dropped and counted
@@ -120,31 +120,26 @@ def _resolve_block(block: dict, base_dir: Path, index: int) -> dict:
     return decoded
 
 
-def _decode(kind: str, value, base_dir: Path):
-    from ..processing.media import as_video_clip, load_audio, load_image
+def _decode(kind: str, value, base_dir: Path, video_audio: bool = False):
+    from ..processing.audio import MAX_AUDIO_SECONDS, load_audio
+    from ..processing.media import as_video_clip, load_image
 
     if isinstance(value, (str, os.PathLike)):
         path = Path(value) if Path(value).is_absolute() else base_dir / value
         if not path.is_file():
             raise FileNotFoundError(str(path))
         value = str(path)
-    if kind == "audio":
-        if isinstance(value, bytes):
-            samples, rate = sf.read(io.BytesIO(value), dtype="float32", always_2d=True)
-            value = (samples.mean(axis=1), rate)
-        return load_audio(value)  # (samples,) float32 at 16 kHz
+    if kind == "audio":  # paths, bytes (wav, mp3, m4a, ...) and arrays: (samples,) float32 at 16 kHz
+        return load_audio(value, max_seconds=MAX_AUDIO_SECONDS)
     if kind == "image":
-        if isinstance(value, bytes):
-            value = Image.open(io.BytesIO(value))
-            value.load()
-        return load_image(value)
+        return load_image(value)  # paths, bytes (size checked from the header), PIL images, arrays
     if isinstance(value, bytes):
         with tempfile.NamedTemporaryFile(suffix=".mp4") as handle:
             handle.write(value)
             handle.flush()
-            return as_video_clip(handle.name, with_audio=True)
+            return as_video_clip(handle.name, with_audio=video_audio)
     if isinstance(value, str):
-        return as_video_clip(value, with_audio=True)
+        return as_video_clip(value, with_audio=video_audio)
     return value
 
 
@@ -167,7 +162,7 @@ def encode_rows(
     examples, counts = [], Counter()
     for index, row in enumerate(tqdm(dataset, desc="Encoding rows", disable=len(dataset) < 100)):
         try:
-            source = row_to_messages(row, base_dir, index)
+            source = row_to_messages(row, base_dir, index, video_audio=use_audio_in_video)
             if isinstance(source, str):
                 example = encode_text(processor, source)
             else:

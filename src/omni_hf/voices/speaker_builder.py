@@ -14,36 +14,25 @@ Clip rule: mono, resampled to 24 kHz, leading and trailing silence trimmed (10 m
 under `min_seconds` of sound (or silent, or not finite) is refused.
 """
 
-import os
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
+from ..processing.audio import describe, read_audio, resample_audio
+from ..token2wav.mel import MelSettings, log_mel_spectrogram
 from .speakers import Speaker
 
 MEL = MelSettings()
 
 
 def load_reference_audio(reference_audio, sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
-    """A path (any format soundfile reads) or an array → `(samples,)` float32 mono and its sampling rate."""
-    if isinstance(reference_audio, (str, os.PathLike)):
-        import soundfile
-
-        try:
-            audio, rate = soundfile.read(os.fspath(reference_audio), dtype="float32", always_2d=True)
-        except Exception as error:  # unreadable or corrupt file
-            raise ValueError(f"Could not decode reference audio {os.fspath(reference_audio)!r}: {error}") from None
-        return audio.mean(axis=1), int(rate)
-    if sampling_rate is None:
-        raise ValueError("Pass sampling_rate with a reference audio array")
-    audio = np.asarray(reference_audio, dtype=np.float32)
-    if audio.ndim == 2:  # (samples, channels) or (channels, samples): average the shorter axis
-        audio = audio.mean(axis=int(np.argmin(audio.shape)))
-    if audio.ndim != 1:
-        raise ValueError(f"Reference audio must be (samples,) or (samples, channels), got shape {audio.shape}")
-    return audio, int(sampling_rate)
+    """A path (any audio file, or a video's audio track), bytes, or an array / tensor (int16 rescaled, bf16
+    converted) → `(samples,)` float32 mono in [-1, 1] and its sampling rate (`omni_hf.processing.audio`)."""
+    audio, rate = read_audio(reference_audio, sampling_rate)
+    if rate is None:
+        raise ValueError(f"Pass sampling_rate with reference audio {describe(reference_audio)}")
+    return audio, rate
 
 
 def prepare_reference_audio(
@@ -54,9 +43,13 @@ def prepare_reference_audio(
     silence_db: float = -40.0,
 ) -> np.ndarray:
     """Apply the clip rule (module docstring): returns `(samples,)` float32 at 24 kHz."""
+    if not max_seconds > 0 or not min_seconds <= max_seconds:
+        raise ValueError(
+            f"max_seconds must be positive and at least min_seconds={min_seconds}, got max_seconds={max_seconds}"
+        )
     if audio.size == 0 or not np.isfinite(audio).all():
         raise ValueError("Reference audio is empty or contains NaN/inf samples")
-    audio = resample(audio, sampling_rate, MEL.sampling_rate)
+    audio = resample_audio(audio, sampling_rate, MEL.sampling_rate)
     frame = MEL.sampling_rate // 100
     frames = audio[: len(audio) // frame * frame].reshape(-1, frame)
     rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) if len(frames) else np.zeros(0)
