@@ -124,3 +124,11 @@ def _private_imports() -> list[str]:
 
 def test_no_module_imports_another_modules_private_names():
     assert _private_imports() == []
+
+
+def test_prompt_and_reply_beyond_the_context_are_refused_before_work(tiny_omni):
+    model, _ = tiny_omni
+    context = model.thinker.config.get_text_config().max_position_embeddings
+    for call in (model.generate, model.stream):
+        with pytest.raises(ValueError, match=f"context of {context}"):
+            call(PROMPT, **(GREEDY | {"thinker_max_new_tokens": context}))

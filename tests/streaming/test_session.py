@@ -98,10 +98,14 @@ def test_running_maximum_only_changes_bins_80_db_below_the_peak(tiny_omni):
 def test_session_lifecycle_and_bad_input(tiny_omni):
     model, processor = tiny_omni
     session = OmniSession(model, processor)
-    with pytest.raises(ValueError, match="expects 16000 Hz"):
+    with pytest.raises(ValueError, match="16000 Hz is expected"):
         session.append_audio(np.zeros(100, dtype=np.float32), sampling_rate=44100)
-    with pytest.raises(ValueError, match="1-D array"):
-        session.append_audio(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"expected \(samples,\)"):
+        session.append_audio(np.zeros((2, 3, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        session.append_audio(np.full(100, np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match="32768"):  # int16 values in a float array: never scaled
+        session.append_audio(np.full(100, 12000.0, dtype=np.float32))
     with pytest.raises(ValueError, match="no audio"):
         session.finish_input()
     session.append_audio(_speechlike(0.5, loud_start=True))

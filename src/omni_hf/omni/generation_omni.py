@@ -24,6 +24,7 @@ import torch
 from transformers import GenerationMixin
 
 from ..common.tmrope import media_layout
+from ..processing.budgets import check_generation_budget
 from ..talker.talker_inputs import build_talker_inputs, talker_prompt, text_entry
 from ..token2wav.streaming import StreamingWindow, Token2WavStream
 from ..voices.speakers import Speaker
@@ -160,6 +161,8 @@ class OmniGenerationMixin(GenerationMixin):
         """
         request = self.build_request(**kwargs)
         thinker = self.thinker
+        if input_ids is not None:
+            check_generation_budget(input_ids, request.thinker_kwargs.get("max_new_tokens"), config=thinker.config)
         if not request.speaks:
             return thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs)
         with self._thinker_track() as track:
@@ -277,6 +280,7 @@ class OmniGenerationMixin(GenerationMixin):
             raise ValueError("stream() got an empty prompt (input_ids has no tokens)")
         if isinstance(request.voice_adapter, list):
             raise ValueError("stream() answers one prompt: pass one voice_adapter name, not a list")
+        check_generation_budget(input_ids, request.thinker_kwargs.get("max_new_tokens"), config=self.thinker.config)
         if background_token2wav is None:
             background_token2wav = self.thinker.device.type == "cuda"
         return _ReplyLoop(self, request, prompt, tokenizer, window, background_token2wav).run()

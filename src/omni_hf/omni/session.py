@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, media_layout, video_temporal_ids, vision_local_ids
+from ..processing.audio import check_audio_samples
 from ..processing.image_processing import preprocess_video
 from ..processing.media import as_video_clip
 from ..processing.streaming_log_mel import StreamingLogMel
@@ -100,16 +101,7 @@ class OmniSession:
         """Add recorded samples (16 kHz mono float32, any length); encode every complete 2 s chunk and prefill it
         (in a video turn, once the chunk's frames are in too). Returns the number of audio tokens prefilled so far."""
         self._check_open()
-        if sampling_rate is not None and sampling_rate != self.sampling_rate:
-            raise ValueError(
-                f"append_audio expects {self.sampling_rate} Hz audio, got {sampling_rate} Hz: resample it first "
-                "(e.g. librosa.resample or scipy.signal.resample_poly)"
-            )
-        samples = np.asarray(samples)
-        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.number):
-            raise ValueError(
-                f"append_audio expects a 1-D array of samples, got shape {samples.shape} ({samples.dtype})"
-            )
+        samples = check_audio_samples(samples, sampling_rate, self.sampling_rate, source="append_audio samples")
         self._add_frames(self.features.push(samples))
         while self._pending.shape[1] >= self.chunk_frames:
             self._encode_audio(self._pending[:, : self.chunk_frames])
