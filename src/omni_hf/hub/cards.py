@@ -186,6 +186,7 @@ def render_card(
             task_categories=["text-to-speech"],
             pretty_name=values["title"],
             configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+            **({"dataset_info": details.pop("dataset_info")} if details.get("dataset_info") else {}),
             **({"source_datasets": list(datasets)} if datasets else {}),
         )
         return DatasetCard.from_template(data, template_path=str(path), **values)

@@ -321,7 +321,8 @@ def push_preference_dataset(
     `recipes/talker_dpo.py` writes (`<output_dir>/pairs`, holding `dataset/`).
 
     Accepted columns: the Talker pair format (`omni_hf.training.pair_sources`: `chosen_codes` / `rejected_codes`
-    and the Thinker ids, playable `chosen_audio` / `rejected_audio` kept) or TRL's (`chosen` / `rejected`). The rows
+    and the Thinker ids, playable `chosen_audio` / `rejected_audio` kept), judged recordings only (`chosen_audio` /
+    `rejected_audio` + `text`; the DPO recipe encodes them) or TRL's (`chosen` / `rejected`). The rows
     are written as one Parquet file (`data/train-00000-of-00001.parquet`, features in its metadata) next to the
     card, whose `configs` entry points `load_dataset(repo_id)` at it.
     """
@@ -337,10 +338,11 @@ def push_preference_dataset(
             f"push_preference_dataset takes a datasets.Dataset or its folder, got {type(dataset).__name__}"
         )
     columns = set(dataset.column_names)
-    if not ({"chosen_codes", "rejected_codes"} <= columns or {"chosen", "rejected"} <= columns):
+    accepted = ({"chosen_codes", "rejected_codes"}, {"chosen_audio", "rejected_audio"}, {"chosen", "rejected"})
+    if not any(pair <= columns for pair in accepted):
         raise ValueError(
-            "A preference dataset needs 'chosen_codes' and 'rejected_codes' (Talker pairs) or 'chosen' and "
-            f"'rejected' (TRL) columns; it has {sorted(columns)}"
+            "A preference dataset needs 'chosen_codes' and 'rejected_codes' (Talker pairs), 'chosen_audio' and "
+            f"'rejected_audio' (judged recordings) or 'chosen' and 'rejected' (TRL) columns; it has {sorted(columns)}"
         )
     if dataset.num_rows == 0:
         raise ValueError("push_preference_dataset: the dataset has no rows")
@@ -354,6 +356,9 @@ def push_preference_dataset(
         num_rows=dataset.num_rows,
         columns=[(name, str(feature)) for name, feature in dataset.features.items()],
         sources=sources,
+        dataset_info={  # features travel in the Parquet file's metadata
+            "splits": [{"name": "train", "num_bytes": dataset.data.nbytes, "num_examples": dataset.num_rows}],
+        },
         **card,
     )
     with _staged(repo_id, token, dry_run) as stage:

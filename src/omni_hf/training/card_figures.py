@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 CARD = "README.md"
+# Text only the libraries' empty templates have (PEFT's "Model Card for Model ID", TRL's "[None]" base model).
+TEMPLATE_MARKS = ("# Model Card for Model ID", "fine-tuned version of [None]", "[More Information Needed]")
 
 
 def dpo_results(metrics: dict, prosody: dict | None = None) -> dict:
@@ -59,7 +61,7 @@ def remove_template_cards(folder: str | os.PathLike) -> list[Path]:
     removed = []
     for card in Path(folder).rglob(CARD):
         text = card.read_text(errors="replace")
-        if "fine-tuned version of [None]" in text or "library_name: peft" in text and "omni_hf" not in text:
+        if any(mark in text for mark in TEMPLATE_MARKS):
             card.unlink()
             removed.append(card)
     return removed
