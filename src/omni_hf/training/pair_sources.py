@@ -35,7 +35,7 @@ import json
 import os
 from pathlib import Path
 
-from datasets import Dataset, load_dataset, load_from_disk
+from datasets import Dataset, load_dataset
 from transformers.utils import logging
 
 from .pair_audio import AUDIO_COLUMNS, cast_audio_columns, file_entry, read_audio, wav_entry
@@ -52,7 +52,7 @@ def load_speech_tokenizer(path_or_model, device=None):
 
     if isinstance(path_or_model, OmniSpeechTokenizer):
         return path_or_model.eval()
-    if not isinstance(path_or_model, (str, os.PathLike)) or not Path(path_or_model).is_dir():
+    if not isinstance(path_or_model, (str, os.PathLike)) or not (Path(path_or_model) / "config.json").is_file():
         raise ValueError(
             f"speech tokenizer {path_or_model!r} is not a saved OmniSpeechTokenizer folder (train one with "
             "recipes/speech_tokenizer.py)"
@@ -68,7 +68,7 @@ def check_judged_row(row: dict, index: int, where: str) -> None:
     missing = [key for key in JUDGED_KEYS if not row.get(key)]
     if missing:
         raise ValueError(f"{where} row {index}: missing {missing} (paths of the two recordings)")
-    if "conversation" in row:
+    if row.get("conversation"):
         if not isinstance(row.get("reply"), str) or not row["reply"].strip():
             raise ValueError(f"{where} row {index}: a 'conversation' needs the spoken 'reply' text")
     elif not isinstance(row.get("text"), str) or not row["text"].strip():
@@ -94,7 +94,6 @@ def judged_pairs(
         raise ValueError(f"{where} has no rows")
     if speech_tokenizer is None:
         raise ValueError(f"{where}: judged recordings need a speech tokenizer to become codes (--speech_tokenizer)")
-    tokenizer = load_speech_tokenizer(speech_tokenizer)
     known = set(model.speakers)
     audio = []
     for i, row in enumerate(rows):
@@ -102,10 +101,11 @@ def judged_pairs(
         if row.get("speaker", speaker) not in known:
             raise ValueError(f"{where} row {i}: speaker {row.get('speaker')!r} is not one of {sorted(known)}")
         audio.append([read_audio(row[key], base_dir, f"{where} row {i} {key}") for key in JUDGED_KEYS])
+    tokenizer = load_speech_tokenizer(speech_tokenizer)
     limit = model.talker.config.num_speech_codes
     pairs = []
     for i, (row, recordings) in enumerate(zip(rows, audio)):
-        item = {"conversation": row["conversation"], "reply": row["reply"]} if "conversation" in row else row["text"]
+        item = {"conversation": row["conversation"], "reply": row["reply"]} if row.get("conversation") else row["text"]
         if isinstance(item, dict) and row.get("use_audio_in_video"):
             item["use_audio_in_video"] = True
         prompt = prepare_prompt(model, processor, item, i)

@@ -199,7 +199,7 @@ class RankingRule:
             raise ValueError(f"a ranking rule needs metrics with non-zero weights, got {self.terms!r}")
 
     @classmethod
-    def parse(cls, spec: "str | RankingRule | None") -> "RankingRule":
+    def parse(cls, spec: str | RankingRule | None) -> RankingRule:
         """`"wer,pause_error,-speaker_similarity"` → lexicographic (`-` = higher is better);
         `"wer=1,pause_error=0.1,speaker_similarity=-2"` → weighted sum. None → the default (WER, then pauses)."""
         if spec is None or isinstance(spec, RankingRule):
@@ -279,7 +279,7 @@ class SpeakerSimilarity:
         self.reference = embed(reference, reference_rate) if reference_rate else reference.reshape(-1)
 
     @classmethod
-    def from_model(cls, model, speaker: str = "Chelsie") -> "SpeakerSimilarity":
+    def from_model(cls, model, speaker: str = "Chelsie") -> SpeakerSimilarity:
         import torch
 
         from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
