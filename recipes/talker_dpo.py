@@ -53,7 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--rank_by", default="wer,pause_error", help="ranking rule, e.g. 'wer,-speaker_similarity' or weights")
     add("--speaker_similarity", action="store_true", help="score speaker similarity (model's speaker encoder)")
     add("--base_model", help="Hub id of the base model for the card (default: --model when it is a Hub id)")
-    add("--log_level", choices=("debug", "info", "warning", "error", "critical"), help="default: TRANSFORMERS_VERBOSITY")
+    add(
+        "--log_level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="default: TRANSFORMERS_VERBOSITY",
+    )
     add("--asr", default=None, help="transformers ASR model id or path (default: openai/whisper-large-v3)")
     add("--num_candidates", type=int, default=4)
     add("--speaker", default="Chelsie")

@@ -61,7 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def read_prompts(source: str) -> list:
     if source.startswith("synthetic:"):
         words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
-        return [f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}." for i in range(int(source[10:]))]
+        return [
+            f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
+            for i in range(int(source[10:]))
+        ]
     path = Path(source)
     if not path.is_file():
         raise ValueError(f"--prompts {source!r}: no such file (a .txt, a .jsonl or synthetic:N)")

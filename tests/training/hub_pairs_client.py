@@ -29,7 +29,8 @@ def main(model_dir: str, built: str, judged: str, work: str, report: str) -> Non
     )
     result["built"] = {
         "rows": back.num_rows,
-        "codes_equal": back["chosen_codes"] == local["chosen_codes"] and back["rejected_codes"] == local["rejected_codes"],
+        "codes_equal": back["chosen_codes"] == local["chosen_codes"]
+        and back["rejected_codes"] == local["rejected_codes"],
         "audio_equal": [a["bytes"] for a in back["chosen_audio"]] == [a["bytes"] for a in local["chosen_audio"]],
         "metrics": {k: metrics[k] for k in ("pairs", "steps")},
     }

@@ -74,7 +74,10 @@ def test_manifest_pairs_train_an_adapter(judged, tiny_model_dir, recipe, tmp_pat
             audio, rate = soundfile.read(io.BytesIO(row[f"{side}_audio"]["bytes"]), dtype="float32")
             assert row[f"{side}_codes"] == tokenizer.encode(audio, rate).tolist()
             assert len(row[f"{side}_codes"]) == int(len(audio) * 24000 / rate) // 480  # 50 codes per second
-    assert json.loads(pairs[2]["prompt"])[0]["content"][0]["text"] == "Greet me." and pairs[2]["text"] == "good day to you"
+    assert (
+        json.loads(pairs[2]["prompt"])[0]["content"][0]["text"] == "Greet me."
+        and pairs[2]["text"] == "good day to you"
+    )
     card = (out / "final" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["base_model"] == "Qwen/Qwen2.5-Omni-7B" and meta["library_name"] == "peft"
@@ -90,7 +93,9 @@ def test_manifest_bad_input_is_refused_before_encoding(judged, model_and_process
     with pytest.raises(ValueError, match="row 1: missing \\['rejected_audio'\\]"):
         judged_pairs(model, processor, [rows[0], {**rows[1], "rejected_audio": ""}], tokenizer, base_dir=judged)
     with pytest.raises(FileNotFoundError, match="row 2 chosen_audio: audio file .*nope.wav' does not exist"):
-        judged_pairs(model, processor, [*rows[:2], {**rows[2], "chosen_audio": "nope.wav"}], tokenizer, base_dir=judged)
+        judged_pairs(
+            model, processor, [*rows[:2], {**rows[2], "chosen_audio": "nope.wav"}], tokenizer, base_dir=judged
+        )
     with pytest.raises(ValueError, match="row 0: needs 'text'"):
         judged_pairs(model, processor, [{k: v for k, v in rows[0].items() if k != "text"}], tokenizer)
     with pytest.raises(ValueError, match="speech tokenizer"):

@@ -289,13 +289,11 @@ def build_preference_pairs(
             **sampling,
         )
         scores, waveforms = [], {}
+        noise_seeds = [seed + index * 1000 + k for k in range(len(candidates))]
 
-        def vocode(k):
+        def vocode(k, candidates=candidates, waveforms=waveforms, noise_seeds=noise_seeds):
             if k not in waveforms:
-                noise = torch.Generator().manual_seed(seed + index * 1000 + k)
-                with model.voices.use(voice):
-                    wave = model.codes_to_waveform(candidates[k], voice_of, generator=noise, **(token2wav_kwargs or {}))
-                waveforms[k] = wave.float().cpu().numpy()
+                waveforms[k] = vocode_codes(model, candidates[k], voice_of, voice, noise_seeds[k], token2wav_kwargs)
             return waveforms[k]
 
         for k, codes in enumerate(candidates):
@@ -353,6 +351,14 @@ def build_preference_pairs(
     dataset = cast_audio_columns(Dataset.from_list(pairs))
     save_dataset_atomic(dataset, dataset_dir)
     return dataset
+
+
+def vocode_codes(model, codes, speaker, voice, seed: int, token2wav_kwargs: dict | None = None):
+    """Speech codes `(m,)` → float32 waveform `(samples,)` at 24 kHz (token2wav noise seeded by `seed`)."""
+    noise = torch.Generator().manual_seed(seed)
+    with model.voices.use(voice):
+        wave = model.codes_to_waveform(codes, speaker, generator=noise, **(token2wav_kwargs or {}))
+    return wave.float().cpu().numpy()
 
 
 def save_dataset_atomic(dataset: Dataset, directory: str | os.PathLike) -> None:

@@ -222,7 +222,9 @@ def realign_talker(
     before_free = free_running_agreement(model, targets, speaker)
     common = dict(max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed)
     if lora_config is not None:
-        figures = train_voice_adapter(model, examples, adapter_name, str(output_dir), lora_config, **common, **training_args)
+        figures = train_voice_adapter(
+            model, examples, adapter_name, str(output_dir), lora_config, **common, **training_args
+        )
         student, voice = model.voices.peft, adapter_name
     else:
         figures = train_full_talker(model, examples, str(output_dir), **common, **training_args)
