@@ -14,9 +14,9 @@ Tiny CPU run (random demo model; the thinker may be any fine-tuned copy of it):
     python recipes/talker_realign.py --config recipes/configs/talker_realign_tiny.yaml --thinker runs/sft_tiny
 
 `--prompts`: a .txt (one text per line, spoken as given), a .jsonl (`{"conversation": [...], "reply": ...}`; without
-"reply" the fine-tuned Thinker answers), or synthetic:N. Output: `final/` (the adapter, loadable with
-`model.voices.load`, or with full fine-tuning the whole model: fine-tuned Thinker + re-aligned Talker), its card,
-and `realign_metrics.json`.
+"reply" the fine-tuned Thinker answers), or synthetic:N. Output: `final/<adapter_name>/` (the adapter, loadable
+with `model.voices.load`) or with full fine-tuning `final/` (the whole model: fine-tuned Thinker + re-aligned
+Talker), each with its card, and `realign_metrics.json`.
 """
 
 import argparse

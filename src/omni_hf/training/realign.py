@@ -186,7 +186,7 @@ def train_full_talker(
     )  # fmt: skip
     talker.train()
     trainer = Trainer(model=talker, args=args, train_dataset=list(examples), data_collator=pad_talker_examples)
-    trainer.train(resume_from_checkpoint=training_args.get("resume_from_checkpoint"))
+    trainer.train()
     talker.eval()
     return {"steps": trainer.state.global_step, "trainable_parameters": sum(p.numel() for p in talker.parameters())}
 
@@ -230,8 +230,7 @@ def realign_talker(
         figures = train_full_talker(model, examples, str(output_dir), **common, **training_args)
         student, voice = model.talker, None
     after = code_agreement(student, examples)
-    with model.voices.use(voice):
-        after_free = free_running_agreement(model, targets, speaker)
+    after_free = free_running_agreement(model, targets, speaker, voice)  # with the adapter, if any
     return {
         "prompts": len(targets),
         "codes": int(sum(len(t["codes"]) for t in targets)),
