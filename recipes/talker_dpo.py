@@ -93,15 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_texts(source: str) -> list:
-    if source.startswith("synthetic:"):
-        words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
-        return [
-            f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
-            for i in range(int(source[10:]))
-        ]
-    path = Path(source)
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+    from omni_hf.training.pair_sources import read_prompts
+
+    return read_prompts(source)
 
 
 def main(argv=None) -> dict:

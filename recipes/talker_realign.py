@@ -32,44 +32,30 @@ logger = logging.get_logger("omni_hf.recipes.talker_realign")
 def parse_args(argv=None) -> argparse.Namespace:
     from omni_hf.training.recipe_logging import LOG_LEVELS
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = p.add_argument
-    add("--config", help="YAML file whose keys are these options (command-line flags win)")
-    add("--model", help="the ORIGINAL omni_hf model directory (its Thinker and Talker are the teacher)")
-    add("--thinker", help="the fine-tuned Thinker: a recipes/sft.py output folder or a full model folder")
-    add("--prompts", help="a .txt, a .jsonl (conversation + optional reply) or synthetic:N")
-    add("--speaker", default="Chelsie")
-    add("--talker_max_new_tokens", type=int, default=600, help="longest teacher speech (codes)")
-    add("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
-    add("--lora_r", type=int, default=16)
-    add("--lora_alpha", type=int, default=32)
-    add("--adapter_name", default="realigned")
-    add("--max_steps", type=int, default=500)
-    add("--learning_rate", type=float, default=2e-4)
-    add("--batch_size", type=int, default=4)
-    add("--logging_steps", type=int, default=10)
-    add("--seed", type=int, default=0)
-    add("--base_model", help="Hub id of the original model, for the card's base_model (default: --model if an id)")
-    add("--log_level", choices=LOG_LEVELS, help="default: TRANSFORMERS_VERBOSITY, else warning")
-    add("--output_dir", default="talker-realign")
-    add("--overwrite", action="store_true", help="write into a non-empty output_dir")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    option = parser.add_argument
+    option("--thinker", help="the fine-tuned Thinker: a recipes/sft.py output folder or a full model folder")
+    option("--model", help="the ORIGINAL omni_hf model directory (its Thinker and Talker are the teacher)")
+    option("--prompts", help="a .txt, a .jsonl (conversation + optional reply) or synthetic:N")
+    option("--talker_max_new_tokens", type=int, default=600, help="longest teacher speech (codes)")
+    option("--speaker", default="Chelsie")
+    option("--config", help="YAML file whose keys are these options (command-line flags win)")
+    option("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
+    option("--lora_r", type=int, default=16)
+    option("--lora_alpha", type=int, default=32)
+    option("--adapter_name", default="realigned")
+    option("--max_steps", type=int, default=500)
+    option("--learning_rate", type=float, default=2e-4)
+    option("--batch_size", type=int, default=4)
+    option("--logging_steps", type=int, default=10)
+    option("--seed", type=int, default=0)
+    option("--base_model", help="Hub id of the original model, for the card's base_model (default: --model if an id)")
+    option("--log_level", choices=LOG_LEVELS, help="default: TRANSFORMERS_VERBOSITY, else warning")
+    option("--output_dir", default="talker-realign")
+    option("--overwrite", action="store_true", help="write into a non-empty output_dir")
     from omni_hf.training.recipe_config import parse_with_config
 
-    return parse_with_config(p, argv, required=("model", "thinker", "prompts"))
-
-
-def read_prompts(source: str) -> list:
-    if source.startswith("synthetic:"):
-        words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
-        return [
-            f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
-            for i in range(int(source[10:]))
-        ]
-    path = Path(source)
-    if not path.is_file():
-        raise ValueError(f"--prompts {source!r}: no such file (a .txt, a .jsonl or synthetic:N)")
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+    return parse_with_config(parser, argv, required=("model", "thinker", "prompts"))
 
 
 def main(argv=None) -> dict:
@@ -78,6 +64,7 @@ def main(argv=None) -> dict:
 
     from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
+    from omni_hf.training.pair_sources import read_prompts
     from omni_hf.training.realign import load_thinker, realign_talker
     from omni_hf.training.recipe_config import check_output_dir
     from omni_hf.training.recipe_logging import apply_log_level, trainer_log_level

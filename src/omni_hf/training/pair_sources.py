@@ -148,6 +148,22 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def read_prompts(source: str) -> list:
+    """Prompts for the recipes: a .txt (one text per line), a .jsonl (texts or `{"conversation", "reply"}`), or
+    `synthetic:N` (N short punctuated sentences for tiny runs)."""
+    if source.startswith("synthetic:"):
+        words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
+        return [
+            f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
+            for i in range(int(source[10:]))
+        ]
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"prompts {source!r}: no such file (a .txt, a .jsonl or synthetic:N)")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+
+
 def is_hub_id(source: str) -> bool:
     parts = str(source).split("/")
     return len(parts) == 2 and all(parts) and not Path(source).exists()
@@ -233,5 +249,6 @@ __all__ = [
     "load_pairs",
     "load_speech_tokenizer",
     "pair_waveforms",
+    "read_prompts",
     "read_manifest",
 ]
