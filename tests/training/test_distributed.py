@@ -15,6 +15,7 @@ def test_talker_dpo_runs_data_parallel(tiny_model_dir, tiny_asr_dir, tmp_path):
     argv = ["--model", str(tiny_model_dir), "--asr", str(tiny_asr_dir), "--prompts", "synthetic:4", "--use_peft"]
     argv += ["--num_candidates", "3", "--talker_max_new_tokens", "8", "--token2wav_steps", "2", "--lora_r", "4"]
     argv += ["--max_steps", "2", "--batch_size", "1", "--logging_steps", "1", "--output_dir", str(out)]
+    argv += ["--log_level", "info"]  # the Trainer's batch-size line is info level (the default is warning)
     with socket.socket() as probe:  # a free port on the loopback for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
