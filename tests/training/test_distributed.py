@@ -28,7 +28,7 @@ def test_talker_dpo_runs_data_parallel(tiny_model_dir, tiny_asr_dir, tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "Total train batch size (w. parallel, distributed & accumulation) = 2" in log  # 2 processes x 1
-    metrics = json.loads(result.stdout[result.stdout.rindex("{\n") :])
+    metrics = json.loads(result.stdout[result.stdout.rindex("\n{\n") :])  # the last top-level JSON object
     assert result.stdout.count('"pairs"') == 1  # printed by the main process only
     assert metrics["steps"] == 2 and metrics["pairs"] >= 1
     assert (out / "final" / "adapter_model.safetensors").is_file()
