@@ -1,8 +1,12 @@
 """Talker DPO (Qwen2.5-Omni paper Section 4.3, Eq. 1): build ranked pairs of the Talker's own speech, then train.
 
-Pairs: K sampled candidates per prompt, vocoded, transcribed by an ASR model, ranked by WER then punctuation-pause
-error; best vs worst. The build is saved in shards under <output_dir>/pairs and resumes; `--pairs` loads a finished
-pair dataset instead. Training: TRL's DPOTrainer (sigmoid loss, β) on codec tokens conditioned on the Thinker track,
+Pairs: K sampled candidates per prompt, vocoded, transcribed by an ASR model, ranked by `--rank_by` (default WER
+then punctuation-pause error; `--speaker_similarity` adds the cosine of the model's own speaker embeddings); best vs
+worst, kept as codes and playable audio. The build is saved in shards under <output_dir>/pairs and resumes.
+`--pairs` trains from other pairs instead: a pair dataset folder, a .jsonl manifest of recordings judged by people
+(`chosen_audio` / `rejected_audio`, encoded with `--speech_tokenizer`) or a Hub dataset id (format:
+omni_hf/training/pair_sources.py). The prosody report (pitch and energy spread of chosen vs rejected speech, and of
+the `--eval_texts` samples before vs after training) is printed at the end. Training: TRL's DPOTrainer (sigmoid loss, β) on codec tokens conditioned on the Thinker track,
 LoRA (`--use_peft`, reference = adapters disabled) or full fine-tuning (reference = frozen copy). WER and pause error
 on `--eval_texts` are printed before and after.
 
@@ -43,7 +47,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--config", help="YAML file whose keys are these options (command-line flags win)")
     add("--model", help="omni_hf model directory (see `omni-hf convert`)")
     add("--prompts", help="texts to speak: a .txt (one per line), a .jsonl (text or conversation+reply), synthetic:N")
-    add("--pairs", help="a finished pair dataset (folder) to train on instead of building one")
+    add("--pairs", help="pairs to train on instead of building them: a dataset folder, a .jsonl manifest, a Hub id")
+    add("--pairs_split", default="train", help="split of a Hub dataset given as --pairs")
+    add("--speech_tokenizer", help="OmniSpeechTokenizer folder: encodes judged recordings (manifest / Hub) to codes")
+    add("--rank_by", default="wer,pause_error", help="ranking rule, e.g. 'wer,-speaker_similarity' or weights")
+    add("--speaker_similarity", action="store_true", help="score speaker similarity (model's speaker encoder)")
+    add("--base_model", help="Hub id of the base model for the card (default: --model when it is a Hub id)")
+    add(
+        "--log_level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="default: TRANSFORMERS_VERBOSITY",
+    )
     add("--asr", default=None, help="transformers ASR model id or path (default: openai/whisper-large-v3)")
     add("--num_candidates", type=int, default=4)
     add("--speaker", default="Chelsie")
@@ -79,15 +93,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_texts(source: str) -> list:
-    if source.startswith("synthetic:"):
-        words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
-        return [
-            f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
-            for i in range(int(source[10:]))
-        ]
-    path = Path(source)
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+    from omni_hf.training.pair_sources import read_prompts
+
+    return read_prompts(source)
 
 
 def main(argv=None) -> dict:
@@ -99,11 +107,15 @@ def main(argv=None) -> dict:
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.asr import build_transcriber
     from omni_hf.training.dpo import ADAPTER, TalkerDPOConfig, TalkerDPOTrainer, evaluate_talker_speech
-    from omni_hf.training.preference_pairs import build_preference_pairs, load_preference_pairs
+    from omni_hf.training.pair_sources import load_pairs
+    from omni_hf.training.preference_pairs import build_preference_pairs
     from omni_hf.training.recipe_config import check_output_dir
+    from omni_hf.training.recipe_logging import apply_log_level, trainer_log_level
+    from omni_hf.training.rewards import SpeakerSimilarity, SpeechScorer
     from omni_hf.voices.adapters import voice_lora_config
 
     args = parse_args(argv)
+    apply_log_level(args.log_level)
     output = check_output_dir(args.output_dir, args.overwrite, args.resume)
     set_seed(args.seed)
     # One process per GPU under `accelerate launch` (or per CPU process under torchrun: gloo).
@@ -114,20 +126,28 @@ def main(argv=None) -> dict:
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(args.model)
     vocode = {"num_inference_steps": args.token2wav_steps}
-    transcriber = build_transcriber(args.asr, device=device) if (args.prompts or args.eval_texts) else None
-    if args.pairs:
-        pairs = load_preference_pairs(args.pairs)
-    else:  # the main process builds (others then load what it saved)
-        with state.main_process_first():
+    needs_asr = bool(args.eval_texts) or (args.prompts and not args.pairs)
+    transcriber = build_transcriber(args.asr, device=device) if needs_asr else None
+    similarity = SpeakerSimilarity.from_model(model, args.speaker) if args.speaker_similarity else None
+    scorer = SpeechScorer(transcriber, speaker_similarity=similarity) if transcriber else None
+    with state.main_process_first():  # the main process builds or encodes (others then load what it saved)
+        if args.pairs:
+            pairs = load_pairs(
+                args.pairs, model, processor, args.speech_tokenizer, args.speaker, args.pairs_split,
+                save_to=None if Path(args.pairs).is_dir() else output / "pairs",
+            )  # fmt: skip
+        else:
             pairs = build_preference_pairs(
-                model, processor, read_texts(args.prompts), output / "pairs", transcriber=transcriber,
+                model, processor, read_texts(args.prompts), output / "pairs", scorer=scorer,
                 num_candidates=args.num_candidates, speaker=args.speaker, seed=args.seed,
                 talker_max_new_tokens=args.talker_max_new_tokens, token2wav_kwargs=vocode,
-                resume=args.resume or not state.is_main_process,
+                resume=args.resume or not state.is_main_process, rule=args.rank_by,
             )  # fmt: skip
     if args.pairs_repo_id and state.is_main_process:
-        pairs.push_to_hub(args.pairs_repo_id)
-    evaluate = dict(transcriber=transcriber, speaker=args.speaker, seed=args.seed, token2wav_kwargs=vocode)
+        from omni_hf.hub import push_preference_dataset
+
+        push_preference_dataset(pairs, args.pairs_repo_id, title=args.pairs_repo_id.split("/")[-1])
+    evaluate = dict(scorer=scorer, speaker=args.speaker, seed=args.seed, token2wav_kwargs=vocode)
     evaluate["max_new_tokens"] = args.talker_max_new_tokens
     eval_texts = read_texts(args.eval_texts) if args.eval_texts else []
     before = evaluate_talker_speech(model, processor, eval_texts, **evaluate) if eval_texts else None
@@ -141,6 +161,7 @@ def main(argv=None) -> dict:
         learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, logging_steps=args.logging_steps,
         save_steps=args.save_steps, save_total_limit=2, seed=args.seed, report_to=[],
+        log_level=trainer_log_level(args.log_level),
     )  # fmt: skip
     trainer = TalkerDPOTrainer(
         model,
@@ -153,8 +174,6 @@ def main(argv=None) -> dict:
     last = config.output_dir if args.resume and any(Path(config.output_dir).glob("checkpoint-*")) else None
     result = trainer.train(resume_from_checkpoint=bool(last) or None)
     saved = trainer.save_result(output / "final")
-    if trainer.is_world_process_zero():
-        trainer.create_model_card(model_name=args.adapter_name)
     history = [h for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "pairs": len(pairs), "steps": trainer.state.global_step, "train_loss": result.training_loss,
@@ -166,18 +185,33 @@ def main(argv=None) -> dict:
         after = evaluate_talker_speech(model, processor, eval_texts, voice=voice, **evaluate)
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}
+        if similarity is not None:
+            metrics |= {"speaker_similarity_before": before["speaker_similarity"]}
+            metrics |= {"speaker_similarity_after": after["speaker_similarity"]}
+    from omni_hf.training.dpo_report import finish_dpo_outputs
+
+    if trainer.is_world_process_zero():
+        prosody = finish_dpo_outputs(
+            trainer, pairs, saved, output, metrics, before, after if eval_texts else None, args.base_model or (
+                args.model if "/" in args.model and not Path(args.model).exists() else None
+            ),
+        )  # fmt: skip
+        metrics["prosody"] = prosody
+        print(format_prosody(prosody))
     if args.push_to_hub and trainer.is_world_process_zero():
         from omni_hf.training.recipe_config import push_output
 
-        card = Path(config.output_dir) / "README.md"  # TRL's card: the DPO run, citing the paper
-        if card.is_file() and not (saved / "README.md").is_file():
-            (saved / "README.md").write_text(card.read_text())
         metrics["pushed_to"] = push_output(saved, args.repo_id, "Talker DPO")
     if state.is_main_process:
         print(json.dumps(metrics, indent=2))
     return metrics
 
 
+def format_prosody(report: dict) -> str:
+    from omni_hf.training.prosody import format_prosody_report
+
+    return format_prosody_report(report)
+
+
 if __name__ == "__main__":
-    logging.set_verbosity_info()
     sys.exit(0 if main() else 1)

@@ -41,8 +41,9 @@ def test_recipe_end_to_end(recipe_run, new_model):
     }
     meta = json.loads((saved / "voice.json").read_text())
     assert meta["voice"] == "talker_dpo" and meta["talker"] == talker_fingerprint(new_model().talker)
-    card = (out / "checkpoints" / "README.md").read_text()
-    assert "2503.20215" in card and "Talker DPO" in card  # the TRL card cites the paper
+    card = (saved / "README.md").read_text()  # the adapter's own card, not PEFT's / TRL's templates
+    assert "2503.20215" in card and "# Talker DPO adapter `talker_dpo`" in card and "voice recipe" not in card
+    assert not list((out / "checkpoints").rglob("README.md"))
     model = new_model()
     assert model.voices.load(saved) == "talker_dpo"
 

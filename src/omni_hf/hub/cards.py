@@ -40,6 +40,13 @@ SECTION_TITLES = {
     "wer": "Word error rate",
 }
 META_KEYS = ("source", "hardware", "date", "notes")
+# Sections that concern only some artifacts (dropped from the others' cards); other sections show where given.
+SECTION_KINDS = {
+    "latency": {"model"},
+    "rtf": {"model", "token2wav"},
+    "parity": {"model", "thinker", "token2wav"},
+    "wer": {"model", "voice", "speakers", "dataset"},
+}
 BASE_TAGS = ["omni_hf", "qwen2.5-omni"]
 DEFAULT_LICENSE = "apache-2.0"
 NO_RESULTS = "No measurements were given when this card was generated."
@@ -127,6 +134,11 @@ def results_markdown(results: Mapping) -> str:
     return "\n\n".join(parts)
 
 
+def results_for(kind: str, results: Mapping) -> dict:
+    """The sections of `results` that concern an artifact of `kind` (`SECTION_KINDS`)."""
+    return {name: values for name, values in results.items() if kind in SECTION_KINDS.get(name, {kind})}
+
+
 def _hub_id(value) -> str | None:
     """A Hub repo id usable as `base_model` (local paths are not)."""
     if not value or Path(str(value)).exists():
@@ -161,7 +173,7 @@ def render_card(
     values = {
         "repo_id": repo_id,
         "title": title or repo_id.split("/")[-1],
-        "results_markdown": results_markdown(load_results(results)),
+        "results_markdown": results_markdown(results_for(kind, load_results(results))),
         "license_note": LICENSE_NOTES.get(license, f"License: {license}."),
         "thinker_max_new_tokens": 128,
         "talker_max_new_tokens": 2048,
@@ -173,6 +185,8 @@ def render_card(
             tags=tag_list,
             task_categories=["text-to-speech"],
             pretty_name=values["title"],
+            configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+            **({"dataset_info": details.pop("dataset_info")} if details.get("dataset_info") else {}),
             **({"source_datasets": list(datasets)} if datasets else {}),
         )
         return DatasetCard.from_template(data, template_path=str(path), **values)
@@ -217,4 +231,13 @@ def count_parameters(module) -> str:
     return str(total)
 
 
-__all__ = ["TEMPLATES", "count_parameters", "load_results", "render_card", "results_markdown", "templates_dir"]
+__all__ = [
+    "SECTION_KINDS",
+    "TEMPLATES",
+    "count_parameters",
+    "load_results",
+    "render_card",
+    "results_for",
+    "results_markdown",
+    "templates_dir",
+]

@@ -317,62 +317,58 @@ def push_preference_dataset(
     dry_run: bool = False,
     **card,
 ) -> CommitInfo:
-    """Push a preference `datasets.Dataset` (or a `save_to_disk` folder) with `Dataset.push_to_hub`, then its card.
+    """Push preference pairs with their card in ONE commit: a `datasets.Dataset`, a `save_to_disk` folder, or what
+    `recipes/talker_dpo.py` writes (`<output_dir>/pairs`, holding `dataset/`).
 
-    The card is rendered and checked before any upload. `Dataset.push_to_hub` makes its own commit, so the card
-    is a second commit; if that one fails, `PushError` says so (the data is then on the Hub without the card).
+    Accepted columns: the Talker pair format (`omni_hf.training.pair_sources`: `chosen_codes` / `rejected_codes`
+    and the Thinker ids, playable `chosen_audio` / `rejected_audio` kept), judged recordings only (`chosen_audio` /
+    `rejected_audio` + `text`; the DPO recipe encodes them) or TRL's (`chosen` / `rejected`). The rows
+    are written as one Parquet file (`data/train-00000-of-00001.parquet`, features in its metadata) next to the
+    card, whose `configs` entry points `load_dataset(repo_id)` at it.
     """
     import datasets as hf_datasets
-    from huggingface_hub import DatasetCard
 
     if isinstance(dataset, (str, os.PathLike)):
-        if not Path(dataset).is_dir():
-            raise FileNotFoundError(f"{dataset} is not a folder saved with Dataset.save_to_disk")
-        dataset = hf_datasets.load_from_disk(str(dataset))
+        folder = Path(dataset) / "dataset" if (Path(dataset) / "dataset").is_dir() else Path(dataset)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{dataset} is not a folder saved with Dataset.save_to_disk (or a pair build)")
+        dataset = hf_datasets.load_from_disk(str(folder))
     if not isinstance(dataset, hf_datasets.Dataset):
         raise TypeError(
             f"push_preference_dataset takes a datasets.Dataset or its folder, got {type(dataset).__name__}"
         )
-    missing = {"chosen", "rejected"} - set(dataset.column_names)
-    if missing:
-        raise ValueError(f"A preference dataset needs 'chosen' and 'rejected' columns; missing {sorted(missing)}")
-    check_repo_id(repo_id)
-    token = None if dry_run else resolve_token(token)
+    columns = set(dataset.column_names)
+    accepted = ({"chosen_codes", "rejected_codes"}, {"chosen_audio", "rejected_audio"}, {"chosen", "rejected"})
+    if not any(pair <= columns for pair in accepted):
+        raise ValueError(
+            "A preference dataset needs 'chosen_codes' and 'rejected_codes' (Talker pairs), 'chosen_audio' and "
+            f"'rejected_audio' (judged recordings) or 'chosen' and 'rejected' (TRL) columns; it has {sorted(columns)}"
+        )
+    if dataset.num_rows == 0:
+        raise ValueError("push_preference_dataset: the dataset has no rows")
+    sources = {}
+    for source in dataset["source"] if "source" in columns else []:
+        sources[source] = sources.get(source, 0) + 1
     text = render_card(
         "dataset",
         repo_id,
         results=results,
         num_rows=dataset.num_rows,
         columns=[(name, str(feature)) for name, feature in dataset.features.items()],
+        sources=sources,
+        dataset_info={  # features travel in the Parquet file's metadata
+            "splits": [{"name": "train", "num_bytes": dataset.data.nbytes, "num_examples": dataset.num_rows}],
+        },
         **card,
     )
-    if dry_run:
-        return text
-    api = HfApi(token=token)
-    created = False
-    try:
-        created = not api.repo_exists(repo_id, repo_type="dataset")
-        data_commit = dataset.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        if created:
-            _delete_quietly(api, repo_id, "dataset")
-        raise PushError(f"Pushing the dataset to {repo_id} failed, nothing was published: {error}") from error
-    try:  # keep the YAML that push_to_hub wrote (configs, dataset_info) and add ours and our text
-        pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
-        ours = DatasetCard(str(text))
-        merged = pushed.data.to_dict() | ours.data.to_dict()
-        final = DatasetCard(f"---\n{type(ours.data)(**merged).to_yaml()}\n---\n{ours.text}")
-        return api.create_commit(
-            repo_id,
-            [CommitOperationAdd(CARD_FILE, str(final).encode())],
-            commit_message="Add the dataset card",
-            repo_type="dataset",
-            parent_commit=data_commit.oid,
+    with _staged(repo_id, token, dry_run) as stage:
+        if dry_run:
+            return text
+        (Path(stage) / "data").mkdir()
+        dataset.to_parquet(str(Path(stage) / "data" / "train-00000-of-00001.parquet"))
+        return upload_folder_as_commit(
+            stage, repo_id, text, token=token, repo_type="dataset", private=private, commit_message=commit_message
         )
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise PushError(
-            f"The dataset was pushed to {repo_id} (commit {data_commit.oid}) but its card upload failed: {error}"
-        ) from error
 
 
 def _pipeline_parameters(pipeline) -> str:

@@ -33,6 +33,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from .preference_pairs import check_pair_dataset, encode_media_prompt, has_media, prepare_prompt, sample_candidates
+from .prosody import prosody_summary
 from .rewards import SpeechScorer
 from .talker_data import talker_training_example, thinker_track
 
@@ -331,6 +332,10 @@ class TalkerDPOTrainer(DPOTrainer):
         with _projected_backbone(self._talkers()):
             return super().compute_ref_log_probs(model, inputs)
 
+    def create_model_card(self, *args, **kwargs):
+        """No TRL template card in the checkpoints: the recipe writes the result's own card (`dpo_report`)."""
+        return None
+
     # ------------------------------------------------------------------ results
     def save_result(self, directory: str | Path) -> Path:
         """Save what was trained: the adapter (`model.voices.save`, loadable with `model.voices.load`) or, for full
@@ -360,14 +365,16 @@ def evaluate_talker_speech(
     **sampling,
 ) -> dict:
     """Mean WER and punctuation-pause error of the Talker speaking `texts` (greedy unless `sampling` says
-    otherwise; token2wav noise seeded), e.g. before and after DPO. Returns `wer`, `pause_error`, `per_text`."""
+    otherwise; token2wav noise seeded), e.g. before and after DPO. Returns `wer`, `pause_error`, `per_text`,
+    `prosody` (`prosody_summary` of the spoken samples: pitch and energy spread) and `speaker_similarity` (mean,
+    None unless the scorer measures it)."""
     if not texts:
         raise ValueError("texts is empty: give at least one text to speak")
     scorer = scorer or SpeechScorer(transcriber)
     sampling = {"do_sample": False, **sampling}
     model_was_training = model.training
     model.eval()
-    rows = []
+    rows, waves = [], []
     for i, text in enumerate(texts):
         row = prepare_prompt(model, processor, text, i)
         torch.manual_seed(seed + i)
@@ -390,12 +397,17 @@ def evaluate_talker_speech(
                     codes, model.speakers[speaker], generator=noise, **(token2wav_kwargs or {})
                 )
             waveform = wave.float().cpu().numpy()
+            waves.append(waveform)
         score = scorer(row["text"], codes.tolist(), waveform, 24000)
         rows.append({"text": row["text"], "wer": score.wer, "pause_error": score.pause_error, "codes": len(codes)})
+        rows[-1]["speaker_similarity"] = score.speaker_similarity
     model.train(model_was_training)
+    similarities = [r["speaker_similarity"] for r in rows if r["speaker_similarity"] is not None]
     return {
         "wer": float(np.mean([r["wer"] for r in rows])),
         "pause_error": float(np.mean([r["pause_error"] for r in rows])),
+        "speaker_similarity": float(np.mean(similarities)) if similarities else None,
+        "prosody": prosody_summary(waves, 24000) if waves else None,
         "per_text": rows,
     }
 

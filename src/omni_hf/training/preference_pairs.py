@@ -3,8 +3,10 @@ best and the worst.
 
 For each prompt the Thinker runs once, teacher-forced over prompt + reply; the Talker then samples K code sequences
 in one batched `generate` (official sampling: top-k 40, top-p 0.8, temperature 0.9, repetition penalty 1.05), each
-is vocoded by token2wav and scored (`SpeechScorer`: ASR → WER, energy pauses → punctuation-pause error). Work is
-saved in shards as it goes, so an interrupted build resumes where it stopped; the result is a `datasets.Dataset`.
+is vocoded by token2wav and scored (`SpeechScorer`: ASR → WER, energy pauses → punctuation-pause error, optionally
+speaker similarity), ranked by a `RankingRule`. Work is saved in shards (and the chosen/rejected speech as WAV files)
+as it goes, so an interrupted build resumes where it stopped; the result is a `datasets.Dataset` in the pair format
+of `omni_hf.training.pair_sources` (codes, playable audio, scores).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..talker.talker_inputs import build_talker_inputs
-from .rewards import SpeechScorer, rank_candidates
+from .pair_audio import cast_audio_columns, wav_entry
+from .rewards import RankingRule, SpeechScorer, rank_candidates
 from .talker_data import repeat_layout, thinker_track
 from .voice_lora import DEFAULT_PROMPT
 
@@ -29,7 +32,7 @@ logger = logging.get_logger(__name__)
 
 SAMPLING_RATE = 24000  # token2wav output
 TRAINING_COLUMNS = ("thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id", "chosen_codes", "rejected_codes")
-STATE_FILE, SHARDS, DATASET = "state.json", "shards", "dataset"
+STATE_FILE, SHARDS, DATASET, AUDIO = "state.json", "shards", "dataset", "audio"
 
 
 def has_media(conversation) -> bool:
@@ -190,6 +193,8 @@ def build_preference_pairs(
     save_every: int = 8,
     resume: bool = True,
     template: str = DEFAULT_PROMPT,
+    rule: RankingRule | str | None = None,
+    keep_audio: bool = True,
 ) -> Dataset:
     """Build (chosen, rejected) Talker speech pairs for `prompts` and save them as a `datasets.Dataset`.
 
@@ -200,8 +205,11 @@ def build_preference_pairs(
             final `dataset/` (`Dataset.save_to_disk`, written to a temporary folder and renamed).
         scorer: `(text, codes, waveform, sampling_rate) -> CandidateScore`; default `SpeechScorer(transcriber)`.
             A scorer with `needs_audio = False` gets `waveform=None` (no vocoding).
-        num_candidates: K >= 2 samples per prompt; the best and the worst by (WER, pause error) form the pair,
-            prompts whose candidates all tie give none (candidates with no codes are scored but never paired).
+        num_candidates: K >= 2 samples per prompt; the best and the worst by `rule` form the pair, prompts whose
+            candidates all tie give none (candidates with no codes are scored but never paired).
+        rule: a `RankingRule` or its text (`"wer,pause_error"` by default; e.g. `"wer,-speaker_similarity"` or
+            `"wer=1,pause_error=0.1,speaker_similarity=-2"`).
+        keep_audio: store the chosen and rejected speech as playable WAV (`chosen_audio` / `rejected_audio`).
         seed: candidates of prompt i are sampled with seed `seed + i` (a resumed build samples the same ones).
         resume: continue a build in `output_dir` (same prompts and settings); False needs an empty `output_dir`.
 
@@ -210,7 +218,10 @@ def build_preference_pairs(
         `use_audio_in_video`, `speaker`, `speaker_bos_id`,
         `chosen_codes`, `rejected_codes`, `chosen_wer`, `rejected_wer`, `chosen_pause_error`,
         `rejected_pause_error`, `chosen_transcript`, `rejected_transcript`, `candidate_wers`,
-        `candidate_pause_errors`, `prompt_index`.
+        `candidate_pause_errors`, `prompt_index`, `source` ("talker_samples"), `chosen_score` / `rejected_score`
+        (the rule's score, lower is better), `chosen_scores` / `rejected_scores` (every metric, JSON),
+        `chosen_speaker_similarity` / `rejected_speaker_similarity` (when measured), and with `keep_audio`
+        `chosen_audio` / `rejected_audio` (`Audio(decode=False)`: WAV bytes at 24 kHz).
     """
     if not isinstance(num_candidates, int) or num_candidates < 2:
         raise ValueError(f"num_candidates must be an integer K >= 2 (best vs worst), got {num_candidates!r}")
@@ -222,9 +233,11 @@ def build_preference_pairs(
         scorer = SpeechScorer(transcriber, pause_config)
     if speaker not in model.speakers:
         raise ValueError(f"speaker {speaker!r} is not one of the model's speakers {list(model.speakers)}")
+    rule = RankingRule.parse(rule)
     sampling = dict(talker_sampling or {})
     settings = dict(k=num_candidates, speaker=speaker, voice=voice, seed=seed, max_new=talker_max_new_tokens)
     settings["sampling"], settings["template"] = sampling, template
+    settings["rule"], settings["keep_audio"] = str(rule), keep_audio
     fingerprint = _fingerprint(prompts, settings)
     out = Path(output_dir)
     state_path = out / STATE_FILE
@@ -239,6 +252,7 @@ def build_preference_pairs(
     elif out.exists() and any(out.iterdir()):
         raise ValueError(f"output_dir {str(out)!r} is not empty and holds no pair build ({STATE_FILE} missing)")
     (out / SHARDS).mkdir(parents=True, exist_ok=True)
+    (out / AUDIO).mkdir(exist_ok=True)
     records = _read_records(out)
     if [r["index"] for r in records] != list(range(len(records))):
         raise ValueError(f"{out / SHARDS} is inconsistent (missing prompts): rebuild in a new directory")
@@ -274,21 +288,38 @@ def build_preference_pairs(
             media=media,
             **sampling,
         )
-        scores = []
+        scores, waveforms = [], {}
+        noise_seeds = [seed + index * 1000 + k for k in range(len(candidates))]
+
+        def vocode(k, candidates=candidates, waveforms=waveforms, noise_seeds=noise_seeds):
+            if k not in waveforms:
+                waveforms[k] = vocode_codes(model, candidates[k], voice_of, voice, noise_seeds[k], token2wav_kwargs)
+            return waveforms[k]
+
         for k, codes in enumerate(candidates):
-            waveform = None
-            if getattr(scorer, "needs_audio", True):
-                noise = torch.Generator().manual_seed(seed + index * 1000 + k)
-                waveform = model.codes_to_waveform(codes, voice_of, generator=noise, **(token2wav_kwargs or {}))
-                waveform = waveform.float().cpu().numpy()
+            waveform = vocode(k) if getattr(scorer, "needs_audio", True) else None
             scores.append(scorer(row["text"], codes.tolist(), waveform, SAMPLING_RATE))
         usable = [k for k, codes in enumerate(candidates) if codes.numel() > 0]  # a pair side needs >= 1 code
-        ranked = rank_candidates([scores[k] for k in usable]) if len(usable) >= 2 else None
+        ranked = rank_candidates([scores[k] for k in usable], rule) if len(usable) >= 2 else None
         record = {"index": index, "pair": None}
         if ranked is not None:
             best, worst = usable[ranked[0]], usable[ranked[1]]
+            files = {}
+            for side, k in (("chosen", best), ("rejected", worst)):
+                if keep_audio:
+                    name = f"{index:07d}-{side}.wav"
+                    entry = wav_entry(vocode(k), SAMPLING_RATE, name)
+                    (out / AUDIO / name).write_bytes(entry["bytes"])
+                    files[f"{side}_audio"] = name
+                metrics = scores[k].metrics()
+                files[f"{side}_scores"] = json.dumps(metrics)
+                files[f"{side}_score"] = rule.score(scores[k])
+                if "speaker_similarity" in metrics:
+                    files[f"{side}_speaker_similarity"] = metrics["speaker_similarity"]
             record["pair"] = {
                 **row,
+                **files,
+                "source": "talker_samples",
                 "prompt_index": index,
                 "speaker": speaker,
                 "speaker_bos_id": voice_of.bos_token_id,
@@ -313,9 +344,21 @@ def build_preference_pairs(
     if not pairs:
         raise ValueError(f"no preference pairs: every prompt's {num_candidates} candidates tied; sample more (K)")
     logger.info(f"{len(pairs)} pairs from {len(prompts)} prompts ({len(prompts) - len(pairs)} ties dropped)")
-    dataset = Dataset.from_list(pairs)
+    if keep_audio:
+        for pair in pairs:
+            for side in ("chosen_audio", "rejected_audio"):
+                pair[side] = {"bytes": (out / AUDIO / pair[side]).read_bytes(), "path": pair[side]}
+    dataset = cast_audio_columns(Dataset.from_list(pairs))
     save_dataset_atomic(dataset, dataset_dir)
     return dataset
+
+
+def vocode_codes(model, codes, speaker, voice, seed: int, token2wav_kwargs: dict | None = None):
+    """Speech codes `(m,)` → float32 waveform `(samples,)` at 24 kHz (token2wav noise seeded by `seed`)."""
+    noise = torch.Generator().manual_seed(seed)
+    with model.voices.use(voice):
+        wave = model.codes_to_waveform(codes, speaker, generator=noise, **(token2wav_kwargs or {}))
+    return wave.float().cpu().numpy()
 
 
 def save_dataset_atomic(dataset: Dataset, directory: str | os.PathLike) -> None:

@@ -7,8 +7,12 @@
   each expected pause is placed on the voiced span in proportion to the characters before its mark, and matched to
   the nearest unused silence within a tolerance. The error is the number of expected pauses with no silence plus
   the number of silences at no punctuation.
-* Rank: WER first, the pause error breaks ties; the best and the worst candidate become (chosen, rejected); if they
-  tie on both, the prompt gives no pair.
+* Speaker similarity: cosine of speaker embeddings of the candidate and of the voice's reference, from the model's
+  own ECAPA speaker encoder (token2wav's DiT) or any pluggable `embed(waveform, sampling_rate) -> vector`.
+  Ranking by WER alone can flatten prosody and drift the voice; this keeps the voice in the ranking.
+* Rank: a `RankingRule` over those metrics, lexicographic (default `wer,pause_error`: WER first, the pause error
+  breaks ties) or a weighted sum (`wer=1,pause_error=0.1,speaker_similarity=-2`); the best and the worst candidate
+  become (chosen, rejected); if they tie, the prompt gives no pair.
 """
 
 from __future__ import annotations
@@ -154,25 +158,157 @@ def pause_error(text: str, waveform, sampling_rate: int, config: PauseConfig | N
 
 @dataclass
 class CandidateScore:
-    """The scores of one spoken candidate (lower is better)."""
+    """The scores of one spoken candidate: `wer` and `pause_error` (lower is better), `speaker_similarity` (cosine,
+    higher is better; None when not measured), `extra` any other metric a ranking rule may name."""
 
     wer: float
     pause_error: float
     transcript: str = ""
     extra: dict = field(default_factory=dict)
+    speaker_similarity: float | None = None
 
     @property
-    def key(self) -> tuple[float, float]:
-        return (round(self.wer, 6), round(self.pause_error, 6))
+    def key(self) -> tuple[float, ...]:
+        return DEFAULT_RULE.key(self)
+
+    def metrics(self) -> dict[str, float]:
+        """Every measured metric by name (`wer`, `pause_error`, `speaker_similarity` when set, `extra`)."""
+        values = {"wer": float(self.wer), "pause_error": float(self.pause_error)}
+        if self.speaker_similarity is not None:
+            values["speaker_similarity"] = float(self.speaker_similarity)
+        return values | {k: float(v) for k, v in self.extra.items()}
 
 
-def rank_candidates(scores: list[CandidateScore]) -> tuple[int, int] | None:
-    """`(best, worst)` indices by (WER, pause error), or None when the best and the worst tie (no preference)."""
+@dataclass(frozen=True)
+class RankingRule:
+    """How candidates are ordered (smallest key first = best).
+
+    Args:
+        terms: `(metric, weight)` pairs; a negative weight means "higher is better" (speaker similarity).
+        mode: `"lexicographic"` (the first metric decides, the next break ties; weights only give the direction)
+            or `"weighted"` (one score: the weighted sum).
+    """
+
+    terms: tuple[tuple[str, float], ...] = (("wer", 1.0), ("pause_error", 1.0))
+    mode: str = "lexicographic"
+
+    def __post_init__(self):
+        if self.mode not in ("lexicographic", "weighted"):
+            raise ValueError(f"ranking mode must be 'lexicographic' or 'weighted', got {self.mode!r}")
+        if not self.terms or any(not name or weight == 0 for name, weight in self.terms):
+            raise ValueError(f"a ranking rule needs metrics with non-zero weights, got {self.terms!r}")
+
+    @classmethod
+    def parse(cls, spec: str | RankingRule | None) -> RankingRule:
+        """`"wer,pause_error,-speaker_similarity"` → lexicographic (`-` = higher is better);
+        `"wer=1,pause_error=0.1,speaker_similarity=-2"` → weighted sum. None → the default (WER, then pauses)."""
+        if spec is None or isinstance(spec, RankingRule):
+            return spec or DEFAULT_RULE
+        parts = [p.strip() for p in str(spec).split(",") if p.strip()]
+        if not parts:
+            raise ValueError(f"ranking rule {spec!r} names no metric")
+        weighted = ["=" in p for p in parts]
+        if any(weighted) and not all(weighted):
+            raise ValueError(f"ranking rule {spec!r}: give every metric a weight (name=w) or none")
+        terms = []
+        for part in parts:
+            if all(weighted):
+                name, _, weight = part.partition("=")
+                try:
+                    terms.append((name.strip(), float(weight)))
+                except ValueError:
+                    raise ValueError(f"ranking rule {spec!r}: weight of {name.strip()!r} is not a number") from None
+            else:
+                terms.append((part.lstrip("+-"), -1.0 if part.startswith("-") else 1.0))
+        return cls(tuple(terms), "weighted" if all(weighted) else "lexicographic")
+
+    @property
+    def metrics(self) -> list[str]:
+        return [name for name, _ in self.terms]
+
+    def key(self, score: CandidateScore) -> tuple[float, ...]:
+        values = score.metrics()
+        missing = [name for name in self.metrics if name not in values]
+        if missing:
+            raise ValueError(
+                f"ranking rule needs {missing} but the scorer measured only {sorted(values)} "
+                "(speaker_similarity needs SpeechScorer(..., speaker_similarity=SpeakerSimilarity(...)))"
+            )
+        if self.mode == "weighted":
+            return (round(sum(w * values[n] for n, w in self.terms), 6),)
+        return tuple(round((1 if w > 0 else -1) * values[n], 6) for n, w in self.terms)
+
+    def score(self, score: CandidateScore) -> float:
+        """One number per candidate (lower is better): the weighted sum, or the first metric (lexicographic)."""
+        return float(self.key(score)[0])
+
+    def __str__(self) -> str:
+        if self.mode == "weighted":
+            return ",".join(f"{n}={w:g}" for n, w in self.terms)
+        return ",".join(("-" if w < 0 else "") + n for n, w in self.terms)
+
+
+DEFAULT_RULE = RankingRule()
+
+
+def rank_candidates(scores: list[CandidateScore], rule: RankingRule | str | None = None) -> tuple[int, int] | None:
+    """`(best, worst)` indices by `rule` (default: WER, then pause error), or None when they tie (no preference)."""
     if len(scores) < 2:
         raise ValueError(f"ranking needs at least 2 candidates, got {len(scores)}")
-    order = sorted(range(len(scores)), key=lambda i: scores[i].key)
+    rule = RankingRule.parse(rule)
+    keys = [rule.key(s) for s in scores]
+    order = sorted(range(len(scores)), key=lambda i: keys[i])
     best, worst = order[0], order[-1]
-    return None if scores[best].key == scores[worst].key else (best, worst)
+    return None if keys[best] == keys[worst] else (best, worst)
+
+
+class SpeakerSimilarity:
+    """Cosine similarity of a candidate's speaker embedding to a reference voice's (higher = closer voice).
+
+    `SpeakerSimilarity.from_model(model, speaker)` uses the model's own ECAPA speaker encoder (token2wav's DiT, on
+    the 24 kHz log-mel of `omni_hf.token2wav.mel`) and the speaker's reference mel. Any other embedder plugs in:
+    `SpeakerSimilarity(embed, reference)` with `embed(waveform float32 (samples,), sampling_rate) -> (dim,)` and
+    `reference` a `(dim,)` vector (or a waveform with `reference_rate`).
+    """
+
+    def __init__(self, embed, reference, reference_rate: int | None = None):
+        if not callable(embed):
+            raise ValueError(f"embed must be callable (waveform, sampling_rate) -> vector, got {type(embed).__name__}")
+        self.embed = embed
+        reference = np.asarray(reference, dtype=np.float32)
+        self.reference = embed(reference, reference_rate) if reference_rate else reference.reshape(-1)
+
+    @classmethod
+    def from_model(cls, model, speaker: str = "Chelsie") -> SpeakerSimilarity:
+        import torch
+
+        from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
+
+        if speaker not in model.speakers:
+            raise ValueError(f"speaker {speaker!r} is not one of the model's speakers {list(model.speakers)}")
+        encoder = model.token2wav.dit.input_embed.spk_encoder
+        rate = MelSettings().sampling_rate
+
+        @torch.no_grad()
+        def encode_mel(mel):
+            weight = next(encoder.parameters())
+            return encoder(mel.to(weight.device, weight.dtype)).float().cpu().numpy()[0]
+
+        def embed(waveform, sampling_rate):
+            audio = resample(np.asarray(waveform, dtype=np.float32), int(sampling_rate), rate)
+            return encode_mel(log_mel_spectrogram(torch.from_numpy(audio)))
+
+        return cls(embed, encode_mel(torch.as_tensor(model.speakers[speaker].ref_mel)))
+
+    def __call__(self, waveform, sampling_rate: int) -> float:
+        audio = _check_audio(waveform, sampling_rate)
+        if audio.size < sampling_rate // 50:
+            return 0.0  # under one code of speech: no voice to compare
+        vector = np.asarray(self.embed(audio, sampling_rate), dtype=np.float32).reshape(-1)
+        if vector.shape != self.reference.shape:
+            raise ValueError(f"speaker embedding shape {vector.shape} != reference shape {self.reference.shape}")
+        denominator = float(np.linalg.norm(vector) * np.linalg.norm(self.reference)) or 1e-12
+        return float(np.dot(vector, self.reference) / denominator)
 
 
 class SpeechScorer:
@@ -183,23 +319,30 @@ class SpeechScorer:
 
     needs_audio = True
 
-    def __init__(self, transcriber, pause_config: PauseConfig | None = None):
+    def __init__(self, transcriber, pause_config: PauseConfig | None = None, speaker_similarity=None):
         self.transcriber = transcriber
         self.pause_config = pause_config or PauseConfig()
+        self.speaker_similarity = speaker_similarity
 
     def __call__(self, text: str, codes, waveform, sampling_rate: int) -> CandidateScore:
         audio = _check_audio(waveform, sampling_rate)
         transcript = self.transcriber(audio, sampling_rate) if audio.size else ""
+        similarity = None
+        if self.speaker_similarity is not None:
+            similarity = self.speaker_similarity(audio, sampling_rate) if audio.size else 0.0
         return CandidateScore(
             wer=word_error_rate(text, transcript),
             pause_error=float(pause_error(text, audio, sampling_rate, self.pause_config)),
             transcript=transcript,
+            speaker_similarity=similarity,
         )
 
 
 __all__ = [
     "CandidateScore",
     "PauseConfig",
+    "RankingRule",
+    "SpeakerSimilarity",
     "SpeechScorer",
     "detect_pauses",
     "expected_pause_positions",

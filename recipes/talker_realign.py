@@ -1,0 +1,120 @@
+"""Talker re-alignment after Thinker fine-tuning: the Talker learns to speak the fine-tuned Thinker's replies as the
+original model would (original Talker on the original Thinker = teacher, its greedy codes = teacher-forced targets).
+
+Fine-tuning the Thinker (recipes/sft.py) moves the hidden states the Talker reads, and the original Talker's speech
+of the new replies drifts. This recipe trains a LoRA adapter (`--use_peft`) or the whole Talker on the fine-tuned
+Thinker's track and prints the share of codes that match the teacher: original pair, after the SFT, re-aligned.
+
+    python recipes/sft.py --config recipes/configs/sft.yaml --model ./omni-7b --output_dir sft-thinker
+    accelerate launch recipes/talker_realign.py --config recipes/configs/talker_realign.yaml \
+        --model ./omni-7b --thinker sft-thinker --prompts my_prompts.jsonl --output_dir realigned
+
+Tiny CPU run (random demo model; the thinker may be any fine-tuned copy of it):
+
+    python recipes/talker_realign.py --config recipes/configs/talker_realign_tiny.yaml --thinker runs/sft_tiny
+
+`--prompts`: a .txt (one text per line, spoken as given), a .jsonl (`{"conversation": [...], "reply": ...}`; without
+"reply" the fine-tuned Thinker answers), or synthetic:N. Output: `final/<adapter_name>/` (the adapter, loadable
+with `model.voices.load`) or with full fine-tuning `final/` (the whole model: fine-tuned Thinker + re-aligned
+Talker), each with its card, and `realign_metrics.json`.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from transformers.utils import logging
+
+logger = logging.get_logger("omni_hf.recipes.talker_realign")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from omni_hf.training.recipe_logging import LOG_LEVELS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    option = parser.add_argument
+    option("--thinker", help="the fine-tuned Thinker: a recipes/sft.py output folder or a full model folder")
+    option("--model", help="the ORIGINAL omni_hf model directory (its Thinker and Talker are the teacher)")
+    option("--prompts", help="a .txt, a .jsonl (conversation + optional reply) or synthetic:N")
+    option("--talker_max_new_tokens", type=int, default=600, help="longest teacher speech (codes)")
+    option("--speaker", default="Chelsie")
+    option("--config", help="YAML file whose keys are these options (command-line flags win)")
+    option("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
+    option("--lora_r", type=int, default=16)
+    option("--lora_alpha", type=int, default=32)
+    option("--adapter_name", default="realigned")
+    option("--max_steps", type=int, default=500)
+    option("--learning_rate", type=float, default=2e-4)
+    option("--batch_size", type=int, default=4)
+    option("--logging_steps", type=int, default=10)
+    option("--seed", type=int, default=0)
+    option("--base_model", help="Hub id of the original model, for the card's base_model (default: --model if an id)")
+    option("--log_level", choices=LOG_LEVELS, help="default: TRANSFORMERS_VERBOSITY, else warning")
+    option("--output_dir", default="talker-realign")
+    option("--overwrite", action="store_true", help="write into a non-empty output_dir")
+    from omni_hf.training.recipe_config import parse_with_config
+
+    return parse_with_config(parser, argv, required=("model", "thinker", "prompts"))
+
+
+def main(argv=None) -> dict:
+    import torch
+    from transformers import set_seed
+
+    from omni_hf import OmniForConditionalGeneration
+    from omni_hf.processing import OmniProcessor
+    from omni_hf.training.pair_sources import read_prompts
+    from omni_hf.training.realign import load_thinker, realign_talker
+    from omni_hf.training.recipe_config import check_output_dir
+    from omni_hf.training.recipe_logging import apply_log_level, trainer_log_level
+    from omni_hf.voices.adapters import voice_lora_config
+
+    args = parse_args(argv)
+    apply_log_level(args.log_level)
+    prompts = read_prompts(args.prompts)
+    output = check_output_dir(args.output_dir, args.overwrite)
+    set_seed(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    processor = OmniProcessor.from_pretrained(args.model)
+    tuned = load_thinker(args.thinker, dtype=dtype).to(device)
+    lora = voice_lora_config(r=args.lora_r, alpha=args.lora_alpha) if args.use_peft else None
+    metrics = realign_talker(
+        model, processor, prompts, tuned, output / "checkpoints", lora_config=lora, adapter_name=args.adapter_name,
+        speaker=args.speaker, max_new_tokens=args.talker_max_new_tokens, max_steps=args.max_steps,
+        learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
+        logging_steps=args.logging_steps, save_strategy="no", log_level=trainer_log_level(args.log_level),
+    )  # fmt: skip
+    from omni_hf.training.card_figures import realign_results, write_card
+
+    final = output / "final"
+    base = args.base_model or (args.model if "/" in args.model and not Path(args.model).exists() else None)
+    if args.use_peft:
+        saved = model.voices.save(args.adapter_name, final)
+        card = model.voices.card(
+            args.adapter_name, f"YOUR_USER/{args.adapter_name}", results=realign_results(metrics), base_model=base,
+            heading=f"Re-aligned Talker adapter `{args.adapter_name}`", trained_with="Talker re-alignment recipe",
+        )  # fmt: skip
+    else:
+        saved = final
+        model.save_pretrained(final)
+        processor.save_pretrained(final)
+        from omni_hf.hub.cards import count_parameters, render_card
+
+        card = render_card(
+            "model", "YOUR_USER/omni-realigned", results=realign_results(metrics), base_model=base,
+            title="Qwen2.5-Omni with a fine-tuned Thinker and a re-aligned Talker", speakers=model.speakers.names(),
+            speaker=args.speaker, thinker_parameters=count_parameters(model.thinker),
+            talker_parameters=count_parameters(model.talker), token2wav_parameters="unchanged",
+        )  # fmt: skip
+    write_card(card, saved)
+    metrics["saved"] = str(saved)
+    (output / "realign_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    print(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
