@@ -16,7 +16,7 @@ A real checkpoint on GPUs (Whisper ranks the candidates):
 The tiny CPU run (random model, a tiny random CTC "ASR"; a few minutes):
 
     python -m omni_hf.testing.demo --out demo_assets                      # demo_assets/tiny-omni
-    python -m omni_hf.training.asr demo_assets/tiny-asr                   # demo_assets/tiny-asr
+    python tests/helpers/tiny_asr.py demo_assets/tiny-asr                 # demo_assets/tiny-asr
     python recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
 Data-parallel without GPUs (two CPU processes over gloo, as tests/training/test_distributed.py runs it):

@@ -8,7 +8,7 @@ import pytest
 import soundfile
 import torch
 
-from omni_hf.testing.recipes import load_recipe
+from helpers.recipes import load_recipe
 from omni_hf.training import speech_tokenizer_training as tt
 from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer, OmniSpeechTokenizerConfig
 
