@@ -16,66 +16,74 @@ A real checkpoint on GPUs (Whisper ranks the candidates):
 The tiny CPU run (random model, a tiny random CTC "ASR"; a few minutes):
 
     python -m omni_hf.testing.demo --out demo_assets                      # demo_assets/tiny-omni
-    python tests/helpers/tiny_asr.py demo_assets/tiny-asr                 # demo_assets/tiny-asr
+    python tests/helpers/tiny_asr.py demo_assets/tiny-asr        # demo_assets/tiny-asr (a checkout)
     python recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
 Data-parallel without GPUs (two CPU processes over gloo, as tests/training/test_distributed.py runs it):
 
     torchrun --nproc_per_node 2 recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
-Resume an interrupted run with `--resume` (pairs and the last checkpoint); `--push_to_hub --repo_id you/name`
-uploads the result (and `--pairs_repo_id` the pair dataset).
+Every `DPOConfig` field is a flag (`--beta`, `--loss_type`, `--warmup_steps`, `--report_to`, ...). Resume an
+interrupted run with `--resume` (pairs and the last checkpoint); `--push_to_hub --hub_model_id you/name` uploads the
+result (and `--pairs_repo_id` the pair dataset).
 """
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers.utils import logging
 
+from omni_hf.training.dpo import TalkerDPOConfig
+from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
+
 logger = logging.get_logger("omni_hf.recipes.talker_dpo")
 
+# This recipe's own defaults for DPOConfig fields (flags and --config still win).
+TRAINING_DEFAULTS = {
+    "output_dir": "talker-dpo",
+    "max_steps": 1000,
+    "per_device_train_batch_size": 2,
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "seed": 0,
+}
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = p.add_argument
-    add("--config", help="YAML file whose keys are these options (command-line flags win)")
-    add("--model", help="omni_hf model directory (see `omni-hf convert`)")
-    add("--prompts", help="texts to speak: a .txt (one per line), a .jsonl (text or conversation+reply), synthetic:N")
-    add("--pairs", help="a finished pair dataset (folder) to train on instead of building one")
-    add("--asr", default=None, help="transformers ASR model id or path (default: openai/whisper-large-v3)")
-    add("--num_candidates", type=int, default=4)
-    add("--speaker", default="Chelsie")
-    add("--talker_max_new_tokens", type=int, default=600)
-    add("--token2wav_steps", type=int, default=10, help="ODE steps when vocoding candidates")
-    add("--eval_texts", help="texts (.txt / synthetic:N) to score before and after training")
-    add("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
-    add("--adapter", help="start from this adapter (checked against the base model)")
-    add("--lora_r", type=int, default=16)
-    add("--lora_alpha", type=int, default=32)
-    add("--adapter_name", default="talker_dpo")
-    add("--beta", type=float, default=0.1)
-    add("--loss_type", default="sigmoid", help="Eq. (1) is 'sigmoid'; any TRL loss type")
-    add("--max_steps", type=int, default=1000)
-    add("--learning_rate", type=float, default=5e-6)
-    add("--batch_size", type=int, default=2)
-    add("--gradient_accumulation_steps", type=int, default=1)
-    add("--logging_steps", type=int, default=10)
-    add("--save_steps", type=int, default=200)
-    add("--seed", type=int, default=0)
-    add("--output_dir", default="talker-dpo")
-    add("--overwrite", action="store_true", help="write into a non-empty output_dir")
-    add("--resume", action="store_true", help="resume the pair build and training from output_dir")
-    add("--push_to_hub", action="store_true")
-    add("--repo_id", help="Hub repo for --push_to_hub")
-    add("--pairs_repo_id", help="also push the pair dataset to this Hub dataset repo")
-    from omni_hf.training.recipe_config import parse_with_config
 
-    args = parse_with_config(p, argv, required=("model",))
+@dataclass
+class TalkerDPOArguments(OutputArguments):
+    """Model, pair-building and adapter options (the training options are `TalkerDPOConfig`'s own)."""
+
+    model: str | None = field(default=None, metadata={"help": "omni_hf model directory (see `omni-hf convert`)"})
+    prompts: str | None = field(
+        default=None,
+        metadata={"help": "texts to speak: a .txt (one per line), a .jsonl (text or conversation+reply), synthetic:N"},
+    )
+    pairs: str | None = field(default=None, metadata={"help": "a finished pair dataset (folder) to train on"})
+    asr: str | None = field(
+        default=None, metadata={"help": "transformers ASR model id or path (default: openai/whisper-large-v3)"}
+    )
+    num_candidates: int = field(default=4, metadata={"help": "sampled candidates per prompt"})
+    speaker: str = field(default="Chelsie", metadata={"help": "speaker the Talker speaks as"})
+    talker_max_new_tokens: int = field(default=600, metadata={"help": "speech codes per candidate at most"})
+    token2wav_steps: int = field(default=10, metadata={"help": "ODE steps when vocoding candidates"})
+    eval_texts: str | None = field(default=None, metadata={"help": "texts (.txt / synthetic:N) scored before/after"})
+    use_peft: bool = field(default=False, metadata={"help": "train a LoRA adapter (else the full Talker)"})
+    adapter: str | None = field(default=None, metadata={"help": "start from this adapter (checked against the model)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    adapter_name: str = field(default="talker_dpo", metadata={"help": "voice name of the trained adapter"})
+    pairs_repo_id: str | None = field(default=None, metadata={"help": "also push the pair dataset to this Hub repo"})
+
+
+def parse_args(argv=None) -> tuple[TalkerDPOArguments, TalkerDPOConfig]:
+    args, config = parse_recipe_args(
+        (TalkerDPOArguments, TalkerDPOConfig), argv, defaults=TRAINING_DEFAULTS, required=("model",)
+    )
     if not (args.prompts or args.pairs):
-        p.error("one of --prompts / --pairs is required (directly or in --config)")
-    return args
+        raise SystemExit("one of --prompts / --pairs is required (directly or in --config)")
+    return args, config
 
 
 def read_texts(source: str) -> list:
@@ -98,36 +106,37 @@ def main(argv=None) -> dict:
     from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.asr import build_transcriber
-    from omni_hf.training.dpo import ADAPTER, TalkerDPOConfig, TalkerDPOTrainer, evaluate_talker_speech
+    from omni_hf.training.dpo import ADAPTER, TalkerDPOTrainer, evaluate_talker_speech
     from omni_hf.training.preference_pairs import build_preference_pairs, load_preference_pairs
-    from omni_hf.training.recipe_config import check_output_dir
+    from omni_hf.training.recipe_config import check_output_dir, trainer_arguments
     from omni_hf.voices.adapters import voice_lora_config
 
-    args = parse_args(argv)
-    output = check_output_dir(args.output_dir, args.overwrite, args.resume)
-    set_seed(args.seed)
+    args, training = parse_args(argv)
+    output = check_output_dir(training.output_dir, args.overwrite, args.resume)
+    set_seed(training.seed)
     # One process per GPU under `accelerate launch` (or per CPU process under torchrun: gloo).
     state = PartialState(cpu=not torch.cuda.is_available())
-    device = state.device
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
+    model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(state.device).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(args.model)
     vocode = {"num_inference_steps": args.token2wav_steps}
-    transcriber = build_transcriber(args.asr, device=device) if (args.prompts or args.eval_texts) else None
+    transcriber = build_transcriber(args.asr, device=state.device) if (args.prompts or args.eval_texts) else None
     if args.pairs:
         pairs = load_preference_pairs(args.pairs)
     else:  # the main process builds (others then load what it saved)
         with state.main_process_first():
             pairs = build_preference_pairs(
                 model, processor, read_texts(args.prompts), output / "pairs", transcriber=transcriber,
-                num_candidates=args.num_candidates, speaker=args.speaker, seed=args.seed,
+                num_candidates=args.num_candidates, speaker=args.speaker, seed=training.seed,
                 talker_max_new_tokens=args.talker_max_new_tokens, token2wav_kwargs=vocode,
                 resume=args.resume or not state.is_main_process,
             )  # fmt: skip
     if args.pairs_repo_id and state.is_main_process:
-        pairs.push_to_hub(args.pairs_repo_id)
-    evaluate = dict(transcriber=transcriber, speaker=args.speaker, seed=args.seed, token2wav_kwargs=vocode)
+        from omni_hf.hub import push_preference_dataset
+
+        push_preference_dataset(pairs, args.pairs_repo_id, token=training.hub_token)
+    evaluate = dict(transcriber=transcriber, speaker=args.speaker, seed=training.seed, token2wav_kwargs=vocode)
     evaluate["max_new_tokens"] = args.talker_max_new_tokens
     eval_texts = read_texts(args.eval_texts) if args.eval_texts else []
     before = evaluate_talker_speech(model, processor, eval_texts, **evaluate) if eval_texts else None
@@ -136,20 +145,11 @@ def main(argv=None) -> dict:
     peft_config = (
         voice_lora_config(r=args.lora_r, alpha=args.lora_alpha) if args.use_peft and not args.adapter else None
     )
-    config = TalkerDPOConfig(
-        output_dir=str(output / "checkpoints"), beta=args.beta, loss_type=args.loss_type, max_steps=args.max_steps,
-        learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, logging_steps=args.logging_steps,
-        save_steps=args.save_steps, save_total_limit=2, seed=args.seed, report_to=[],
-    )  # fmt: skip
+    config = trainer_arguments(training, output_dir=str(output / "checkpoints"))
     trainer = TalkerDPOTrainer(
-        model,
-        args=config,
-        train_dataset=pairs,
-        peft_config=peft_config,
-        adapter_name=args.adapter_name,
+        model, args=config, train_dataset=pairs, peft_config=peft_config, adapter_name=args.adapter_name,
         processor=processor,
-    )
+    )  # fmt: skip
     last = config.output_dir if args.resume and any(Path(config.output_dir).glob("checkpoint-*")) else None
     result = trainer.train(resume_from_checkpoint=bool(last) or None)
     saved = trainer.save_result(output / "final")
@@ -166,13 +166,16 @@ def main(argv=None) -> dict:
         after = evaluate_talker_speech(model, processor, eval_texts, voice=voice, **evaluate)
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}
-    if args.push_to_hub and trainer.is_world_process_zero():
-        from omni_hf.training.recipe_config import push_output
+    if training.push_to_hub and trainer.is_world_process_zero():
+        from omni_hf.hub import publish, publish_folder
 
-        card = Path(config.output_dir) / "README.md"  # TRL's card: the DPO run, citing the paper
-        if card.is_file() and not (saved / "README.md").is_file():
-            (saved / "README.md").write_text(card.read_text())
-        metrics["pushed_to"] = push_output(saved, args.repo_id, "Talker DPO")
+        card = (Path(config.output_dir) / "README.md").read_text()  # TRL's card: the DPO run, citing the paper
+        hub = dict(card=card, token=training.hub_token, private=training.hub_private_repo, commit_message="Talker DPO")
+        if model.voices.peft is not None:  # the adapter folder (PEFT files + voice.json) in one commit
+            info = publish_folder(saved, training.hub_model_id, **hub)
+        else:
+            info = publish(training.hub_model_id, [model, processor], **hub)
+        metrics["pushed_to"] = info.commit_url
     if state.is_main_process:
         print(json.dumps(metrics, indent=2))
     return metrics
