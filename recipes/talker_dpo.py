@@ -167,14 +167,12 @@ def main(argv=None) -> dict:
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}
     if training.push_to_hub and trainer.is_world_process_zero():
-        from omni_hf.hub import publish, publish_folder
+        from omni_hf.hub import publish_folder
 
-        card = (Path(config.output_dir) / "README.md").read_text()  # TRL's card: the DPO run, citing the paper
-        hub = dict(card=card, token=training.hub_token, private=training.hub_private_repo, commit_message="Talker DPO")
-        if model.voices.peft is not None:  # the adapter folder (PEFT files + voice.json) in one commit
-            info = publish_folder(saved, training.hub_model_id, **hub)
-        else:
-            info = publish(training.hub_model_id, [model, processor], **hub)
+        card = Path(config.output_dir) / "README.md"  # TRL's card (the DPO run, citing the paper) unless one exists
+        card = None if (saved / "README.md").is_file() or not card.is_file() else card.read_text()
+        hub = dict(token=training.hub_token, private=training.hub_private_repo, commit_message="Talker DPO")
+        info = publish_folder(saved, training.hub_model_id, card, **hub)  # the adapter or model folder, one commit
         metrics["pushed_to"] = info.commit_url
     if state.is_main_process:
         print(json.dumps(metrics, indent=2))

@@ -2,7 +2,8 @@
 
 | artifact | pushed by | commits |
 |---|---|---|
-| full model, Thinker, speech tokenizer | `PreTrainedModel.push_to_hub` (+ `ProcessorMixin.push_to_hub`) | model, processor, card |
+| Thinker, speech tokenizer | `PreTrainedModel.push_to_hub` (+ `ProcessorMixin.push_to_hub`) | model, processor, card |
+| full model | `HfApi.upload_folder` of `save_pretrained` (its `token2wav/` pipeline is two folders deep, which transformers' `push_to_hub` does not upload) | one |
 | token2wav | `DiffusionPipeline.push_to_hub` | pipeline, card |
 | speaker set | `SpeakerBank.push_to_hub` (`huggingface_hub.ModelHubMixin`, card from our template) | one |
 | voice adapter | `HfApi.upload_folder` of `model.voices.save` (PEFT files + `voice.json` + DiT part + card) | one |
@@ -127,10 +128,12 @@ def publish_folder(
     token: str | None = None,
     private: bool | None = None,
     commit_message: str = "Upload with omni_hf",
+    ignore_patterns: Sequence[str] | None = None,
     dry_run: bool = False,
 ) -> CommitInfo:
-    """Upload a saved folder (with `card` as its README.md) in ONE commit (`HfApi.upload_folder`): for artifacts
-    no library's `push_to_hub` writes whole, such as a voice adapter's PEFT files beside its `voice.json`."""
+    """Upload a saved folder in ONE commit (`HfApi.upload_folder`), `card` written into it as README.md first: for
+    artifacts no library's `push_to_hub` uploads whole (the full model's nested `token2wav/` pipeline, a voice
+    adapter's PEFT files beside its `voice.json` and DiT part, a recipe's output folder)."""
     check_repo_id(repo_id)
     if dry_run:
         return card
@@ -144,7 +147,9 @@ def publish_folder(
     created = not api.repo_exists(repo_id)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        info = api.upload_folder(
+            repo_id=repo_id, folder_path=folder, commit_message=commit_message, ignore_patterns=ignore_patterns
+        )
     except UPLOAD_ERRORS as error:
         if created:
             _delete_quietly(api, repo_id, "model")
@@ -163,8 +168,8 @@ def _delete_quietly(api: HfApi, repo_id: str, repo_type: str) -> None:
 def push_model(
     model, repo_id: str, *, processor=None, results=None, token=None, private=None, dry_run=False, **card
 ) -> CommitInfo:
-    """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout, processor files included) and
-    its processor with `push_to_hub`, then its card."""
+    """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout, processor files included), its
+    processor and its card in one commit (`save_pretrained` into a staging folder, then `publish_folder`)."""
     from ..omni import OmniForConditionalGeneration
 
     if isinstance(model, (str, os.PathLike)):
@@ -189,8 +194,16 @@ def push_model(
         speaker=card.pop("speaker", speakers[0] if speakers else "Chelsie"),
         **card,
     )
-    hub = dict(token=token, private=private, dry_run=dry_run)
-    return publish(repo_id, [model, processor], text, commit_message="Upload Qwen2.5-Omni (omni_hf layout)", **hub)
+    check_repo_id(repo_id)
+    if dry_run:
+        return text
+    resolve_token(token)
+    with tempfile.TemporaryDirectory(prefix="omni_hf_model_") as stage:
+        model.save_pretrained(stage)
+        if processor is not None:
+            processor.save_pretrained(stage)
+        hub = dict(token=token, private=private, commit_message="Upload Qwen2.5-Omni (omni_hf layout)")
+        return publish_folder(stage, repo_id, text, **hub)
 
 
 def push_thinker(
@@ -270,7 +283,9 @@ def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=N
         raise PushError(f"Pushing to {repo_id} failed, nothing was published: {error}") from error
 
 
-def push_voice_adapter(model, name: str, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card):
+def push_voice_adapter(
+    model, name: str, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card
+):
     """Push voice adapter `name` loaded in `model.voices` (PEFT files + voice.json + DiT part) with its card in one
     commit. `base_model` (card keyword) should be the Hub id of the model the adapter was trained on."""
     if name not in model.voices:
