@@ -217,15 +217,9 @@ def push_thinker(
         thinker = thinker.thinker
     if not isinstance(thinker, OmniThinkerForConditionalGeneration):
         raise TypeError(f"push_thinker takes an OmniThinkerForConditionalGeneration, got {type(thinker).__name__}")
-    text = render_card(
-        "thinker",
-        repo_id,
-        results=results,
-        base_model=card.pop("base_model", None) or thinker.config._name_or_path,
-        thinker_parameters=count_parameters(thinker),
-        remote_code=True,  # save_pretrained writes the auto_map and the code set
-        **card,
-    )
+    base = card.pop("base_model", None) or thinker.config._name_or_path
+    details = dict(base_model=base, thinker_parameters=count_parameters(thinker), remote_code=True)  # save writes it
+    text = render_card("thinker", repo_id, results=results, **details, **card)
     hub = dict(token=token, private=private, dry_run=dry_run)
     return publish(repo_id, [thinker, processor], text, commit_message="Upload the Qwen2.5-Omni Thinker", **hub)
 
@@ -236,16 +230,12 @@ def push_token2wav(pipeline, repo_id: str, *, results=None, token=None, private=
 
     if not isinstance(pipeline, OmniToken2WavPipeline):
         raise TypeError(f"push_token2wav takes an OmniToken2WavPipeline, got {type(pipeline).__name__}")
+    parts = dict(dit_parameters=count_parameters(pipeline.dit), vocoder_parameters=count_parameters(pipeline.vocoder))
+    steps = card.pop("num_inference_steps", 10)
     text = render_card(
-        "token2wav",
-        repo_id,
-        results=results,
-        dit_parameters=count_parameters(pipeline.dit),
-        vocoder_parameters=count_parameters(pipeline.vocoder),
-        scheduler=type(pipeline.scheduler).__name__,
-        num_inference_steps=card.pop("num_inference_steps", 10),
-        **card,
-    )
+        "token2wav", repo_id, results=results, scheduler=type(pipeline.scheduler).__name__, num_inference_steps=steps,
+        **parts, **card,
+    )  # fmt: skip
     hub = dict(token=token, private=private, dry_run=dry_run)
     return publish(repo_id, [pipeline], text, commit_message="Upload the Qwen2.5-Omni token2wav pipeline", **hub)
 
@@ -347,19 +337,3 @@ def _pipeline_parameters(pipeline) -> str:
 
     holder = torch.nn.ModuleList([pipeline.dit, pipeline.vocoder])
     return count_parameters(holder)
-
-
-__all__ = [
-    "PushError",
-    "check_repo_id",
-    "publish",
-    "publish_folder",
-    "push_card",
-    "push_model",
-    "push_preference_dataset",
-    "push_speakers",
-    "push_thinker",
-    "push_token2wav",
-    "push_voice_adapter",
-    "resolve_token",
-]

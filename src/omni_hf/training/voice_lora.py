@@ -156,23 +156,20 @@ def train_voice_adapter(
     peft = model.voices.peft
     peft.set_adapter(name)  # only this adapter is trainable
     before = mean_loss(peft, examples)
-    args = (
-        output_dir
-        if isinstance(output_dir, TrainingArguments)
-        else TrainingArguments(
-            output_dir=output_dir,
-            max_steps=max_steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            seed=seed,
-            logging_steps=logging_steps,
-            save_steps=save_steps,
-            save_total_limit=2,
-            report_to=[],
-            remove_unused_columns=False,
-            use_cpu=not torch.cuda.is_available(),
-            **training_args,
-        )
+    args = output_dir if isinstance(output_dir, TrainingArguments) else None
+    args = args or TrainingArguments(
+        output_dir=output_dir,
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        logging_steps=logging_steps,
+        save_steps=save_steps,
+        save_total_limit=2,
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(),
+        **training_args,
     )
     peft.train()
     trainer = Trainer(model=peft, args=args, train_dataset=_Examples(examples), data_collator=pad_talker_examples)
