@@ -98,7 +98,7 @@ def parse_recipe_args(
     import torch
     from trl import TrlParser
 
-    parser = TrlParser(dataclass_types, description=description)
+    parser = TrlParser(dataclass_types, description=description, allow_abbrev=False)  # a typo is not a prefix
     args, path = split_config(argv)
     config = read_config(path, parser)
     base = {"use_cpu": not torch.cuda.is_available()}  # the GPU configs stay valid (bf16) for CPU smoke runs
