@@ -235,16 +235,14 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         card = stage_card(stage, args, metrics)
         card.save(str(output / "README.md"))
         (output / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-        if training.push_to_hub:
-            from ..hub import publish, publish_folder
+        if training.push_to_hub:  # the saved folder (weights gathered by save_model under FSDP / ZeRO-3), one commit
+            from ..hub import publish_folder
 
             hub = dict(token=training.hub_token, private=training.hub_private_repo)
-            hub["commit_message"] = f"omni_hf {stage.name}"
-            if stage.model == "talker":  # the full model's layout: the saved folder, card included, in one commit
-                skip = ["checkpoint-*", "training_args.bin"]
-                info = publish_folder(output, training.hub_model_id, ignore_patterns=skip, **hub)
-            else:
-                info = publish(training.hub_model_id, [model, processor], card, **hub)
+            skip = ["checkpoint-*", "training_args.bin"]
+            info = publish_folder(
+                output, training.hub_model_id, commit_message=f"omni_hf {stage.name}", ignore_patterns=skip, **hub
+            )
             metrics["pushed_to"] = info.commit_url
     return metrics
 
