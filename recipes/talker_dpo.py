@@ -132,10 +132,8 @@ def main(argv=None) -> dict:
                 talker_max_new_tokens=args.talker_max_new_tokens, token2wav_kwargs=vocode,
                 resume=args.resume or not state.is_main_process,
             )  # fmt: skip
-    if args.pairs_repo_id and state.is_main_process:
-        from omni_hf.hub import push_preference_dataset
-
-        push_preference_dataset(pairs, args.pairs_repo_id, token=training.hub_token)
+    if args.pairs_repo_id and state.is_main_process:  # datasets' own push_to_hub
+        pairs.push_to_hub(args.pairs_repo_id, token=training.hub_token, private=training.hub_private_repo)
     evaluate = dict(transcriber=transcriber, speaker=args.speaker, seed=training.seed, token2wav_kwargs=vocode)
     evaluate["max_new_tokens"] = args.talker_max_new_tokens
     eval_texts = read_texts(args.eval_texts) if args.eval_texts else []
