@@ -160,7 +160,6 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
             )
         return cls(speakers)
 
-
     # ---------------------------------------------------------------- Hub (ModelHubMixin)
     def _save_pretrained(self, save_directory: Path) -> None:
         self.save(save_directory)
