@@ -43,7 +43,7 @@ TRAINING_DEFAULTS = {
     "per_device_train_batch_size": 16,
     "learning_rate": 1e-3,
     "weight_decay": 0.01,
-    "warmup_steps": 50,
+    "warmup_steps": 0.0025,  # < 1: a ratio of the steps (50 of 20 000)
     "lr_scheduler_type": "cosine",
     "logging_steps": 0.01,  # < 1: a ratio of the steps
     "save_strategy": "no",
