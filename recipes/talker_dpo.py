@@ -5,10 +5,10 @@ then punctuation-pause error; `--speaker_similarity` adds the cosine of the mode
 worst, kept as codes and playable audio. The build is saved in shards under <output_dir>/pairs and resumes.
 `--pairs` trains from other pairs instead: a pair dataset folder, a .jsonl manifest of recordings judged by people
 (`chosen_audio` / `rejected_audio`, encoded with `--speech_tokenizer`) or a Hub dataset id (format:
-omni_hf/training/pair_sources.py). The prosody report (pitch and energy spread of chosen vs rejected speech, and of
-the `--eval_texts` samples before vs after training) is printed at the end. Training: TRL's DPOTrainer (sigmoid loss, β) on codec tokens conditioned on the Thinker track,
-LoRA (`--use_peft`, reference = adapters disabled) or full fine-tuning (reference = frozen copy). WER and pause error
-on `--eval_texts` are printed before and after.
+omni_hf/training/pair_sources.py). Training: TRL's DPOTrainer (sigmoid loss, β) on codec tokens conditioned on the
+Thinker track, LoRA (`--use_peft`, reference = adapters disabled) or full fine-tuning (reference = frozen copy). WER,
+pause error and the prosody report (pitch and energy spread of chosen vs rejected speech, and of the `--eval_texts`
+samples before vs after training) are printed at the end. Logging follows `--log_level` or `TRANSFORMERS_VERBOSITY`.
 
 A real checkpoint on GPUs (Whisper ranks the candidates):
 
@@ -20,76 +20,90 @@ A real checkpoint on GPUs (Whisper ranks the candidates):
 The tiny CPU run (random model, a tiny random CTC "ASR"; a few minutes):
 
     python -m omni_hf.testing.demo --out demo_assets                      # demo_assets/tiny-omni
-    python -m omni_hf.training.asr demo_assets/tiny-asr                   # demo_assets/tiny-asr
+    python tests/helpers/tiny_asr.py demo_assets/tiny-asr        # demo_assets/tiny-asr (a checkout)
     python recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
 Data-parallel without GPUs (two CPU processes over gloo, as tests/training/test_distributed.py runs it):
 
     torchrun --nproc_per_node 2 recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
-Resume an interrupted run with `--resume` (pairs and the last checkpoint); `--push_to_hub --repo_id you/name`
-uploads the result (and `--pairs_repo_id` the pair dataset).
+Every `DPOConfig` field is a flag (`--beta`, `--loss_type`, `--warmup_steps`, `--report_to`, ...). Resume an
+interrupted run with `--resume` (pairs and the last checkpoint); `--push_to_hub --hub_model_id you/name` uploads the
+result (and `--pairs_repo_id` the pair dataset).
 """
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers.utils import logging
 
+from omni_hf.training.dpo import TalkerDPOConfig
+from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
+
 logger = logging.get_logger("omni_hf.recipes.talker_dpo")
 
+# This recipe's own defaults for DPOConfig fields (flags and --config still win).
+TRAINING_DEFAULTS = {
+    "output_dir": "talker-dpo",
+    "max_steps": 1000,
+    "per_device_train_batch_size": 2,
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "seed": 0,
+}
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add = p.add_argument
-    add("--config", help="YAML file whose keys are these options (command-line flags win)")
-    add("--model", help="omni_hf model directory (see `omni-hf convert`)")
-    add("--prompts", help="texts to speak: a .txt (one per line), a .jsonl (text or conversation+reply), synthetic:N")
-    add("--pairs", help="pairs to train on instead of building them: a dataset folder, a .jsonl manifest, a Hub id")
-    add("--pairs_split", default="train", help="split of a Hub dataset given as --pairs")
-    add("--speech_tokenizer", help="OmniSpeechTokenizer folder: encodes judged recordings (manifest / Hub) to codes")
-    add("--rank_by", default="wer,pause_error", help="ranking rule, e.g. 'wer,-speaker_similarity' or weights")
-    add("--speaker_similarity", action="store_true", help="score speaker similarity (model's speaker encoder)")
-    add("--base_model", help="Hub id of the base model for the card (default: --model when it is a Hub id)")
-    add(
-        "--log_level",
-        choices=("debug", "info", "warning", "error", "critical"),
-        help="default: TRANSFORMERS_VERBOSITY",
+
+@dataclass
+class TalkerDPOArguments(OutputArguments):
+    """Model, pair-building and adapter options (the training options are `TalkerDPOConfig`'s own)."""
+
+    model: str | None = field(default=None, metadata={"help": "omni_hf model directory (see `omni-hf convert`)"})
+    prompts: str | None = field(
+        default=None,
+        metadata={"help": "texts to speak: a .txt (one per line), a .jsonl (text or conversation+reply), synthetic:N"},
     )
-    add("--asr", default=None, help="transformers ASR model id or path (default: openai/whisper-large-v3)")
-    add("--num_candidates", type=int, default=4)
-    add("--speaker", default="Chelsie")
-    add("--talker_max_new_tokens", type=int, default=600)
-    add("--token2wav_steps", type=int, default=10, help="ODE steps when vocoding candidates")
-    add("--eval_texts", help="texts (.txt / synthetic:N) to score before and after training")
-    add("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
-    add("--adapter", help="start from this adapter (checked against the base model)")
-    add("--lora_r", type=int, default=16)
-    add("--lora_alpha", type=int, default=32)
-    add("--adapter_name", default="talker_dpo")
-    add("--beta", type=float, default=0.1)
-    add("--loss_type", default="sigmoid", help="Eq. (1) is 'sigmoid'; any TRL loss type")
-    add("--max_steps", type=int, default=1000)
-    add("--learning_rate", type=float, default=5e-6)
-    add("--batch_size", type=int, default=2)
-    add("--gradient_accumulation_steps", type=int, default=1)
-    add("--logging_steps", type=int, default=10)
-    add("--save_steps", type=int, default=200)
-    add("--seed", type=int, default=0)
-    add("--output_dir", default="talker-dpo")
-    add("--overwrite", action="store_true", help="write into a non-empty output_dir")
-    add("--resume", action="store_true", help="resume the pair build and training from output_dir")
-    add("--push_to_hub", action="store_true")
-    add("--repo_id", help="Hub repo for --push_to_hub")
-    add("--pairs_repo_id", help="also push the pair dataset to this Hub dataset repo")
-    from omni_hf.training.recipe_config import parse_with_config
+    pairs: str | None = field(
+        default=None,
+        metadata={"help": "pairs to train on instead of building them: a dataset folder, a .jsonl manifest, a Hub id"},
+    )
+    pairs_split: str = field(default="train", metadata={"help": "split of a Hub dataset given as --pairs"})
+    speech_tokenizer: str | None = field(
+        default=None, metadata={"help": "OmniSpeechTokenizer folder: encodes judged recordings (manifest / Hub)"}
+    )
+    rank_by: str = field(
+        default="wer,pause_error", metadata={"help": "ranking rule, e.g. 'wer,-speaker_similarity' or weights"}
+    )
+    speaker_similarity: bool = field(
+        default=False, metadata={"help": "score speaker similarity (the model's own speaker encoder)"}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id of the base model for the card (default: --model if a Hub id)"}
+    )
+    asr: str | None = field(
+        default=None, metadata={"help": "transformers ASR model id or path (default: openai/whisper-large-v3)"}
+    )
+    num_candidates: int = field(default=4, metadata={"help": "sampled candidates per prompt"})
+    speaker: str = field(default="Chelsie", metadata={"help": "speaker the Talker speaks as"})
+    talker_max_new_tokens: int = field(default=600, metadata={"help": "speech codes per candidate at most"})
+    token2wav_steps: int = field(default=10, metadata={"help": "ODE steps when vocoding candidates"})
+    eval_texts: str | None = field(default=None, metadata={"help": "texts (.txt / synthetic:N) scored before/after"})
+    use_peft: bool = field(default=False, metadata={"help": "train a LoRA adapter (else the full Talker)"})
+    adapter: str | None = field(default=None, metadata={"help": "start from this adapter (checked against the model)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    adapter_name: str = field(default="talker_dpo", metadata={"help": "voice name of the trained adapter"})
+    pairs_repo_id: str | None = field(default=None, metadata={"help": "also push the pair dataset to this Hub repo"})
 
-    args = parse_with_config(p, argv, required=("model",))
+
+def parse_args(argv=None) -> tuple[TalkerDPOArguments, TalkerDPOConfig]:
+    args, config = parse_recipe_args(
+        (TalkerDPOArguments, TalkerDPOConfig), argv, defaults=TRAINING_DEFAULTS, required=("model",)
+    )
     if not (args.prompts or args.pairs):
-        p.error("one of --prompts / --pairs is required (directly or in --config)")
-    return args
+        raise SystemExit("one of --prompts / --pairs is required (directly or in --config)")
+    return args, config
 
 
 def read_texts(source: str) -> list:
@@ -106,28 +120,29 @@ def main(argv=None) -> dict:
     from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.asr import build_transcriber
-    from omni_hf.training.dpo import ADAPTER, TalkerDPOConfig, TalkerDPOTrainer, evaluate_talker_speech
+    from omni_hf.training.dpo import ADAPTER, TalkerDPOTrainer, evaluate_talker_speech
+    from omni_hf.training.dpo_report import finish_dpo_outputs
     from omni_hf.training.pair_sources import load_pairs
     from omni_hf.training.preference_pairs import build_preference_pairs
-    from omni_hf.training.recipe_config import check_output_dir
-    from omni_hf.training.recipe_logging import apply_log_level, trainer_log_level
+    from omni_hf.training.prosody import format_prosody_report
+    from omni_hf.training.recipe_config import check_output_dir, trainer_arguments
+    from omni_hf.training.recipe_logging import apply_log_level
     from omni_hf.training.rewards import SpeakerSimilarity, SpeechScorer
     from omni_hf.voices.adapters import voice_lora_config
 
-    args = parse_args(argv)
-    apply_log_level(args.log_level)
-    output = check_output_dir(args.output_dir, args.overwrite, args.resume)
-    set_seed(args.seed)
+    args, training = parse_args(argv)
+    apply_log_level(None if training.log_level == "passive" else training.log_level)
+    output = check_output_dir(training.output_dir, args.overwrite, args.resume)
+    set_seed(training.seed)
     # One process per GPU under `accelerate launch` (or per CPU process under torchrun: gloo).
     state = PartialState(cpu=not torch.cuda.is_available())
-    device = state.device
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(device).eval()
+    dtype = torch.bfloat16 if state.device.type == "cuda" else torch.float32
+    model = OmniForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(state.device).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(args.model)
     vocode = {"num_inference_steps": args.token2wav_steps}
     needs_asr = bool(args.eval_texts) or (args.prompts and not args.pairs)
-    transcriber = build_transcriber(args.asr, device=device) if needs_asr else None
+    transcriber = build_transcriber(args.asr, device=state.device) if needs_asr else None
     similarity = SpeakerSimilarity.from_model(model, args.speaker) if args.speaker_similarity else None
     scorer = SpeechScorer(transcriber, speaker_similarity=similarity) if transcriber else None
     with state.main_process_first():  # the main process builds or encodes (others then load what it saved)
@@ -139,15 +154,18 @@ def main(argv=None) -> dict:
         else:
             pairs = build_preference_pairs(
                 model, processor, read_texts(args.prompts), output / "pairs", scorer=scorer,
-                num_candidates=args.num_candidates, speaker=args.speaker, seed=args.seed,
+                num_candidates=args.num_candidates, speaker=args.speaker, seed=training.seed,
                 talker_max_new_tokens=args.talker_max_new_tokens, token2wav_kwargs=vocode,
                 resume=args.resume or not state.is_main_process, rule=args.rank_by,
             )  # fmt: skip
-    if args.pairs_repo_id and state.is_main_process:
+    if args.pairs_repo_id and state.is_main_process:  # rows and card in one commit
         from omni_hf.hub import push_preference_dataset
 
-        push_preference_dataset(pairs, args.pairs_repo_id, title=args.pairs_repo_id.split("/")[-1])
-    evaluate = dict(scorer=scorer, speaker=args.speaker, seed=args.seed, token2wav_kwargs=vocode)
+        push_preference_dataset(
+            pairs, args.pairs_repo_id, title=args.pairs_repo_id.split("/")[-1], token=training.hub_token,
+            private=training.hub_private_repo,
+        )  # fmt: skip
+    evaluate = dict(scorer=scorer, speaker=args.speaker, seed=training.seed, token2wav_kwargs=vocode)
     evaluate["max_new_tokens"] = args.talker_max_new_tokens
     eval_texts = read_texts(args.eval_texts) if args.eval_texts else []
     before = evaluate_talker_speech(model, processor, eval_texts, **evaluate) if eval_texts else None
@@ -156,21 +174,11 @@ def main(argv=None) -> dict:
     peft_config = (
         voice_lora_config(r=args.lora_r, alpha=args.lora_alpha) if args.use_peft and not args.adapter else None
     )
-    config = TalkerDPOConfig(
-        output_dir=str(output / "checkpoints"), beta=args.beta, loss_type=args.loss_type, max_steps=args.max_steps,
-        learning_rate=args.learning_rate, per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, logging_steps=args.logging_steps,
-        save_steps=args.save_steps, save_total_limit=2, seed=args.seed, report_to=[],
-        log_level=trainer_log_level(args.log_level),
-    )  # fmt: skip
+    config = trainer_arguments(training, output_dir=str(output / "checkpoints"))
     trainer = TalkerDPOTrainer(
-        model,
-        args=config,
-        train_dataset=pairs,
-        peft_config=peft_config,
-        adapter_name=args.adapter_name,
+        model, args=config, train_dataset=pairs, peft_config=peft_config, adapter_name=args.adapter_name,
         processor=processor,
-    )
+    )  # fmt: skip
     last = config.output_dir if args.resume and any(Path(config.output_dir).glob("checkpoint-*")) else None
     result = trainer.train(resume_from_checkpoint=bool(last) or None)
     saved = trainer.save_result(output / "final")
@@ -188,29 +196,20 @@ def main(argv=None) -> dict:
         if similarity is not None:
             metrics |= {"speaker_similarity_before": before["speaker_similarity"]}
             metrics |= {"speaker_similarity_after": after["speaker_similarity"]}
-    from omni_hf.training.dpo_report import finish_dpo_outputs
+    if trainer.is_world_process_zero():  # the adapter's own card (metadata, figures); library template cards removed
+        base = args.base_model or (args.model if "/" in args.model and not Path(args.model).exists() else None)
+        after_eval = after if eval_texts else None
+        metrics["prosody"] = finish_dpo_outputs(trainer, pairs, saved, output, metrics, before, after_eval, base)
+        print(format_prosody_report(metrics["prosody"]))
+    if training.push_to_hub and trainer.is_world_process_zero():
+        from omni_hf.hub import publish_folder
 
-    if trainer.is_world_process_zero():
-        prosody = finish_dpo_outputs(
-            trainer, pairs, saved, output, metrics, before, after if eval_texts else None, args.base_model or (
-                args.model if "/" in args.model and not Path(args.model).exists() else None
-            ),
-        )  # fmt: skip
-        metrics["prosody"] = prosody
-        print(format_prosody(prosody))
-    if args.push_to_hub and trainer.is_world_process_zero():
-        from omni_hf.training.recipe_config import push_output
-
-        metrics["pushed_to"] = push_output(saved, args.repo_id, "Talker DPO")
+        hub = dict(token=training.hub_token, private=training.hub_private_repo, commit_message="Talker DPO")
+        info = publish_folder(saved, training.hub_model_id, None, **hub)  # the adapter or model folder, one commit
+        metrics["pushed_to"] = info.commit_url
     if state.is_main_process:
         print(json.dumps(metrics, indent=2))
     return metrics
-
-
-def format_prosody(report: dict) -> str:
-    from omni_hf.training.prosody import format_prosody_report
-
-    return format_prosody_report(report)
 
 
 if __name__ == "__main__":

@@ -140,9 +140,12 @@ def main(work: Path, report_path: Path) -> None:
     omni_hub.push_speakers(model.speakers, repo)
     hf_hub_download(repo, "speakers.json")
     bank = SpeakerBank.load(Path(hf_hub_download(repo, "speakers.safetensors")).parent)
+    mixin = SpeakerBank.from_pretrained(repo)  # huggingface_hub's ModelHubMixin loader
     card = card_summary(repo)
     report["speakers"] = {
         "files": sorted(api.list_repo_files(repo)),
+        "mixin_load_equal": mixin.names() == bank.names()
+        and all(torch.equal(mixin[n].ref_mel, bank[n].ref_mel) for n in bank.names()),
         "weights_equal": bank.names() == model.speakers.names()
         and all(
             torch.equal(bank[n].cond, model.speakers[n].cond)

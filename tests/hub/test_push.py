@@ -48,6 +48,12 @@ def test_measured_figures_in_cards(hub_report):
     assert "No measurements were given" in hub_report[0]["token2wav"]["text"]
 
 
+def test_speaker_bank_is_a_hub_mixin(hub_report):
+    speakers = hub_report[0]["speakers"]
+    assert speakers["mixin_load_equal"]  # SpeakerBank.from_pretrained(repo) reads what push_to_hub wrote
+    assert sorted(speakers["files"]) == ["README.md", "speakers.json", "speakers.safetensors"]  # no config.json
+
+
 def test_voice_card_points_at_base_model(hub_report):
     voice = hub_report[0]["voice"]
     assert voice["metadata"]["base_model"] == "tester/tiny-omni"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import client_env
-from omni_hf.testing.recipes import RECIPES
+from helpers.recipes import RECIPES
 
 
 def _voice_recipe(model_dir, out, repo_id, env):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from omni_hf.testing.recipes import load_recipe
-from omni_hf.training.asr import build_tiny_ctc_asr
+from helpers.recipes import load_recipe
+from helpers.tiny_asr import build_tiny_ctc_asr
 
 
 def load_dpo_recipe():

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from omni_hf.testing.recipes import RECIPES
+from helpers.recipes import RECIPES
 
 
 def test_talker_dpo_runs_data_parallel(tiny_model_dir, tiny_asr_dir, tmp_path):

@@ -13,9 +13,9 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from helpers.recipes import RECIPES, load_recipe  # noqa: E402
 from omni_hf.testing.demo import build_demo_model  # noqa: E402
 from omni_hf.testing.media import espeak_speech, write_image  # noqa: E402
-from omni_hf.testing.recipes import RECIPES, load_recipe  # noqa: E402
 
 FAST = ["--max_steps", "2", "--batch_size", "2", "--logging_steps", "1", "--warmup_ratio", "0", "--save_steps", "1"]
 
@@ -211,10 +211,11 @@ def test_configs_parse():
 
     for recipe in ("stage1_encoders", "stage2_pretrain", "stage3_long_context", "sft", "talker_icl"):
         for suffix in ("", "_tiny"):
-            stage, args = parse_args(
-                _recipe(recipe).STAGE,
+            main = _recipe(recipe).main
+            stage, script, training = parse_args(
+                main.stage,
                 ["--config", str(RECIPES / "configs" / f"{recipe}{suffix}.yaml")]
                 + ["--model", "m", "--data", "d", "--output_dir", "o"],
-                _recipe(recipe).ALLOWED_STAGES,
+                main.allowed,
             )
-            assert stage.name in _recipe(recipe).ALLOWED_STAGES
+            assert stage.name in main.allowed and script.model == "m" and training.output_dir == "o"

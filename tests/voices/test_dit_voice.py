@@ -8,9 +8,9 @@ import pytest
 import soundfile
 import torch
 
+from helpers.recipes import load_recipe
 from omni_hf import OmniForConditionalGeneration
 from omni_hf.omni import AudioChunk
-from omni_hf.testing.recipes import load_recipe
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])
 GREEDY = dict(thinker_max_new_tokens=5, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=16)

@@ -8,8 +8,9 @@ import pytest
 import soundfile
 import torch
 
-from omni_hf.testing.recipes import load_recipe
+from helpers.recipes import load_recipe
 from omni_hf.training import speech_tokenizer_training as tt
+from omni_hf.training.voice_lora import load_rows
 from omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer, OmniSpeechTokenizerConfig
 
 SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -99,12 +100,12 @@ def test_voice_recipe_encodes_audio_rows_and_skips_undecodable(trained_tokenizer
     rows = [{"text": "hello there", "audio": "good.wav"}, {"text": "broken", "audio": "broken.wav"}]
     manifest = tmp_path / "data.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ready = _recipe("voice_lora").load_rows(str(manifest), str(out), seed=0)
+    ready = load_rows(str(manifest), str(out), seed=0)
     assert [r["text"] for r in ready] == ["hello there"]  # the undecodable row is skipped (and counted in the log)
     assert len(ready[0]["codes"]) == len(audio) * 24000 // rate // 480
     manifest.write_text(json.dumps(rows[1]) + "\n")
     with pytest.raises(ValueError, match="no usable rows"):
-        _recipe("voice_lora").load_rows(str(manifest), str(out), seed=0)
+        load_rows(str(manifest), str(out), seed=0)
 
 
 def test_codes_from_the_talker(voice_model, tiny_voice_model_dir):

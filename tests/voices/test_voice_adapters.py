@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers.recipes import load_recipe
 from omni_hf import OmniForConditionalGeneration
-from omni_hf.testing.recipes import load_recipe
+from omni_hf.training.voice_lora import load_rows
 
 PROMPT = torch.tensor([[1001, 5, 6, 7, 8, 1002, 1001, 9, 10]])
 GREEDY = dict(thinker_max_new_tokens=5, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=16)
@@ -105,10 +106,10 @@ def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path, foreign_voice)
     manifest = tmp_path / "data.jsonl"
     manifest.write_text(json.dumps({"audio": "a.wav"}) + "\n")
     with pytest.raises(ValueError, match="needs 'text'"):
-        recipe.load_rows(str(manifest), None, 0)
+        load_rows(str(manifest), None, 0)
     manifest.write_text(json.dumps({"text": "hi", "audio": "a.wav"}) + "\n")
     with pytest.raises(ValueError, match="--speech_tokenizer"):
-        recipe.load_rows(str(manifest), None, 0)
+        load_rows(str(manifest), None, 0)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("user file")

@@ -1,9 +1,12 @@
-"""Publishing to the Hugging Face Hub: generated cards (`model_cards/` templates) and one-commit pushes."""
+"""Publishing to the Hugging Face Hub through the libraries' own `push_to_hub`, with cards from `model_cards/`."""
 
 from .cards import TEMPLATES, load_results, render_card, results_markdown, templates_dir
 from .push import (
     PushError,
     check_repo_id,
+    publish,
+    publish_folder,
+    push_card,
     push_model,
     push_preference_dataset,
     push_speakers,
@@ -11,7 +14,6 @@ from .push import (
     push_token2wav,
     push_voice_adapter,
     resolve_token,
-    upload_folder_as_commit,
 )
 
 __all__ = [
@@ -19,6 +21,9 @@ __all__ = [
     "PushError",
     "check_repo_id",
     "load_results",
+    "publish",
+    "publish_folder",
+    "push_card",
     "push_model",
     "push_preference_dataset",
     "push_speakers",
@@ -29,5 +34,4 @@ __all__ = [
     "resolve_token",
     "results_markdown",
     "templates_dir",
-    "upload_folder_as_commit",
 ]

@@ -1,20 +1,29 @@
-"""Publish omni_hf artifacts to the Hub, each with its generated card, in one commit.
+"""Publish omni_hf artifacts to the Hub through the libraries' own `push_to_hub`, each with its generated card.
 
-Every `push_*` function checks its inputs first (repo id, token, what is being pushed), writes the artifact and its
-card into a temporary folder (or reads an already saved folder), then creates the repo if needed and uploads all
-files in ONE commit: the Hub shows either the previous state or the complete new one. A failed upload raises
-`PushError` (and a repo created for it is deleted again); it never returns as if it had worked.
+| artifact | pushed by | commits |
+|---|---|---|
+| Thinker, speech tokenizer | `PreTrainedModel.push_to_hub` (+ `ProcessorMixin.push_to_hub`) | model, processor, card |
+| full model | `HfApi.upload_folder` of `save_pretrained` (its `token2wav/` pipeline is two folders deep, which transformers' `push_to_hub` does not upload) | one |
+| token2wav | `DiffusionPipeline.push_to_hub` | pipeline, card |
+| speaker set | `SpeakerBank.push_to_hub` (`huggingface_hub.ModelHubMixin`, card from our template) | one |
+| voice adapter | `HfApi.upload_folder` of `model.voices.save` (PEFT files + `voice.json` + DiT part + card) | one |
+| preference pairs | `datasets.Dataset.push_to_hub` | data, card |
+
+Every `push_*` checks its inputs first (repo id, token, card figures) before anything is uploaded. The card is
+rendered from `model_cards/` and committed after the files, keeping the YAML the library wrote (e.g. `datasets`'
+`configs` / `dataset_info`) under ours. A failed upload raises `PushError` naming what was published; a repo created
+for a push that then failed is deleted again.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, get_token
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+from huggingface_hub import CommitInfo, CommitOperationAdd, DatasetCard, HfApi, ModelCard, get_token
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 from transformers.utils import logging
 
@@ -23,11 +32,11 @@ from .cards import count_parameters, render_card
 logger = logging.get_logger(__name__)
 
 CARD_FILE = "README.md"
-SKIPPED = {".git", ".cache", "__pycache__", ".DS_Store"}
+UPLOAD_ERRORS = (HfHubHTTPError, OSError, ValueError)
 
 
 class PushError(RuntimeError):
-    """An upload to the Hub failed; nothing new was published (see the message for details)."""
+    """An upload to the Hub failed; the message says what, if anything, was published."""
 
 
 def check_repo_id(repo_id) -> str:
@@ -51,49 +60,106 @@ def resolve_token(token: str | None) -> str:
     return token
 
 
-def upload_folder_as_commit(
-    folder: str | os.PathLike,
+def publish(
     repo_id: str,
-    card,
+    parts: Sequence,
+    card=None,
     *,
-    token: str | None = None,
     repo_type: str = "model",
+    token: str | None = None,
     private: bool | None = None,
-    commit_message: str = "Upload with omni_hf",
-    exclude: Iterable[str] = (),
+    commit_message: str | None = None,
     dry_run: bool = False,
 ) -> CommitInfo:
-    """Upload every file under `folder` plus `card` (as README.md) to `repo_id` in one commit.
+    """Push each of `parts` (objects with the libraries' `push_to_hub`: models, processors, pipelines, datasets,
+    hub-mixin objects; `None` entries are skipped) to `repo_id`, then `card` (text or a huggingface_hub card).
 
-    With `dry_run`, nothing is uploaded and the card is returned (what `omni-hf card` shows)."""
+    Returns the last commit. With `dry_run`, nothing is uploaded and the card is returned."""
+    check_repo_id(repo_id)
+    if dry_run:
+        return card
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    parts = [part for part in parts if part is not None]
+    created = not api.repo_exists(repo_id, repo_type=repo_type)
+    commits: list[CommitInfo] = []
+    try:
+        for part in parts:
+            message = commit_message or f"Upload {type(part).__name__}"
+            commits.append(part.push_to_hub(repo_id, token=token, private=private, commit_message=message))
+    except UPLOAD_ERRORS as error:
+        if created:
+            _delete_quietly(api, repo_id, repo_type)
+        published = f"{len(commits)} of {len(parts)} parts were published" if commits and not created else None
+        raise PushError(f"Pushing to {repo_id} failed, {published or 'nothing was published'}: {error}") from error
+    if card is None:
+        return commits[-1]
+    try:
+        return push_card(repo_id, card, repo_type=repo_type, token=token, parent_commit=commits[-1].oid)
+    except UPLOAD_ERRORS as error:
+        raise PushError(
+            f"The files were pushed to {repo_id} (commit {commits[-1].oid}) but its card upload failed: {error}"
+        ) from error
+
+
+def push_card(repo_id: str, card, *, repo_type: str = "model", token=None, parent_commit=None) -> CommitInfo:
+    """Commit `card` as README.md, keeping the YAML keys the repo's card has that ours does not."""
+    kind = DatasetCard if repo_type == "dataset" else ModelCard
+    ours = kind(str(card))
+    try:
+        data = kind.load(repo_id, repo_type=repo_type, token=token).data.to_dict()
+    except EntryNotFoundError:
+        data = {}
+    final = kind(f"---\n{type(ours.data)(**(data | ours.data.to_dict())).to_yaml()}\n---\n{ours.text}")
+    return HfApi(token=token).create_commit(
+        repo_id,
+        [CommitOperationAdd(CARD_FILE, str(final).encode())],
+        commit_message="Add the card",
+        repo_type=repo_type,
+        parent_commit=parent_commit,
+    )
+
+
+def publish_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    card=None,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload with omni_hf",
+    ignore_patterns: Sequence[str] | None = None,
+    repo_type: str = "model",
+    dry_run: bool = False,
+) -> CommitInfo:
+    """Upload a saved folder in ONE commit (`HfApi.upload_folder`), `card` written into it as README.md first: for
+    artifacts no library's `push_to_hub` uploads whole (the full model's nested `token2wav/` pipeline, a voice
+    adapter's PEFT files beside its `voice.json` and DiT part, a recipe's output folder)."""
     check_repo_id(repo_id)
     if dry_run:
         return card
     token = resolve_token(token)
     folder = Path(folder)
-    exclude = set(exclude) | SKIPPED
-    files = [
-        p
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-        and not any(part in exclude for part in p.relative_to(folder).parts)
-        and p.relative_to(folder).as_posix() != CARD_FILE
-    ]
-    if not files:
-        raise ValueError(f"Nothing to push: {folder} has no files")
-    operations = [CommitOperationAdd(p.relative_to(folder).as_posix(), str(p)) for p in files]
-    operations.append(CommitOperationAdd(CARD_FILE, str(card).encode()))
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise ValueError(f"Nothing to push: {folder} is not a folder with files")
+    if card is not None:
+        (folder / CARD_FILE).write_text(str(card))
     api = HfApi(token=token)
-    created = False
+    created = not api.repo_exists(repo_id, repo_type=repo_type)
     try:
-        created = not api.repo_exists(repo_id, repo_type=repo_type)
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        info = api.create_commit(repo_id, operations, commit_message=commit_message, repo_type=repo_type)
-    except (HfHubHTTPError, OSError, ValueError) as error:
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type=repo_type,
+            commit_message=commit_message,
+            ignore_patterns=ignore_patterns,
+        )
+    except UPLOAD_ERRORS as error:
         if created:
             _delete_quietly(api, repo_id, repo_type)
         raise PushError(f"Pushing to {repo_id} failed, nothing was published: {error}") from error
-    logger.info(f"Pushed {len(operations)} files to {repo_id} ({info.commit_url})")
+    logger.info(f"Pushed {folder} to {repo_id} ({info.commit_url})")
     return info
 
 
@@ -101,83 +167,54 @@ def _delete_quietly(api: HfApi, repo_id: str, repo_type: str) -> None:
     try:
         api.delete_repo(repo_id, repo_type=repo_type)
     except (HfHubHTTPError, OSError) as error:
-        logger.warning(f"Could not delete the empty repo {repo_id} created for the failed push: {error}")
-
-
-def _staged(repo_id: str, token: str | None, dry_run: bool = False):
-    """Check the cheap preconditions before anything is written, then give a temp dir for the files."""
-    check_repo_id(repo_id)
-    if not dry_run:
-        resolve_token(token)
-    return tempfile.TemporaryDirectory(prefix="omni_hf_push_")
+        logger.warning(f"Could not delete the repo {repo_id} created for the failed push: {error}")
 
 
 def push_model(
-    model,
-    repo_id: str,
-    *,
-    processor=None,
-    results=None,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload Qwen2.5-Omni (omni_hf layout)",
-    dry_run: bool = False,
-    **card,
+    model, repo_id: str, *, processor=None, results=None, token=None, private=None, dry_run=False, **card
 ) -> CommitInfo:
-    """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout) with its card."""
+    """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout, processor files included), its
+    processor and its card in one commit (`save_pretrained` into a staging folder, then `publish_folder`)."""
     from ..omni import OmniForConditionalGeneration
 
-    source = None
-    if isinstance(model, (str, os.PathLike)):  # a saved folder is uploaded as it is (processor files included)
+    if isinstance(model, (str, os.PathLike)):
         source = Path(model)
         if not (source / "config.json").is_file():
             raise ValueError(f"{source} is not a saved model folder (no config.json)")
-        _staged(repo_id, token, dry_run).cleanup()
+        check_repo_id(repo_id)
         model = OmniForConditionalGeneration.from_pretrained(source)
+        processor = processor or _saved_processor(source)
     if not isinstance(model, OmniForConditionalGeneration):
         raise TypeError(f"push_model takes an OmniForConditionalGeneration or its folder, got {type(model).__name__}")
-    with _staged(repo_id, token, dry_run) as stage:
-        if source is None:
-            model.save_pretrained(stage)
-            if processor is not None:
-                processor.save_pretrained(stage)
-        speakers = model.speakers.names()
-        text = render_card(
-            "model",
-            repo_id,
-            results=results,
-            base_model=card.pop("base_model", None) or model.config._name_or_path,
-            thinker_parameters=count_parameters(model.thinker),
-            talker_parameters=count_parameters(model.talker) if model.talker is not None else "not included",
-            token2wav_parameters=_pipeline_parameters(model.token2wav),
-            speakers=speakers,
-            speaker=card.pop("speaker", speakers[0] if speakers else "Chelsie"),
-            **card,
-        )
-        return upload_folder_as_commit(
-            source or stage,
-            repo_id,
-            text,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            dry_run=dry_run,
-        )
+    speakers = model.speakers.names()
+    text = render_card(
+        "model",
+        repo_id,
+        results=results,
+        base_model=card.pop("base_model", None) or model.config._name_or_path,
+        thinker_parameters=count_parameters(model.thinker),
+        talker_parameters=count_parameters(model.talker) if model.talker is not None else "not included",
+        token2wav_parameters=_pipeline_parameters(model.token2wav),
+        speakers=speakers,
+        speaker=card.pop("speaker", speakers[0] if speakers else "Chelsie"),
+        **card,
+    )
+    check_repo_id(repo_id)
+    if dry_run:
+        return text
+    resolve_token(token)
+    with tempfile.TemporaryDirectory(prefix="omni_hf_model_") as stage:
+        model.save_pretrained(stage)
+        if processor is not None:
+            processor.save_pretrained(stage)
+        hub = dict(token=token, private=private, commit_message="Upload Qwen2.5-Omni (omni_hf layout)")
+        return publish_folder(stage, repo_id, text, **hub)
 
 
 def push_thinker(
-    thinker,
-    repo_id: str,
-    *,
-    processor=None,
-    results=None,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload the Qwen2.5-Omni Thinker",
-    dry_run: bool = False,
-    **card,
+    thinker, repo_id: str, *, processor=None, results=None, token=None, private=None, dry_run=False, **card
 ) -> CommitInfo:
-    """Push the Thinker alone (text replies), e.g. `model.thinker`, with its card."""
+    """Push the Thinker alone (text replies), e.g. `model.thinker`, and its processor, then its card."""
     from ..omni import OmniForConditionalGeneration
     from ..thinker import OmniThinkerForConditionalGeneration
 
@@ -185,69 +222,32 @@ def push_thinker(
         thinker = thinker.thinker
     if not isinstance(thinker, OmniThinkerForConditionalGeneration):
         raise TypeError(f"push_thinker takes an OmniThinkerForConditionalGeneration, got {type(thinker).__name__}")
-    with _staged(repo_id, token, dry_run) as stage:
-        thinker.save_pretrained(stage)
-        if processor is not None:
-            processor.save_pretrained(stage)
-        text = render_card(
-            "thinker",
-            repo_id,
-            results=results,
-            base_model=card.pop("base_model", None) or thinker.config._name_or_path,
-            thinker_parameters=count_parameters(thinker),
-            remote_code=bool(getattr(thinker.config, "auto_map", None)),
-            **card,
-        )
-        return upload_folder_as_commit(
-            stage, repo_id, text, token=token, private=private, commit_message=commit_message, dry_run=dry_run
-        )
+    base = card.pop("base_model", None) or thinker.config._name_or_path
+    details = dict(base_model=base, thinker_parameters=count_parameters(thinker), remote_code=True)  # save writes it
+    text = render_card("thinker", repo_id, results=results, **details, **card)
+    hub = dict(token=token, private=private, dry_run=dry_run)
+    return publish(repo_id, [thinker, processor], text, commit_message="Upload the Qwen2.5-Omni Thinker", **hub)
 
 
-def push_token2wav(
-    pipeline,
-    repo_id: str,
-    *,
-    results=None,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload the Qwen2.5-Omni token2wav pipeline",
-    dry_run: bool = False,
-    **card,
-) -> CommitInfo:
-    """Push an `OmniToken2WavPipeline` (e.g. `model.token2wav`) as a Diffusers pipeline repo with its card."""
+def push_token2wav(pipeline, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card):
+    """Push an `OmniToken2WavPipeline` (e.g. `model.token2wav`) with `DiffusionPipeline.push_to_hub`, then its card."""
     from ..token2wav import OmniToken2WavPipeline
 
     if not isinstance(pipeline, OmniToken2WavPipeline):
         raise TypeError(f"push_token2wav takes an OmniToken2WavPipeline, got {type(pipeline).__name__}")
-    with _staged(repo_id, token, dry_run) as stage:
-        pipeline.save_pretrained(stage)
-        text = render_card(
-            "token2wav",
-            repo_id,
-            results=results,
-            dit_parameters=count_parameters(pipeline.dit),
-            vocoder_parameters=count_parameters(pipeline.vocoder),
-            scheduler=type(pipeline.scheduler).__name__,
-            num_inference_steps=card.pop("num_inference_steps", 10),
-            **card,
-        )
-        return upload_folder_as_commit(
-            stage, repo_id, text, token=token, private=private, commit_message=commit_message, dry_run=dry_run
-        )
+    parts = dict(dit_parameters=count_parameters(pipeline.dit), vocoder_parameters=count_parameters(pipeline.vocoder))
+    steps = card.pop("num_inference_steps", 10)
+    text = render_card(
+        "token2wav", repo_id, results=results, scheduler=type(pipeline.scheduler).__name__, num_inference_steps=steps,
+        **parts, **card,
+    )  # fmt: skip
+    hub = dict(token=token, private=private, dry_run=dry_run)
+    return publish(repo_id, [pipeline], text, commit_message="Upload the Qwen2.5-Omni token2wav pipeline", **hub)
 
 
-def push_speakers(
-    speakers,
-    repo_id: str,
-    *,
-    results=None,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str = "Upload Qwen2.5-Omni speakers",
-    dry_run: bool = False,
-    **card,
-) -> CommitInfo:
-    """Push a `SpeakerBank` (or a model's `speakers`, or a folder holding speakers.json + .safetensors)."""
+def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card):
+    """Push a `SpeakerBank` (or a model's `speakers`, or a folder holding speakers.json + .safetensors) in one
+    commit with its card (`SpeakerBank.push_to_hub`, huggingface_hub's `ModelHubMixin`)."""
     from ..voices.speakers import SpeakerBank
 
     if isinstance(speakers, (str, os.PathLike)):
@@ -256,54 +256,46 @@ def push_speakers(
         raise TypeError(f"push_speakers takes a SpeakerBank or its folder, got {type(speakers).__name__}")
     if not len(speakers):
         raise ValueError("push_speakers: the speaker set is empty, nothing to push")
-    with _staged(repo_id, token, dry_run) as stage:
-        speakers.save(stage)
-        rows = [
-            {
-                "name": n,
-                "bos_token_id": speakers[n].bos_token_id,
-                "seconds": f"{speakers[n].ref_mel.shape[1] / 100:.2f}",
-            }
-            for n in speakers.names()
-        ]
-        text = render_card("speakers", repo_id, results=results, speakers=speakers.names(), speaker_rows=rows, **card)
-        return upload_folder_as_commit(
-            stage, repo_id, text, token=token, private=private, commit_message=commit_message, dry_run=dry_run
+    card_kwargs = dict(repo_id=repo_id, results=results, **card)
+    text = speakers.generate_model_card(**card_kwargs)  # checks the figures before anything is uploaded
+    check_repo_id(repo_id)
+    if dry_run:
+        return text
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    created = not api.repo_exists(repo_id)
+    try:
+        return speakers.push_to_hub(
+            repo_id,
+            token=token,
+            private=private,
+            commit_message="Upload Qwen2.5-Omni speakers",
+            model_card_kwargs=card_kwargs,
         )
+    except UPLOAD_ERRORS as error:
+        if created:
+            _delete_quietly(api, repo_id, "model")
+        raise PushError(f"Pushing to {repo_id} failed, nothing was published: {error}") from error
 
 
 def push_voice_adapter(
-    model,
-    name: str,
-    repo_id: str,
-    *,
-    results=None,
-    token: str | None = None,
-    private: bool | None = None,
-    commit_message: str | None = None,
-    dry_run: bool = False,
-    **card,
-) -> CommitInfo:
-    """Push voice adapter `name` loaded in `model.voices` (PEFT files + voice.json) with its card.
-
-    `base_model` (card keyword) should be the Hub id of the model the adapter was trained on.
-    """
+    model, name: str, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card
+):
+    """Push voice adapter `name` loaded in `model.voices` (PEFT files + voice.json + DiT part) with its card in one
+    commit. `base_model` (card keyword) should be the Hub id of the model the adapter was trained on."""
     if name not in model.voices:
         known = ", ".join(model.voices.names) or "none loaded"
         raise ValueError(f"Unknown voice {name!r}; loaded voices: {known}")
-    with _staged(repo_id, token, dry_run) as stage:
+    base = card.pop("base_model", None) or model.config._name_or_path
+    text = model.voices.card(name, repo_id, results=results, base_model=base, **card)
+    check_repo_id(repo_id)
+    if dry_run:
+        return text
+    resolve_token(token)
+    with tempfile.TemporaryDirectory(prefix="omni_hf_voice_") as stage:
         saved = model.voices.save(name, stage)
-        base = card.pop("base_model", None) or model.config._name_or_path
-        text = model.voices.card(name, repo_id, results=results, base_model=base, **card)
-        return upload_folder_as_commit(
-            saved,
-            repo_id,
-            text,
-            token=token,
-            private=private,
-            commit_message=commit_message or f"Upload voice adapter {name}",
-            dry_run=dry_run,
-        )
+        hub = dict(token=token, private=private, commit_message=f"Upload voice adapter {name}")
+        return publish_folder(saved, repo_id, text, **hub)
 
 
 def push_preference_dataset(
@@ -361,14 +353,26 @@ def push_preference_dataset(
         },
         **card,
     )
-    with _staged(repo_id, token, dry_run) as stage:
-        if dry_run:
-            return text
+    check_repo_id(repo_id)
+    if dry_run:
+        return text
+    resolve_token(token)
+    # One commit for the rows and their card: `Dataset.push_to_hub` cannot carry a card in its commit.
+    with tempfile.TemporaryDirectory(prefix="omni_hf_pairs_") as stage:
         (Path(stage) / "data").mkdir()
         dataset.to_parquet(str(Path(stage) / "data" / "train-00000-of-00001.parquet"))
-        return upload_folder_as_commit(
-            stage, repo_id, text, token=token, repo_type="dataset", private=private, commit_message=commit_message
+        return publish_folder(
+            stage, repo_id, text, token=token, private=private, commit_message=commit_message, repo_type="dataset"
         )
+
+
+def _saved_processor(folder: Path):
+    """The `OmniProcessor` saved in `folder`, or None when it holds no processor files."""
+    if not any((folder / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")):
+        return None
+    from ..processing import OmniProcessor
+
+    return OmniProcessor.from_pretrained(folder)
 
 
 def _pipeline_parameters(pipeline) -> str:
@@ -378,17 +382,3 @@ def _pipeline_parameters(pipeline) -> str:
 
     holder = torch.nn.ModuleList([pipeline.dit, pipeline.vocoder])
     return count_parameters(holder)
-
-
-__all__ = [
-    "PushError",
-    "check_repo_id",
-    "push_model",
-    "push_preference_dataset",
-    "push_speakers",
-    "push_thinker",
-    "push_token2wav",
-    "push_voice_adapter",
-    "resolve_token",
-    "upload_folder_as_commit",
-]

@@ -1,18 +1,22 @@
 """The DiT side of a voice: a LoRA adapter on token2wav's DiT (diffusers' PEFT mixin), trained with the flow-matching
 loss on recordings of the voice, so that the mel (timbre, recording conditions) follows the speaker, not only the
 Talker's codes. It lives beside the Talker adapter of the same voice name (`model.voices`) and is saved in its `dit/`
-subfolder.
+subfolder. Training runs on transformers' `Trainer` (`DiTFlowMatching` wraps the DiT and its loss).
 
 Each example pairs a recording's codes with its log-mel: `mel` `(2 * n, 80)` (token2wav's front end, 100 frames/s,
 cut or edge-padded to the codes), `codes` `(n,)`.
 """
 
+import tempfile
+
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from torch import nn
+from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..token2wav.mel import MelSettings, log_mel_spectrogram, resample
+from .flow_matching import flow_matching_loss
 
 logger = logging.get_logger(__name__)
 
@@ -35,32 +39,43 @@ def dit_voice_example(audio, sampling_rate: int, codes) -> dict[str, torch.Tenso
     return {"mel": mel[:frames], "codes": codes}
 
 
-def _batches(examples: list[dict], batch_size: int, generator: torch.Generator):
-    """Batches of examples of one length (the loss takes `(batch, n)` codes without padding)."""
-    by_length: dict[int, list[dict]] = {}
-    for example in examples:
-        by_length.setdefault(example["codes"].numel(), []).append(example)
-    while True:
-        for group in by_length.values():
-            order = torch.randperm(len(group), generator=generator).tolist()
-            for start in range(0, len(order), batch_size):
-                chosen = [group[i] for i in order[start : start + batch_size]]
-                yield torch.stack([e["mel"] for e in chosen]), torch.stack([e["codes"] for e in chosen])
+def collate_dit_examples(examples: list[dict]) -> dict[str, torch.Tensor]:
+    """Stack examples cut to the batch's shortest: `mel` `(batch, 2 * n, 80)`, `codes` `(batch, n)` (the loss
+    takes codes without padding; each recording keeps its start)."""
+    n = min(e["codes"].numel() for e in examples)
+    return {
+        "mel": torch.stack([e["mel"][: 2 * n] for e in examples]),
+        "codes": torch.stack([e["codes"][:n] for e in examples]),
+    }
+
+
+class DiTFlowMatching(nn.Module):
+    """The DiT as a `Trainer` model: `forward(mel, codes)` returns `{"loss"}`, the flow-matching loss conditioned on
+    one speaker (`ref_mel` `(1, T, 80)`, `cond` `(1, 192)`), conditions dropped with `drop_condition_prob`."""
+
+    def __init__(self, dit, ref_mel: torch.Tensor, cond: torch.Tensor, drop_condition_prob: float, seed: int):
+        super().__init__()
+        self.dit, self.drop_condition_prob = dit, drop_condition_prob
+        self.register_buffer("ref_mel", ref_mel.to(dit.device), persistent=False)
+        self.register_buffer("cond", cond.to(dit.device), persistent=False)
+        self.generator = torch.Generator(device=dit.device).manual_seed(seed)
+
+    def forward(self, mel: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = mel.shape[0]
+        reference, cond = self.ref_mel.expand(batch, -1, -1), self.cond.expand(batch, -1)
+        return {
+            "loss": flow_matching_loss(self.dit, mel, codes, reference, cond, self.drop_condition_prob, self.generator)
+        }
 
 
 @torch.no_grad()
 def dit_voice_loss(dit, examples: list[dict], speaker, seed: int = 1234) -> float:
     """Mean flow-matching loss over `examples` with fixed noise and times, no condition dropout."""
     dit.eval()
-    generator = torch.Generator(device=dit.device).manual_seed(seed)
-    total = 0.0
-    for example in examples:
-        mel, codes = example["mel"][None].to(dit.device), example["codes"][None].to(dit.device)
-        total += float(
-            dit.flow_matching_loss(
-                mel, codes, speaker.ref_mel.to(dit.device), speaker.cond.to(dit.device), 0.0, generator
-            )
-        )
+    scorer = DiTFlowMatching(dit, speaker.ref_mel, speaker.cond, 0.0, seed)
+    total = sum(
+        float(scorer(e["mel"][None].to(dit.device), e["codes"][None].to(dit.device))["loss"]) for e in examples
+    )
     return total / len(examples)
 
 
@@ -76,10 +91,12 @@ def train_dit_voice_adapter(
     batch_size: int = 8,
     drop_condition_prob: float = 0.2,
     seed: int = 0,
+    training_args: TrainingArguments | None = None,
 ) -> dict:
-    """Add LoRA adapter `name` to `model.token2wav.dit` and train it (AdamW, flow-matching loss conditioned on
-    `model.speakers[speaker]`); only the adapter's weights change. Returns the loss before and after and the
-    trainable parameter count."""
+    """Add LoRA adapter `name` to `model.token2wav.dit` and train it with transformers' `Trainer` (flow-matching
+    loss conditioned on `model.speakers[speaker]`); only the adapter's weights change. `training_args` replaces
+    the defaults built from `max_steps`, `learning_rate`, `batch_size` and `seed` (constant rate, no checkpoints).
+    Returns the loss before and after and the trainable parameter count."""
     from peft import LoraConfig
 
     if not examples:
@@ -91,29 +108,27 @@ def train_dit_voice_adapter(
     dit.add_adapter(LoraConfig(r=r, lora_alpha=alpha, target_modules=DIT_TARGETS), adapter_name=name)
     dit.set_adapters([name], [1.0])
     before = dit_voice_loss(dit, examples, voice)
-    trainable = [p for n, p in dit.named_parameters() if f".{name}." in n]
     for param_name, param in dit.named_parameters():
         param.requires_grad_(f".{name}." in param_name)
-    optimizer = torch.optim.AdamW(trainable, lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    noise = torch.Generator(device=dit.device).manual_seed(seed)
-    ref_mel, cond = voice.ref_mel.to(dit.device), voice.cond.to(dit.device)
-    dit.train()
-    batches = _batches(examples, batch_size, generator)
-    for _ in tqdm(range(max_steps), desc=f"DiT voice {name}", leave=False):
-        mel, codes = next(batches)
-        batch = mel.shape[0]
-        loss = dit.flow_matching_loss(
-            mel.to(dit.device),
-            codes.to(dit.device),
-            ref_mel.expand(batch, -1, -1),
-            cond.expand(batch, -1),
-            drop_condition_prob,
-            noise,
+    trainable = sum(p.numel() for p in dit.parameters() if p.requires_grad)
+    with tempfile.TemporaryDirectory(prefix="dit_voice_") as scratch:
+        args = training_args or TrainingArguments(
+            output_dir=scratch,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            lr_scheduler_type="constant",
+            weight_decay=0.01,
+            seed=seed,
+            save_strategy="no",
+            logging_steps=0.05,
+            report_to="none",
+            remove_unused_columns=False,
+            use_cpu=not torch.cuda.is_available(),
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        wrapper = DiTFlowMatching(dit, voice.ref_mel, voice.cond, drop_condition_prob, seed).train()
+        trainer = Trainer(model=wrapper, args=args, train_dataset=examples, data_collator=collate_dit_examples)
+        trainer.train()
     dit.requires_grad_(False)
     after = dit_voice_loss(dit, examples, voice)
     dit.disable_adapters()  # outside `model.voices.use_dit(name)` the DiT is the base one
@@ -121,8 +136,16 @@ def train_dit_voice_adapter(
     return {
         "dit_loss_before": before,
         "dit_loss_after": after,
-        "dit_trainable_parameters": sum(p.numel() for p in trainable),
+        "dit_trainable_parameters": trainable,
+        "dit_steps": trainer.state.global_step,
     }
 
 
-__all__ = ["DIT_TARGETS", "dit_voice_example", "dit_voice_loss", "train_dit_voice_adapter"]
+__all__ = [
+    "DIT_TARGETS",
+    "DiTFlowMatching",
+    "collate_dit_examples",
+    "dit_voice_example",
+    "dit_voice_loss",
+    "train_dit_voice_adapter",
+]

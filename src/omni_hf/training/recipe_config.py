@@ -1,45 +1,139 @@
-"""Command-line options that may also come from a YAML file (`--config`), shared by the recipes in `recipes/`."""
+"""Command-line parsing shared by the recipes in `recipes/`: TRL's `TrlParser` (transformers' `HfArgumentParser`)
+over dataclasses, with a YAML `--config` whose keys are the same options (flags given on the command line win).
 
-import argparse
+Every field of the training config (`TrainingArguments`, `DPOConfig`, ...) is a flag: `--warmup_steps`,
+`--report_to wandb`, `--per_device_train_batch_size`, `--push_to_hub --hub_model_id me/name`, ... The short
+spellings of earlier omni_hf releases still work (`ALIASES`: `--batch_size`, `--repo_id`, `--warmup_ratio`).
+"""
+
+import copy
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers.utils import logging
 
-def parse_with_config(
-    parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, required: Sequence[str] = ()
-) -> argparse.Namespace:
-    """Parse `argv`; the keys of the YAML file named by `--config` become defaults (flags given on the command line
-    win). Unknown YAML keys and missing `required` options are errors naming them."""
+logger = logging.get_logger(__name__)
+
+# old omni_hf spelling -> the library's field name
+ALIASES = {
+    "batch_size": "per_device_train_batch_size",
+    "repo_id": "hub_model_id",
+    "warmup_ratio": "warmup_steps",  # transformers reads warmup_steps < 1 as a ratio of the total steps
+}
+
+
+@dataclass
+class OutputArguments:
+    """What a recipe may do with a non-empty `output_dir` (base of every recipe's script arguments)."""
+
+    overwrite: bool = field(default=False, metadata={"help": "write into a non-empty output_dir"})
+    resume: bool = field(default=False, metadata={"help": "continue from the last checkpoint in output_dir"})
+
+
+def _translate(argv: Sequence[str]) -> list[str]:
+    out = []
+    for arg in argv:
+        if arg.startswith("--"):
+            name, eq, value = arg[2:].partition("=")
+            arg = f"--{ALIASES.get(name, name)}{eq}{value}"
+        out.append(arg)
+    return out
+
+
+def split_config(argv: Sequence[str] | None) -> tuple[list[str], Path | None]:
+    """`argv` without `--config PATH` (aliases translated), and PATH."""
+    argv = _translate(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[:i] + argv[i + 2 :], Path(argv[i + 1])
+        if arg.startswith("--config="):
+            return argv[:i] + argv[i + 1 :], Path(arg.split("=", 1)[1])
+    return argv, None
+
+
+def read_config(path: Path | None, parser) -> dict:
+    """The YAML mapping at `path` (keys translated from `ALIASES`); a parser error naming the file otherwise."""
     import yaml
 
-    if not any(action.dest == "config" for action in parser._actions):
-        parser.add_argument("--config", help="YAML file whose keys are this script's options (flags win)")
-    args = parser.parse_args(argv)
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            parser.error(f"--config {args.config}: no such file")
-        defaults = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(defaults, dict):
-            parser.error(f"{args.config} must hold a mapping of option: value, got {type(defaults).__name__}")
-        unknown = set(defaults) - set(vars(args))
-        if unknown:
-            parser.error(f"{args.config} has unknown options: {sorted(unknown)}")
-        parser.set_defaults(**defaults)
-        args = parser.parse_args(argv)
-    missing = [name for name in required if getattr(args, name, None) in (None, "")]
+    if path is None:
+        return {}
+    if not path.is_file():
+        parser.error(f"--config {path}: no such file")
+    config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        parser.error(f"{path} must hold a mapping of option: value, got {type(config).__name__}")
+    return {ALIASES.get(key, key): value for key, value in config.items()}
+
+
+def option_value(name: str, argv: Sequence[str] | None, default=None):
+    """The value of option `name` from the command line, else from the `--config` file, else `default` (used
+    before full parsing, when other defaults depend on it, e.g. a recipe's `--stage`)."""
+    from transformers import HfArgumentParser
+
+    args, path = split_config(argv)
+    for i, arg in enumerate(args):
+        if arg == f"--{name}" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return read_config(path, HfArgumentParser([])).get(name, default)
+
+
+def parse_recipe_args(
+    dataclass_types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    *,
+    defaults: dict | None = None,
+    required: Sequence[str] = (),
+    description: str | None = None,
+) -> tuple:
+    """Parse `argv` (default `sys.argv[1:]`) into one instance per dataclass type, in order.
+
+    Precedence: command-line flags > the `--config` YAML > `defaults` (the recipe's own) > the dataclasses'
+    defaults. Unknown YAML keys and unknown flags, missing `required` options and a `--push_to_hub` that cannot
+    succeed (no repo id, no token) are errors naming them (exit status 2), before any model is loaded.
+    """
+    import torch
+    from trl import TrlParser
+
+    parser = TrlParser(dataclass_types, description=description, allow_abbrev=False)  # a typo is not a prefix
+    args, path = split_config(argv)
+    config = read_config(path, parser)
+    base = {"use_cpu": not torch.cuda.is_available()}  # the GPU configs stay valid (bf16) for CPU smoke runs
+    unknown = parser.set_defaults_with_config(**{**base, **(defaults or {}), **config})
+    if unknown:
+        parser.error(f"{path} has unknown options: {sorted({key[2:] for key in unknown[::2]})}")
+    namespace, extra = parser.parse_known_args(args)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    missing = [name for name in required if getattr(namespace, name, None) in (None, "")]
     if missing:
         parser.error(f"missing options (give them as flags or in --config): {', '.join('--' + m for m in missing)}")
-    if getattr(args, "push_to_hub", False):  # checked before training, so a long run never ends in a refused push
+    if getattr(namespace, "push_to_hub", False):  # checked before training, so a long run never ends in a refused push
         from ..hub import check_repo_id, resolve_token
 
-        if not getattr(args, "repo_id", None):
-            parser.error("--push_to_hub needs --repo_id")
+        if not getattr(namespace, "hub_model_id", None):
+            parser.error("--push_to_hub needs --hub_model_id (or --repo_id)")
         try:
-            check_repo_id(args.repo_id)
-            resolve_token(None)
+            check_repo_id(namespace.hub_model_id)
+            resolve_token(getattr(namespace, "hub_token", None))
         except ValueError as error:
             parser.error(str(error))
+    return tuple(parser.parse_args_into_dataclasses(args=args))
+
+
+def trainer_arguments(training_args, **changes):
+    """A copy of `training_args` for the `Trainer` itself: `push_to_hub` off (recipes publish their final artifact
+    once, with its card, not every checkpoint), plus `changes` (e.g. another `output_dir`)."""
+    args = copy.copy(training_args)
+    args.push_to_hub = False
+    if args.use_cpu and args.bf16:
+        logger.warning("bf16 needs a GPU: training in float32 on CPU")
+        args.bf16 = False
+    for name, value in changes.items():
+        setattr(args, name, value)
     return args
 
 
@@ -53,17 +147,13 @@ def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = F
     return output
 
 
-def push_output(folder: str | Path, repo_id: str, commit_message: str, exclude=()) -> str:
-    """Upload a recipe's output folder, with the card it wrote (`README.md`), in one commit; returns the commit
-    URL. Raises `omni_hf.hub.PushError` if the upload fails (a repo created for it is removed again)."""
-    from ..hub import upload_folder_as_commit
-
-    folder = Path(folder)
-    card = folder / "README.md"
-    if not card.is_file():
-        raise FileNotFoundError(f"{folder} has no README.md card to publish")
-    info = upload_folder_as_commit(folder, repo_id, card.read_text(), commit_message=commit_message, exclude=exclude)
-    return info.commit_url
-
-
-__all__ = ["check_output_dir", "parse_with_config", "push_output"]
+__all__ = [
+    "ALIASES",
+    "OutputArguments",
+    "check_output_dir",
+    "option_value",
+    "parse_recipe_args",
+    "read_config",
+    "split_config",
+    "trainer_arguments",
+]

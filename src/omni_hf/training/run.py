@@ -5,9 +5,9 @@
 environment). Returns a metrics dict (steps, first/last logged loss, parameter counts, data counts, output dir).
 """
 
-import argparse
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,66 +16,66 @@ from transformers.masking_utils import create_causal_mask, packed_sequence_mask_
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
-from .recipe_config import check_output_dir, parse_with_config
+from .recipe_config import OutputArguments, check_output_dir, option_value, parse_recipe_args, trainer_arguments
 from .stages import STAGES, Stage, apply_freezing, get_stage
 
 logger = logging.get_logger(__name__)
 
 
-def build_parser(stage: Stage) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=stage.purpose)
-    p.add_argument("--config", help="YAML file whose keys are these options (command-line flags win)")
-    p.add_argument("--stage", default=stage.name, help=f"stage to run (one of {list(STAGES)})")
-    # Model / data
-    p.add_argument("--model", help="omni_hf (or official Qwen2.5-Omni) checkpoint directory or Hub id")
-    p.add_argument("--data", help="a .json/.jsonl/.csv/.parquet file, a save_to_disk folder, or a Hub dataset")
-    p.add_argument("--split", default="train")
-    p.add_argument("--max_samples", type=int, help="use only the first N rows")
-    p.add_argument("--max_length", type=int, help=f"tokens per sample (stage default {stage.max_length})")
-    p.add_argument("--too_long", default="drop", choices=["drop", "truncate"], help="rule for over-long rows")
-    p.add_argument("--packing", type=_bool, help=f"pack samples into max_length rows (stage default {stage.packing})")
-    p.add_argument("--use_audio_in_video", type=_bool, default=True, help="interleave videos with their sound")
-    p.add_argument("--trainable", nargs="+", help="parameter-name prefixes to train (overrides the stage)")
-    p.add_argument("--speaker", default="Chelsie", help="talker_icl: the voice whose codes the rows hold")
-    p.add_argument("--prompt", default="Read this aloud: {text}", help="talker_icl: user prompt for text rows")
-    # Training
-    p.add_argument("--output_dir", required=False)
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty output_dir")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
-    p.add_argument("--max_steps", type=int, default=-1)
-    p.add_argument("--num_train_epochs", type=float, default=1.0)
-    p.add_argument("--learning_rate", type=float, help=f"stage default {stage.learning_rate}")
-    p.add_argument("--lr_scheduler_type", default="cosine")
-    p.add_argument("--warmup_ratio", type=float, help=f"stage default {stage.warmup_ratio}")
-    p.add_argument("--weight_decay", type=float, default=0.0)
-    p.add_argument("--batch_size", type=int, default=1, help="per device")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--gradient_checkpointing", type=_bool, default=False)
-    p.add_argument("--bf16", type=_bool, default=False)
-    p.add_argument("--logging_steps", type=int, default=10)
-    p.add_argument("--save_steps", type=int, default=500)
-    p.add_argument("--save_total_limit", type=int, default=2)
-    p.add_argument("--dataloader_num_workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--push_to_hub", action="store_true")
-    p.add_argument("--repo_id", help="Hub repo for --push_to_hub")
-    return p
+STAGE_TRAINING_DEFAULTS = {
+    "lr_scheduler_type": "cosine",
+    "logging_steps": 10,
+    "save_total_limit": 2,
+    "seed": 0,
+    "remove_unused_columns": False,
+    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+}
 
 
-def _bool(value: str) -> bool:
-    if str(value).lower() in ("1", "true", "yes"):
-        return True
-    if str(value).lower() in ("0", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+@dataclass
+class StageArguments(OutputArguments):
+    """Model and data options of the stage recipes (the training options are `TrainingArguments`' own)."""
+
+    stage: str | None = field(default=None, metadata={"help": f"stage to run (one of {list(STAGES)})"})
+    model: str | None = field(
+        default=None, metadata={"help": "omni_hf (or official Qwen2.5-Omni) checkpoint directory or Hub id"}
+    )
+    data: str | None = field(
+        default=None, metadata={"help": "a .json/.jsonl/.csv/.parquet file, a save_to_disk folder, or a Hub dataset"}
+    )
+    split: str = field(default="train", metadata={"help": "dataset split"})
+    max_samples: int | None = field(default=None, metadata={"help": "use only the first N rows"})
+    max_length: int | None = field(default=None, metadata={"help": "tokens per sample (default: the stage's)"})
+    too_long: str = field(
+        default="drop", metadata={"help": "rule for over-long rows", "choices": ["drop", "truncate"]}
+    )
+    packing: bool | None = field(
+        default=None, metadata={"help": "pack samples into max_length rows (default: the stage's)"}
+    )
+    use_audio_in_video: bool = field(default=True, metadata={"help": "interleave videos with their sound"})
+    trainable: list[str] | None = field(
+        default=None, metadata={"help": "parameter-name prefixes to train (overrides the stage)"}
+    )
+    speaker: str = field(default="Chelsie", metadata={"help": "talker_icl: the voice whose codes the rows hold"})
+    prompt: str = field(default="Read this aloud: {text}", metadata={"help": "talker_icl: user prompt for text rows"})
 
 
-def parse_args(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None) -> tuple[Stage, argparse.Namespace]:
-    """Parse flags over the YAML `--config`; the stage may be overridden by `stage:` (checked against `allowed`)."""
-    parser = build_parser(get_stage(stage_name))
-    args = parse_with_config(parser, argv, required=("model", "data", "output_dir"))
-    stage = get_stage(args.stage, allowed)
-    return stage, args
+def parse_args(
+    stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
+) -> tuple[Stage, StageArguments, TrainingArguments]:
+    """Parse flags over the YAML `--config` into the stage, its `StageArguments` and `TrainingArguments` (the
+    stage's learning rate and warmup are the defaults); `stage:` may name another stage, checked against `allowed`."""
+    stage = get_stage(option_value("stage", argv, stage_name), allowed)
+    defaults = {**STAGE_TRAINING_DEFAULTS, "stage": stage.name}
+    defaults |= {"learning_rate": stage.learning_rate, "warmup_steps": stage.warmup_ratio}
+    script, training = parse_recipe_args(
+        (StageArguments, TrainingArguments),
+        argv,
+        defaults=defaults,
+        required=("model", "data", "output_dir"),
+        description=stage.purpose,
+    )
+    return stage, script, training
 
 
 class OmniStageTrainer(Trainer):
@@ -109,36 +109,9 @@ def first_and_last_loss(trainer: Trainer) -> dict:
     return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None}
 
 
-def _training_args(stage: Stage, args, output: Path, **extra) -> TrainingArguments:
-    cpu = not torch.cuda.is_available()
-    return TrainingArguments(
-        output_dir=str(output),
-        max_steps=args.max_steps,
-        num_train_epochs=args.num_train_epochs,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        learning_rate=args.learning_rate if args.learning_rate is not None else stage.learning_rate,
-        lr_scheduler_type=args.lr_scheduler_type,
-        warmup_steps=args.warmup_ratio if args.warmup_ratio is not None else stage.warmup_ratio,  # < 1: a ratio
-        weight_decay=args.weight_decay,
-        gradient_checkpointing=args.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if args.gradient_checkpointing else None,
-        bf16=args.bf16 and not cpu,
-        use_cpu=cpu,
-        logging_steps=args.logging_steps,
-        save_steps=args.save_steps,
-        save_total_limit=args.save_total_limit,
-        dataloader_num_workers=args.dataloader_num_workers,
-        seed=args.seed,
-        report_to=[],
-        remove_unused_columns=False,
-        **extra,
-    )
-
-
-def _check_output(args) -> Path:
-    output = check_output_dir(args.output_dir, args.overwrite, args.resume)
-    if args.resume and (not output.is_dir() or get_last_checkpoint(str(output)) is None):
+def _check_output(script: StageArguments, training: TrainingArguments) -> Path:
+    output = check_output_dir(training.output_dir, script.overwrite, script.resume)
+    if script.resume and (not output.is_dir() or get_last_checkpoint(str(output)) is None):
         raise SystemExit(f"--resume: no checkpoint-* folder in {output} to resume from")
     return output
 
@@ -218,9 +191,9 @@ def _dialogue_example(model, processor, row: dict, bos: int, make_example) -> di
 
 def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None) -> dict:
     """Run one training stage end to end (see the module docstring); returns its metrics."""
-    stage, args = parse_args(stage_name, argv, allowed)
-    output = _check_output(args)
-    torch.manual_seed(args.seed)
+    stage, args, training = parse_args(stage_name, argv, allowed)
+    output = _check_output(args, training)
+    torch.manual_seed(training.seed)
     from ..processing import OmniProcessor
 
     processor = OmniProcessor.from_pretrained(args.model)
@@ -240,7 +213,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         raise ValueError(f"Stage {stage.name!r} leaves no trainable parameter.")
     train_model.train()
     trainer = OmniStageTrainer(
-        model=train_model, args=_training_args(stage, args, output), train_dataset=dataset, data_collator=collator
+        model=train_model, args=trainer_arguments(training), train_dataset=dataset, data_collator=collator
     )
     result = trainer.train(resume_from_checkpoint=True if args.resume else None)
     if stage.model != "talker":
@@ -262,8 +235,15 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         card = stage_card(stage, args, metrics)
         card.save(str(output / "README.md"))
         (output / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-        if args.push_to_hub:
-            metrics["pushed_to"] = push_stage_output(output, args.repo_id, stage)
+        if training.push_to_hub:  # the saved folder (weights gathered by save_model under FSDP / ZeRO-3), one commit
+            from ..hub import publish_folder
+
+            hub = dict(token=training.hub_token, private=training.hub_private_repo)
+            skip = ["checkpoint-*", "training_args.bin"]
+            info = publish_folder(
+                output, training.hub_model_id, commit_message=f"omni_hf {stage.name}", ignore_patterns=skip, **hub
+            )
+            metrics["pushed_to"] = info.commit_url
     return metrics
 
 
@@ -306,16 +286,8 @@ def _fmt(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def push_stage_output(output: Path, repo_id: str, stage: Stage) -> str:
-    """Upload the output folder (weights, processor, card) in one commit, without the intermediate checkpoints."""
-    from .recipe_config import push_output
-
-    skipped = [p.name for p in output.glob("checkpoint-*")] + ["training_args.bin"]
-    return push_output(output, repo_id, f"omni_hf {stage.name}", exclude=skipped)
-
-
 def recipe_main(stage_name: str, allowed: tuple[str, ...], argv=None) -> dict:
-    """Entry point of the recipe scripts: run the stage and print its metrics as JSON (main process only)."""
+    """Run the stage and print its metrics as JSON (main process only)."""
     metrics = run_stage(stage_name, argv, allowed)
     if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
         return metrics
@@ -323,4 +295,33 @@ def recipe_main(stage_name: str, allowed: tuple[str, ...], argv=None) -> dict:
     return metrics
 
 
-__all__ = ["OmniStageTrainer", "packed_attention_masks", "parse_args", "recipe_main", "run_stage", "stage_card"]
+def stage_recipe(stage_name: str, allowed: tuple[str, ...]):
+    """The `main(argv=None) -> metrics` of a stage recipe script (`recipes/sft.py`, ...); `main.stage` and
+    `main.allowed` name what it runs."""
+
+    def main(argv=None) -> dict:
+        return recipe_main(stage_name, allowed, argv)
+
+    main.stage, main.allowed = stage_name, allowed
+    return main
+
+
+def run_cli(main) -> None:
+    """Run a recipe's `main()` on `sys.argv` with info logging; exit status 0 when it returned metrics."""
+    import sys
+
+    logging.set_verbosity_info()
+    sys.exit(0 if main() else 1)
+
+
+__all__ = [
+    "OmniStageTrainer",
+    "StageArguments",
+    "packed_attention_masks",
+    "parse_args",
+    "recipe_main",
+    "run_cli",
+    "run_stage",
+    "stage_card",
+    "stage_recipe",
+]

@@ -5,7 +5,8 @@
    (`"vocabulary"`; a random tiny Talker emits near-uniform codes, so a small subset makes learning measurable).
 2. `synthesize`: codes → audio with `model.token2wav` across the model's speakers, augmented (random gain, white
    noise at a random SNR) → `SpeechCodePair(mel (2n, 80), codes (n,))`.
-3. `collate_pairs` pads a batch; `train_tokenizer` runs a plain AdamW loop (warmup + cosine, grad clipping).
+3. `collate_pairs` pads a batch; `fit_tokenizer` trains on transformers' `Trainer` (`train_tokenizer`: AdamW,
+   warmup + cosine, grad clipping, no checkpoints).
 4. `evaluate`: held-out code accuracy (chance is 1 / number of codes in use), and a round-trip score: predicted
    codes → token2wav (same speaker) → log-mel L1 against the held-out mel, next to the same score for random codes
    (the baseline) and for the true codes re-decoded with other noise (the floor the decoder's noise allows).
@@ -14,13 +15,16 @@
 import itertools
 import logging
 import math
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from tqdm.auto import tqdm
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..token2wav.mel import MelSettings, log_mel_spectrogram
 from ..voices.speech_tokenizer import OmniSpeechTokenizer
@@ -221,6 +225,43 @@ def collate_pairs(pairs: Sequence[SpeechCodePair], frames_per_code: int = 2) -> 
     return {"mel": mel, "attention_mask": mask, "labels": labels}
 
 
+class StopAfterSeconds(TrainerCallback):
+    """Stop training once `seconds` of wall time have passed since the first step."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start = seconds, None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.start = self.start or time.perf_counter()
+        if time.perf_counter() - self.start > self.seconds:
+            logger.info("stopping after %d steps: max_seconds=%s reached", state.global_step, self.seconds)
+            control.should_training_stop = True
+
+
+def fit_tokenizer(
+    tokenizer: OmniSpeechTokenizer,
+    pairs: Sequence[SpeechCodePair],
+    args: TrainingArguments,
+    max_seconds: float | None = None,
+) -> Trainer:
+    """Train `tokenizer` on the cross-entropy of `pairs` with transformers' `Trainer` under `args` (optimiser,
+    schedule, clipping, logging: the Trainer's own), stopping early after `max_seconds`. Returns the trainer
+    (`trainer.state.log_history` holds the logged losses)."""
+    if not pairs:
+        raise ValueError("no training pairs")
+    tokenizer.train()
+    trainer = Trainer(
+        model=tokenizer,
+        args=args,
+        train_dataset=list(pairs),
+        data_collator=partial(collate_pairs, frames_per_code=tokenizer.config.frames_per_code),
+        callbacks=[StopAfterSeconds(max_seconds)] if max_seconds is not None else None,
+    )
+    trainer.train()
+    tokenizer.eval()
+    return trainer
+
+
 def train_tokenizer(
     tokenizer: OmniSpeechTokenizer,
     pairs: Sequence[SpeechCodePair],
@@ -232,56 +273,36 @@ def train_tokenizer(
     warmup_steps: int = 50,
     max_grad_norm: float = 1.0,
     max_seconds: float | None = None,
-    log_every: int = 50,
     seed: int = 0,
     progress: bool = True,
 ) -> list[float]:
-    """AdamW on the cross-entropy of `pairs` (reshuffled every epoch) for `max_steps` steps, or until `max_seconds`
-    of wall time. Linear warmup then cosine decay to 0. Returns the loss of every step taken."""
-    if not pairs:
-        raise ValueError("no training pairs")
-    from transformers import get_cosine_schedule_with_warmup
+    """`fit_tokenizer` with AdamW, linear warmup then cosine decay to 0, for `max_steps` steps (or `max_seconds`
+    of wall time); no checkpoints. Returns the loss of every step taken."""
+    with tempfile.TemporaryDirectory(prefix="speech_tokenizer_") as scratch:
+        args = TrainingArguments(
+            output_dir=scratch,
+            max_steps=max_steps,
+            per_device_train_batch_size=batch_size,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            warmup_steps=min(warmup_steps, max_steps // 2),
+            lr_scheduler_type="cosine",
+            max_grad_norm=max_grad_norm,
+            logging_steps=1,
+            save_strategy="no",
+            seed=seed,
+            disable_tqdm=not progress,
+            report_to="none",
+            remove_unused_columns=False,
+            use_cpu=not torch.cuda.is_available(),
+        )
+        trainer = fit_tokenizer(tokenizer, pairs, args, max_seconds)
+    return logged_losses(trainer)
 
-    device = tokenizer.device
-    tokenizer.train()
-    decay = [p for n, p in tokenizer.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in tokenizer.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=learning_rate,
-    )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, max_steps // 2), max_steps)
-    generator = torch.Generator().manual_seed(seed)
-    frames_per_code = tokenizer.config.frames_per_code
 
-    def batches():
-        while True:
-            order = torch.randperm(len(pairs), generator=generator).tolist()
-            for chunk in _batches(order, batch_size):
-                yield collate_pairs([pairs[i] for i in chunk], frames_per_code)
-
-    losses: list[float] = []
-    start = time.perf_counter()
-    bar = tqdm(total=max_steps, desc="train", disable=not progress, leave=False)
-    for step, batch in zip(range(max_steps), batches()):
-        batch = {key: value.to(device) for key, value in batch.items()}
-        loss = tokenizer(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if log_every and (step + 1) % log_every == 0:
-            logger.info("step %d: loss %.4f, lr %.2e", step + 1, losses[-1], scheduler.get_last_lr()[0])
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            logger.info("stopping after %d steps: max_seconds=%s reached", step + 1, max_seconds)
-            break
-    bar.close()
-    tokenizer.eval()
-    return losses
+def logged_losses(trainer: Trainer) -> list[float]:
+    """The training losses in `trainer.state.log_history`, in order."""
+    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
 @torch.no_grad()
@@ -367,13 +388,72 @@ def evaluate(
     return scores
 
 
+PROMPTS = [
+    "Please read this sentence aloud, clearly and slowly.",
+    "Tell me about the weather today in two sentences.",
+    "Count from one to ten, then say goodbye.",
+    "Describe a quiet morning by the sea.",
+]
+
+
+def recipe_code_sequences(
+    source: str,
+    count: int,
+    length: int,
+    generator: torch.Generator,
+    *,
+    vocabulary_size: int = 64,
+    seed: int = 0,
+    model=None,
+    processor=None,
+    prompts: Sequence[str] = PROMPTS,
+) -> list[torch.LongTensor]:
+    """`sample_code_sequences` as `recipes/speech_tokenizer.py` calls it: `"talker"` speaks the chat-templated
+    `prompts`; `"vocabulary"` draws from `make_code_vocabulary(vocabulary_size, seed)`; `"uniform"` from all."""
+    if source != "talker":
+        vocabulary = make_code_vocabulary(vocabulary_size, seed=seed)
+        return sample_code_sequences(count, length, source, generator=generator, code_vocabulary=vocabulary)
+    ids = []
+    for text in prompts:
+        conversation = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+        encoded = processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        ids.append(torch.tensor([encoded["input_ids"]]).reshape(1, -1))
+    return sample_code_sequences(count, length, "talker", model=model, prompts=ids)
+
+
+def tokenizer_card(base_model: str, code_source: str, num_train: int, sequence_length: int, scores: dict):
+    """The model card of a trained tokenizer: provenance and its held-out scores."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="omni_hf", tags=["omni_hf", "qwen2.5-omni", "speech-tokenizer", "audio"])
+    table = "\n".join(f"| {key} | {value:.4f} |" for key, value in scores.items() if isinstance(value, float))
+    return ModelCard(
+        f"---\n{data.to_yaml()}\n---\n\n# OmniSpeechTokenizer\n\nAudio → Qwen2.5-Omni speech codes (50 per second), "
+        f"trained by inverting the token2wav decoder of `{base_model}` with omni_hf's `recipes/speech_tokenizer.py` "
+        f"(codes from `{code_source}`, {num_train} sequences of {sequence_length} codes).\n\n"
+        f"## Held-out scores\n\n| metric | value |\n|---|---|\n{table}\n\n"
+        "`roundtrip_l1*`: log-mel L1 after re-decoding predicted / random / true codes (lower is better).\n\n"
+        "```python\nfrom omni_hf.voices.speech_tokenizer import OmniSpeechTokenizer\n\n"
+        'tokenizer = OmniSpeechTokenizer.from_pretrained("PATH_OR_REPO")\n'
+        "codes = tokenizer.encode(waveform, sampling_rate=16000)\n```\n"
+    )
+
+
 __all__ = [
+    "PROMPTS",
+    "recipe_code_sequences",
+    "tokenizer_card",
     "Augmentation",
     "SpeechCodePair",
+    "StopAfterSeconds",
     "code_accuracy",
     "collate_pairs",
     "decode_codes",
     "evaluate",
+    "fit_tokenizer",
+    "logged_losses",
     "make_code_vocabulary",
     "predict_codes",
     "sample_code_sequences",

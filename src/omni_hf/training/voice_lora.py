@@ -5,6 +5,10 @@ ChatML prompt whose assistant reply is the text, and the Talker learns to predic
 runs on transformers' `Trainer` (logging, checkpoints, `resume_from_checkpoint`), only the adapter is trainable.
 """
 
+import json
+import random
+from pathlib import Path
+
 import torch
 from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
@@ -34,6 +38,79 @@ def voice_examples(model, processor, rows, speaker: str, prompt: str = DEFAULT_P
     return examples
 
 
+def synthetic_rows(count: int, seed: int, vocabulary: int = 64) -> list[dict]:
+    """A stand-in voice for CPU runs: its speech only uses `vocabulary` codes (a voice-specific code distribution)."""
+    rng = random.Random(seed)
+    return [
+        {"text": f"sentence number {i}", "codes": [rng.randrange(vocabulary) for _ in range(24)]} for i in range(count)
+    ]
+
+
+def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
+    """Rows `{"text", "codes"}`, plus `"waveform"` and `"sampling_rate"` where the row has audio (the DiT part
+    trains on those). Rows whose audio cannot be decoded are skipped and counted."""
+    if data.startswith("synthetic:"):
+        return synthetic_rows(int(data.split(":", 1)[1]), seed)
+    import soundfile
+
+    manifest = Path(data)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    tokenizer, skipped, ready = None, 0, []
+    for i, row in enumerate(rows):
+        if "text" not in row or not ({"codes", "audio"} & set(row)):
+            raise ValueError(f"{data} row {i} needs 'text' and either 'codes' or 'audio', got {sorted(row)}")
+        if "codes" not in row and speech_tokenizer is None:
+            raise ValueError(f"{data} row {i} has audio but no codes: pass --speech_tokenizer to encode it")
+        item = {"text": row["text"]}
+        if "audio" in row:
+            try:
+                audio, rate = soundfile.read(manifest.parent / row["audio"], dtype="float32", always_2d=True)
+            except Exception as error:  # undecodable: skipped and counted
+                logger.warning(f"Skipping row {i}: cannot decode {row['audio']!r} ({error})")
+                skipped += 1
+                continue
+            item |= {"waveform": audio.mean(axis=1), "sampling_rate": rate}
+        if "codes" in row:
+            item["codes"] = list(row["codes"])
+        else:
+            if tokenizer is None:
+                from ..voices.speech_tokenizer import OmniSpeechTokenizer
+
+                tokenizer = OmniSpeechTokenizer.from_pretrained(speech_tokenizer).eval()
+            item["codes"] = tokenizer.encode(item["waveform"], item["sampling_rate"]).tolist()
+        ready.append(item)
+    if skipped:
+        logger.warning(f"Skipped {skipped} of {len(rows)} rows with undecodable audio")
+    if not ready:
+        raise ValueError(f"{data}: no usable rows ({skipped} undecodable)")
+    return ready
+
+
+@torch.no_grad()
+def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompts: int = 3) -> float:
+    """Share of greedy speech codes inside the stand-in voice's code set (tiny runs: how much the voice took)."""
+    from ..omni import StreamStats
+
+    codes = []
+    for i in range(prompts):
+        conversation = [{"role": "user", "content": [{"type": "text", "text": f"Read this aloud: sentence {i}"}]}]
+        inputs = processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+        )
+        for event in model.stream(
+            inputs["input_ids"],
+            voice=voice,
+            thinker_max_new_tokens=6,
+            thinker_do_sample=False,
+            talker_do_sample=False,
+            talker_max_new_tokens=24,
+            return_audio=True,
+        ):
+            if isinstance(event, StreamStats):
+                codes += event.speech_code_ids
+    return sum(c < vocabulary for c in codes) / max(len(codes), 1)
+
+
 class _Examples(torch.utils.data.Dataset):
     def __init__(self, examples):
         self.examples = examples
@@ -55,7 +132,7 @@ def train_voice_adapter(
     model,
     examples: list[dict],
     name: str,
-    output_dir: str,
+    output_dir: "str | TrainingArguments",
     lora_config=None,
     max_steps: int = 200,
     learning_rate: float = 2e-4,
@@ -68,6 +145,9 @@ def train_voice_adapter(
 ) -> dict:
     """Add adapter `name` to `model.voices` (unless it is loaded already) and train it on `examples`.
 
+    `output_dir` is the checkpoint folder, or the whole `TrainingArguments` (a recipe's parsed flags; then the
+    other training keywords are ignored).
+
     Returns the mean loss before and after training and the numbers of trainable / total Talker parameters."""
     if not examples:
         raise ValueError("No training examples")
@@ -76,7 +156,8 @@ def train_voice_adapter(
     peft = model.voices.peft
     peft.set_adapter(name)  # only this adapter is trainable
     before = mean_loss(peft, examples)
-    args = TrainingArguments(
+    args = output_dir if isinstance(output_dir, TrainingArguments) else None
+    args = args or TrainingArguments(
         output_dir=output_dir,
         max_steps=max_steps,
         per_device_train_batch_size=batch_size,
@@ -104,4 +185,12 @@ def train_voice_adapter(
     }
 
 
-__all__ = ["DEFAULT_PROMPT", "mean_loss", "train_voice_adapter", "voice_examples"]
+__all__ = [
+    "DEFAULT_PROMPT",
+    "code_share",
+    "load_rows",
+    "mean_loss",
+    "synthetic_rows",
+    "train_voice_adapter",
+    "voice_examples",
+]

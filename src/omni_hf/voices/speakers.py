@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelHubMixin, snapshot_download
 from safetensors.torch import load_file, save_file
 
 SPEAKERS_WEIGHTS = "speakers.safetensors"
@@ -54,11 +55,13 @@ class Speaker:
         self.cond, self.ref_mel = cond.float(), ref_mel.float()
 
 
-class SpeakerBank(Mapping):
-    """The speakers of a model, by name."""
+class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf", "qwen2.5-omni", "speakers"]):
+    """The speakers of a model, by name. `save`/`load` a folder; `push_to_hub`/`from_pretrained` a Hub repo
+    (huggingface_hub's `ModelHubMixin`: one commit with the card of `generate_model_card`)."""
 
     def __init__(self, speakers: dict[str, Speaker] | None = None):
         self._speakers: dict[str, Speaker] = dict(speakers or {})
+        self._hub_mixin_config = None  # ModelHubMixin writes no config.json: speakers.json is the index
 
     def __getitem__(self, name: str) -> Speaker:
         if name not in self._speakers:
@@ -156,6 +159,35 @@ class SpeakerBank(Mapping):
                 name, int(entry["bos_token_id"]), tensors[f"{name}.cond"], tensors[f"{name}.ref_mel"]
             )
         return cls(speakers)
+
+    # ---------------------------------------------------------------- Hub (ModelHubMixin)
+    def _save_pretrained(self, save_directory: Path) -> None:
+        self.save(save_directory)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token, **_):
+        if Path(model_id).is_dir():
+            return cls.load(model_id)
+        folder = snapshot_download(
+            model_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            allow_patterns=[SPEAKERS_INDEX, SPEAKERS_WEIGHTS],
+        )
+        return cls.load(folder)
+
+    def generate_model_card(self, repo_id: str = "YOUR_USER/speakers", results=None, **details):
+        """The card of this speaker set as published at `repo_id` (template `model_cards/speakers.md.jinja`)."""
+        from ..hub.cards import render_card
+
+        rows = [
+            {"name": n, "bos_token_id": self[n].bos_token_id, "seconds": f"{self[n].ref_mel.shape[1] / 100:.2f}"}
+            for n in self.names()
+        ]
+        return render_card("speakers", repo_id, results=results, speakers=self.names(), speaker_rows=rows, **details)
 
 
 __all__ = ["Speaker", "SpeakerBank"]
