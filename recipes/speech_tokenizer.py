@@ -32,7 +32,6 @@ from pathlib import Path
 
 import torch
 from transformers import TrainingArguments
-from transformers.utils import logging
 
 from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
 from omni_hf.training.speech_tokenizer_training import PROMPTS
@@ -161,5 +160,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    logging.set_verbosity_info()
     sys.exit(0 if main() else 1)

@@ -126,12 +126,10 @@ def main(argv=None) -> dict:
     from omni_hf.training.preference_pairs import build_preference_pairs
     from omni_hf.training.prosody import format_prosody_report
     from omni_hf.training.recipe_config import check_output_dir, trainer_arguments
-    from omni_hf.training.recipe_logging import apply_log_level
     from omni_hf.training.rewards import SpeakerSimilarity, SpeechScorer
     from omni_hf.voices.adapters import voice_lora_config
 
     args, training = parse_args(argv)
-    apply_log_level(None if training.log_level == "passive" else training.log_level)
     output = check_output_dir(training.output_dir, args.overwrite, args.resume)
     set_seed(training.seed)
     # One process per GPU under `accelerate launch` (or per CPU process under torchrun: gloo).

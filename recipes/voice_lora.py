@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import TrainingArguments
-from transformers.utils import logging
 
 from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
 
@@ -122,5 +121,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    logging.set_verbosity_info()
     sys.exit(0 if main() else 1)

@@ -121,6 +121,10 @@ def parse_recipe_args(
             resolve_token(getattr(namespace, "hub_token", None))
         except ValueError as error:
             parser.error(str(error))
+    from .recipe_logging import apply_log_level
+
+    level = getattr(namespace, "log_level", "passive")  # TrainingArguments' own field
+    apply_log_level(None if level in (None, "passive") else level)  # else TRANSFORMERS_VERBOSITY, else warning
     return tuple(parser.parse_args_into_dataclasses(args=args))
 
 
