@@ -21,9 +21,7 @@ Then `recipes/voice_lora.py --speech_tokenizer ./speech-tokenizer` encodes a voi
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +45,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML file whose keys are these options (command-line flags win)")
     parser.add_argument("--model", help="omni_hf model directory (see `omni-hf convert`)")
     parser.add_argument("--output_dir", default="speech-tokenizer")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty output_dir (replaces only what this recipe wrote there; other files are kept)",
+    )
     parser.add_argument("--code_source", default="talker", choices=["talker", "vocabulary", "uniform"])
     parser.add_argument("--vocabulary_size", type=int, default=64, help='codes in use with code_source "vocabulary"')
     parser.add_argument("--prompts", nargs="+", default=PROMPTS, help='texts for code_source "talker"')
@@ -107,6 +109,7 @@ def write_card(directory: Path, args, scores: dict) -> None:
 
 def main(argv=None) -> dict:
     from omni_hf import OmniForConditionalGeneration
+    from omni_hf.common.staged_save import staged_save
     from omni_hf.processing import OmniProcessor
     from omni_hf.testing.tiny import make_codes_audible_
     from omni_hf.training import speech_tokenizer_training as tt
@@ -174,15 +177,12 @@ def main(argv=None) -> dict:
         "training_seconds": round(time.perf_counter() - start, 1),
     }
 
-    # Written next to the destination, then moved in: an interrupted save leaves no half-written tokenizer.
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".speech-tokenizer-", dir=output.parent))
-    tokenizer.save_pretrained(staging)
-    (staging / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
-    write_card(staging, args, scores)
-    if output.exists():
-        shutil.rmtree(output)
-    staging.rename(output)
+    # Staged (written beside the destination, then moved in): an interrupted save leaves the old output; with
+    # --overwrite only the files this recipe wrote last time are replaced, the user's other files are kept.
+    with staged_save(output, "speech_tokenizer") as staging:
+        tokenizer.save_pretrained(staging)
+        (staging / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
+        write_card(staging, args, scores)
     scores["output_dir"] = str(output)
     if args.push_to_hub:
         from omni_hf.training.recipe_config import push_output

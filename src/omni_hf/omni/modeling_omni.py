@@ -170,13 +170,17 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
         self.speakers = SpeakerBank.load(local) if (local / SPEAKERS_INDEX).is_file() else SpeakerBank()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers."""
+        """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers; staged as one
+        artifact (`omni_hf.common.staged_save`)."""
         if self.voices.names:
             raise ValueError(
                 f"Voice adapters {self.voices.names} are loaded: save them with model.voices.save(name, dir), then "
                 "model.voices.unload() (or model.voices.merge(name) to bake one in) before saving the model"
             )
-        super().save_pretrained(save_directory, *args, **kwargs)
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def write_pretrained(self, save_directory, *args, **kwargs):
+        super().write_pretrained(save_directory, *args, **kwargs)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):
