@@ -79,15 +79,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_texts(source: str) -> list:
+    from omni_hf.training.recipe_inputs import read_jsonl, synthetic_count
+
     if source.startswith("synthetic:"):
         words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
         return [
             f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
-            for i in range(int(source[10:]))
+            for i in range(synthetic_count(source, "--prompts"))
         ]
     path = Path(source)
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)  # a malformed line is named by file and line
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+    if not lines:
+        raise ValueError(f"--prompts {source}: the file has no prompts (it is empty)")
+    return lines
 
 
 def main(argv=None) -> dict:

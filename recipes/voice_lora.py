@@ -70,12 +70,14 @@ def synthetic_rows(count: int, seed: int, vocabulary: int = 64) -> list[dict]:
 def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
     """Rows `{"text", "codes"}`, plus `"waveform"` and `"sampling_rate"` where the row has audio (the DiT part
     trains on those). Rows whose audio cannot be decoded are skipped and counted."""
+    from omni_hf.training.recipe_inputs import read_jsonl, synthetic_count
+
     if data.startswith("synthetic:"):
-        return synthetic_rows(int(data.split(":", 1)[1]), seed)
+        return synthetic_rows(synthetic_count(data), seed)
     import soundfile
 
     manifest = Path(data)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(manifest)  # a malformed line is named by file and line
     tokenizer, skipped, ready = None, 0, []
     for i, row in enumerate(rows):
         if "text" not in row or not ({"codes", "audio"} & set(row)):
@@ -146,10 +148,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     output = check_output_dir(args.output_dir, args.overwrite, args.resume)
     torch.manual_seed(args.seed)
+    rows = load_rows(args.data, args.speech_tokenizer, args.seed)  # bad data is named before the model loads
     model = OmniForConditionalGeneration.from_pretrained(args.model).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(args.model)
-    rows = load_rows(args.data, args.speech_tokenizer, args.seed)
     examples = voice_examples(model, processor, rows, args.speaker)
     synthetic = args.data.startswith("synthetic:")
     before = code_share(model, processor, None) if synthetic else None

@@ -4,14 +4,14 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from .recipe_inputs import RecipeInputError, read_yaml_mapping
+
 
 def parse_with_config(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None = None, required: Sequence[str] = ()
 ) -> argparse.Namespace:
     """Parse `argv`; the keys of the YAML file named by `--config` become defaults (flags given on the command line
     win). Unknown YAML keys and missing `required` options are errors naming them."""
-    import yaml
-
     if not any(action.dest == "config" for action in parser._actions):
         parser.add_argument("--config", help="YAML file whose keys are this script's options (flags win)")
     args = parser.parse_args(argv)
@@ -19,9 +19,10 @@ def parse_with_config(
         path = Path(args.config)
         if not path.is_file():
             parser.error(f"--config {args.config}: no such file")
-        defaults = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(defaults, dict):
-            parser.error(f"{args.config} must hold a mapping of option: value, got {type(defaults).__name__}")
+        try:
+            defaults = read_yaml_mapping(path)
+        except RecipeInputError as error:  # a syntax error: file, line and column instead of a traceback
+            parser.error(str(error))
         unknown = set(defaults) - set(vars(args))
         if unknown:
             parser.error(f"{args.config} has unknown options: {sorted(unknown)}")
