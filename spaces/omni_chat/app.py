@@ -128,7 +128,7 @@ def validate_message(message, chat, turns, speaker, voice):
 
 def failure_message(error: Exception) -> str:
     """What the user sees when a reply fails: omni_hf's own message for bad input, a pointer to the logs otherwise."""
-    if isinstance(error, (ValueError, TypeError, OSError)):  # omni_hf's input errors name the input and the fix
+    if isinstance(error, (ValueError, OSError)):  # omni_hf's input errors name the input and the fix
         return str(error)
     return f"The reply failed ({type(error).__name__}); nothing was added to the chat. See the Space logs."
 

@@ -3,6 +3,7 @@ with omni_hf's message, Stop / New chat cancel a running reply, a submit while b
 validation error marks only the input box."""
 
 import json
+import os
 import tempfile
 import urllib.error
 import urllib.request
@@ -67,7 +68,17 @@ def local_demo(tiny_omni_dir, tmp_path_factory):
     spec = importlib.util.spec_from_file_location("omni_chat_app_local", app_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    saved_env = {k: os.environ.get(k) for k in ("OMNI_MAX_NEW_TOKENS", "OMNI_MAX_SPEECH_CODES", "SPACE_ID")}
+    os.environ.update(OMNI_MAX_NEW_TOKENS="4", OMNI_MAX_SPEECH_CODES="30")  # read when the app is imported
+    os.environ.pop("SPACE_ID", None)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()
     replies = tmp_path_factory.mktemp("replies")
     demo = module.build_demo(model, OmniProcessor.from_pretrained(tiny_omni_dir), [], output_dir=replies)
@@ -90,7 +101,7 @@ def test_busy_box_failure_rollback_and_our_message(local_demo, monkeypatch):
     assert Path(wav).parent.parent == replies  # replies are written only into the app's own folder
 
     def failing_stream(*args, **kwargs):
-        yield TextDelta(text="half a ")
+        yield TextDelta(text="half a ", token_ids=[5, 6])
         raise ValueError("Unknown speaker 'Nobody'; known speakers: Chelsie, Ethan")
 
     monkeypatch.setattr(model, "stream", failing_stream)
