@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from datasets import Dataset, load_from_disk
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..common.staged_save import check_complete, staged_save
 from ..talker.talker_inputs import build_talker_inputs
 from .rewards import SpeechScorer, rank_candidates
 from .talker_data import repeat_layout, thinker_track
@@ -319,14 +319,10 @@ def build_preference_pairs(
 
 
 def save_dataset_atomic(dataset: Dataset, directory: str | os.PathLike) -> None:
-    """`save_to_disk` into a temporary sibling folder, then rename it into place."""
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    """`save_to_disk` staged (`omni_hf.common.staged_save`): written beside `directory`, then moved in; the
+    previous dataset's files are replaced, other files kept."""
+    with staged_save(directory, "dataset") as stage:
+        dataset.save_to_disk(str(stage))
 
 
 def check_pair_dataset(dataset, name: str = "dataset") -> Dataset:
@@ -351,6 +347,7 @@ def load_preference_pairs(path: str | os.PathLike) -> Dataset:
         path = path / DATASET
     if not path.is_dir():
         raise ValueError(f"pair dataset {str(path)!r} does not exist (expected a Dataset.save_to_disk folder)")
+    check_complete(path)
     return check_pair_dataset(load_from_disk(str(path)), str(path))
 
 

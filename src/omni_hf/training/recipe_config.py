@@ -57,9 +57,11 @@ def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = F
 def push_output(folder: str | Path, repo_id: str, commit_message: str, exclude=()) -> str:
     """Upload a recipe's output folder, with the card it wrote (`README.md`), in one commit; returns the commit
     URL. Raises `omni_hf.hub.PushError` if the upload fails (a repo created for it is removed again)."""
+    from ..common.staged_save import check_complete
     from ..hub import upload_folder_as_commit
 
     folder = Path(folder)
+    check_complete(folder)  # never publish a folder an interrupted save left half-written
     card = folder / "README.md"
     if not card.is_file():
         raise FileNotFoundError(f"{folder} has no README.md card to publish")
