@@ -16,6 +16,7 @@ from transformers.masking_utils import create_causal_mask, packed_sequence_mask_
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
+from ..common.staged_save import write_text_atomic
 from .recipe_config import check_output_dir, parse_with_config
 from .stages import STAGES, Stage, apply_freezing, get_stage
 
@@ -261,7 +262,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         processor.save_pretrained(str(output))
         card = stage_card(stage, args, metrics)
         card.save(str(output / "README.md"))
-        (output / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        write_text_atomic(output / "training_metrics.json", json.dumps(metrics, indent=2, default=str))
         if args.push_to_hub:
             metrics["pushed_to"] = push_stage_output(output, args.repo_id, stage)
     return metrics
