@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(PY) -m omni_hf.testing.demo --out $(DEMO_DIR)
 
 test: $(STAMP)
+	@scripts/ensure_test_deps.sh $(PY)
 	$(PY) -m pytest -q
 
 quality: $(STAMP)

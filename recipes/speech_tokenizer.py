@@ -79,6 +79,7 @@ def parse_args(argv=None) -> tuple[SpeechTokenizerArguments, TrainingArguments]:
 
 def main(argv=None) -> dict:
     from omni_hf import OmniForConditionalGeneration
+    from omni_hf.common.staged_save import staged_save
     from omni_hf.processing import OmniProcessor
     from omni_hf.testing.tiny import make_codes_audible_
     from omni_hf.training import speech_tokenizer_training as tt
@@ -120,7 +121,7 @@ def main(argv=None) -> dict:
     tokenizer = OmniSpeechTokenizer(config).to(model.device)
     before = tt.code_accuracy(tokenizer, held_out)
     start = time.perf_counter()
-    # Written next to the destination, then moved in: an interrupted save leaves no half-written tokenizer.
+    # The Trainer works in a scratch folder beside the destination; the result is saved staged below.
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".speech-tokenizer-", dir=output.parent))
     try:
@@ -142,13 +143,14 @@ def main(argv=None) -> dict:
         "synthesis_seconds": round(synth_seconds, 1),
         "training_seconds": round(time.perf_counter() - start, 1),
     }
-    tokenizer.save_pretrained(staging)
-    (staging / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
-    card = tt.tokenizer_card(args.model, args.code_source, args.num_train, args.sequence_length, scores)
-    card.save(staging / "README.md")
-    if output.exists():
-        shutil.rmtree(output)
-    staging.rename(output)
+    shutil.rmtree(staging, ignore_errors=True)  # the Trainer's scratch folder (no checkpoints are kept)
+    # Staged (written beside the destination, then moved in): an interrupted save leaves the old output; with
+    # --overwrite only the files this recipe wrote last time are replaced, the user's other files are kept.
+    with staged_save(output, "speech_tokenizer") as stage:
+        tokenizer.save_pretrained(stage)
+        (Path(stage) / "metrics.json").write_text(json.dumps(scores, indent=2) + "\n")
+        card = tt.tokenizer_card(args.model, args.code_source, args.num_train, args.sequence_length, scores)
+        card.save(Path(stage) / "README.md")
     scores["output_dir"] = str(output)
     if training.push_to_hub:
         from omni_hf.hub import publish

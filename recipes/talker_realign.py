@@ -19,43 +19,56 @@ with `model.voices.load`) or with full fine-tuning `final/` (the whole model: fi
 Talker), each with its card, and `realign_metrics.json`.
 """
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers.utils import logging
 
+from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
+
 logger = logging.get_logger("omni_hf.recipes.talker_realign")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    from omni_hf.training.recipe_logging import LOG_LEVELS
+@dataclass
+class TalkerRealignArguments(OutputArguments):
+    """Options of the re-alignment recipe (`--config` YAML keys are the same names; flags win)."""
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    option = parser.add_argument
-    option("--thinker", help="the fine-tuned Thinker: a recipes/sft.py output folder or a full model folder")
-    option("--model", help="the ORIGINAL omni_hf model directory (its Thinker and Talker are the teacher)")
-    option("--prompts", help="a .txt, a .jsonl (conversation + optional reply) or synthetic:N")
-    option("--talker_max_new_tokens", type=int, default=600, help="longest teacher speech (codes)")
-    option("--speaker", default="Chelsie")
-    option("--config", help="YAML file whose keys are these options (command-line flags win)")
-    option("--use_peft", action="store_true", help="train a LoRA adapter (else the full Talker)")
-    option("--lora_r", type=int, default=16)
-    option("--lora_alpha", type=int, default=32)
-    option("--adapter_name", default="realigned")
-    option("--max_steps", type=int, default=500)
-    option("--learning_rate", type=float, default=2e-4)
-    option("--batch_size", type=int, default=4)
-    option("--logging_steps", type=int, default=10)
-    option("--seed", type=int, default=0)
-    option("--base_model", help="Hub id of the original model, for the card's base_model (default: --model if an id)")
-    option("--log_level", choices=LOG_LEVELS, help="default: TRANSFORMERS_VERBOSITY, else warning")
-    option("--output_dir", default="talker-realign")
-    option("--overwrite", action="store_true", help="write into a non-empty output_dir")
-    from omni_hf.training.recipe_config import parse_with_config
+    thinker: str | None = field(
+        default=None,
+        metadata={"help": "the fine-tuned Thinker: a recipes/sft.py output folder or a full model folder"},
+    )
+    model: str | None = field(
+        default=None, metadata={"help": "the ORIGINAL omni_hf model directory (its Thinker and Talker teach)"}
+    )
+    prompts: str | None = field(
+        default=None, metadata={"help": "a .txt, a .jsonl (conversation + reply) or synthetic:N"}
+    )
+    talker_max_new_tokens: int = field(default=600, metadata={"help": "longest teacher speech (codes)"})
+    speaker: str = field(default="Chelsie", metadata={"help": "speaker the Talker speaks as"})
+    use_peft: bool = field(default=False, metadata={"help": "train a LoRA adapter (else the full Talker)"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    adapter_name: str = field(default="realigned", metadata={"help": "name of the trained adapter"})
+    max_steps: int = field(default=500, metadata={"help": "optimizer steps"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate"})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "examples per step (or --batch_size)"})
+    logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id of the original model for the card (default: --model if an id)"}
+    )
+    log_level: str | None = field(
+        default=None,
+        metadata={"help": "debug, info, warning, error or critical (default: TRANSFORMERS_VERBOSITY, else warning)"},
+    )
+    output_dir: str = field(default="talker-realign", metadata={"help": "where the result is written"})
 
-    return parse_with_config(parser, argv, required=("model", "thinker", "prompts"))
+
+def parse_args(argv=None) -> TalkerRealignArguments:
+    (args,) = parse_recipe_args((TalkerRealignArguments,), argv, required=("model", "thinker", "prompts"))
+    return args
 
 
 def main(argv=None) -> dict:
@@ -84,7 +97,7 @@ def main(argv=None) -> dict:
     metrics = realign_talker(
         model, processor, prompts, tuned, output / "checkpoints", lora_config=lora, adapter_name=args.adapter_name,
         speaker=args.speaker, max_new_tokens=args.talker_max_new_tokens, max_steps=args.max_steps,
-        learning_rate=args.learning_rate, batch_size=args.batch_size, seed=args.seed,
+        learning_rate=args.learning_rate, batch_size=args.per_device_train_batch_size, seed=args.seed,
         logging_steps=args.logging_steps, save_strategy="no", log_level=trainer_log_level(args.log_level),
     )  # fmt: skip
     from omni_hf.training.card_figures import realign_results, write_card

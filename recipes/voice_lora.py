@@ -77,10 +77,10 @@ def main(argv=None) -> dict:
     args, training = parse_args(argv)
     output = check_output_dir(training.output_dir, args.overwrite, args.resume)
     torch.manual_seed(training.seed)
+    rows = load_rows(args.data, args.speech_tokenizer, training.seed)  # bad data is named before the model loads
     model = OmniForConditionalGeneration.from_pretrained(args.model).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(args.model)
-    rows = load_rows(args.data, args.speech_tokenizer, training.seed)
     examples = voice_examples(model, processor, rows, args.speaker)
     synthetic = args.data.startswith("synthetic:")
     before = code_share(model, processor, None) if synthetic else None

@@ -10,6 +10,7 @@ On Spaces (`SPACE_ID` set) uploads are capped in size and duration and one reply
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
 from live import build_live_tab, serve  # noqa: E402
 
+logger = logging.getLogger("omni_chat")
+
 ON_SPACES = bool(os.environ.get("SPACE_ID"))
 MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")
 MAX_NEW_TOKENS = int(os.environ.get("OMNI_MAX_NEW_TOKENS", "256"))
@@ -38,6 +41,7 @@ NO_VOICE = "base voice"
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 AUDIO_TYPES = set(AUDIO_EXTENSIONS)  # the media layer's own list (.m4a / .webm recordings included)
 VIDEO_TYPES = set(VIDEO_EXTENSIONS) - AUDIO_TYPES - IMAGE_TYPES
+PLACEHOLDER = "Type a message, record audio or attach an image, audio or video"
 SYSTEM = DEFAULT_SYSTEM_PROMPT  # the official prompt: the model only speaks with it
 
 
@@ -118,48 +122,80 @@ def user_content(message: dict) -> list[dict]:
     return content
 
 
-def build_demo(model, processor, voices: list[str]) -> gr.Blocks:
+def validate_message(message, chat, turns, speaker, voice):
+    """Checks the upload before the reply starts; only the input box is marked when it fails."""
+    try:
+        user_content(message)
+    except gr.Error as error:
+        return gr.validate(False, error.message), *(gr.validate(True, "") for _ in range(4))
+    return tuple(gr.validate(True, "") for _ in range(5))
+
+
+def failure_message(error: Exception) -> str:
+    """What the user sees when a reply fails: omni_hf's own message for bad input, a pointer to the logs otherwise."""
+    if isinstance(error, (ValueError, OSError)):  # omni_hf's input errors name the input and the fix
+        return str(error)
+    return f"The reply failed ({type(error).__name__}); nothing was added to the chat. See the Space logs."
+
+
+def build_demo(model, processor, voices: list[str], output_dir: str | os.PathLike | None = None) -> gr.Blocks:
+    """The chat UI. Spoken replies are written under `output_dir` (the only folder of files the app serves)."""
     speakers = model.speakers.names() if model.has_talker else []
+    output_dir = Path(output_dir or tempfile.mkdtemp(prefix="omni_chat_"))
+
+    def busy_box():  # a submit while busy is refused visibly (the box is locked), not dropped silently
+        return gr.MultimodalTextbox(interactive=False, placeholder="Replying… press Stop to interrupt")
+
+    def free_box(value=None):
+        return gr.MultimodalTextbox(value=value, interactive=True, placeholder=PLACEHOLDER)
 
     def respond(message, chat, turns, speaker, voice):
         started = time.perf_counter()
         content = user_content(message)
+        before_chat, before_turns = chat, turns
+        # The state follows the reply as it grows, so a stopped reply keeps what was shown; a failed one is undone.
         turns = [*turns, {"role": "user", "content": content}]
         chat = [*chat, *display(content), {"role": "assistant", "content": ""}]
-        yield gr.MultimodalTextbox(value=None), chat, turns, gr.skip(), None, "Thinking…"
-        inputs = processor.apply_chat_template(
-            [{"role": "system", "content": SYSTEM}, *turns],
-            add_generation_prompt=True,
-            tokenize=True,
-            return_dict=True,
-            return_tensors="pt",
-        ).to(model.device)
-        speak = model.has_talker and bool(speaker)
-        reply, pieces, latency = "", [], "Generating…"
-        with torch.inference_mode():
-            for event in model.stream(
-                **inputs,
-                speaker=speaker or "Chelsie",
-                return_audio=speak,
-                voice=None if voice in (None, NO_VOICE) else voice,
-                tokenizer=processor,
-                thinker_max_new_tokens=MAX_NEW_TOKENS,
-                talker_max_new_tokens=MAX_SPEECH_CODES,
-            ):
-                if isinstance(event, TextDelta) and event.text:
-                    reply += event.text
-                    chat[-1] = {"role": "assistant", "content": reply}
-                    yield gr.skip(), chat, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-                elif isinstance(event, AudioChunk):
-                    if not pieces:
-                        latency = f"First audio after {time.perf_counter() - started:.2f} s…"
-                    pieces.append(event.audio)
-                    yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
-                elif isinstance(event, StreamStats):
-                    latency = stats_markdown(event)
+        yield busy_box(), chat, turns, gr.skip(), None, "Thinking…"
+        try:
+            inputs = processor.apply_chat_template(
+                [{"role": "system", "content": SYSTEM}, *turns],
+                add_generation_prompt=True,
+                tokenize=True,
+                return_dict=True,
+                return_tensors="pt",
+            ).to(model.device)  # special-token strings typed by the user stay plain text (the processor's default)
+            speak = model.has_talker and bool(speaker)
+            reply, pieces, latency = "", [], "Generating…"
+            with torch.inference_mode():
+                for event in model.stream(
+                    **inputs,
+                    speaker=speaker or "Chelsie",
+                    return_audio=speak,
+                    voice=None if voice in (None, NO_VOICE) else voice,
+                    tokenizer=processor,
+                    thinker_max_new_tokens=MAX_NEW_TOKENS,
+                    talker_max_new_tokens=MAX_SPEECH_CODES,
+                ):
+                    if isinstance(event, TextDelta) and event.text:
+                        reply += event.text
+                        chat[-1] = {"role": "assistant", "content": reply}
+                        replied = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+                        yield gr.skip(), chat, replied, gr.skip(), gr.skip(), gr.skip()
+                    elif isinstance(event, AudioChunk):
+                        if not pieces:
+                            latency = f"First audio after {time.perf_counter() - started:.2f} s…"
+                        pieces.append(event.audio)
+                        yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
+                    elif isinstance(event, StreamStats):
+                        latency = stats_markdown(event)
+        except Exception as error:  # undo the turn (a broken upload must not break every later message), keep the text
+            logger.exception("Reply failed")
+            yield free_box(message), before_chat, before_turns, gr.skip(), None, ""
+            raise gr.Error(failure_message(error)) from None
         turns = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
-        full = save_wav(np.concatenate(pieces)) if pieces else None
-        yield gr.skip(), chat, turns, gr.skip(), full, latency
+        full = save_wav(np.concatenate(pieces), output_dir) if pieces else None
+        yield free_box(), chat, turns, gr.skip(), full, latency
 
     with gr.Blocks(title="Qwen2.5-Omni chat (omni_hf)") as demo:
         gr.Markdown(
@@ -181,7 +217,7 @@ def build_demo(model, processor, voices: list[str]) -> gr.Blocks:
                     file_types=["image", "audio", "video"],
                     file_count="multiple",
                     sources=["upload", "microphone"],
-                    placeholder="Type a message, record audio or attach an image, audio or video",
+                    placeholder=PLACEHOLDER,
                     show_label=False,
                 )
             with gr.Column(scale=1):
@@ -190,15 +226,27 @@ def build_demo(model, processor, voices: list[str]) -> gr.Blocks:
                 stream_out = gr.Audio(label="Spoken reply (live)", streaming=True, autoplay=True, elem_id="live-audio")
                 full_out = gr.Audio(label="Spoken reply", type="filepath", elem_id="reply-audio", interactive=False)
                 latency = gr.Markdown(elem_id="latency")
-                clear = gr.Button("New chat")
-        box.submit(
+                with gr.Row():
+                    stop = gr.Button("Stop", elem_id="stop", variant="stop")
+                    clear = gr.Button("New chat", elem_id="new-chat")
+        reply = box.submit(
             respond,
             [box, chatbot, turns, speaker, voice],
             [box, chatbot, turns, stream_out, full_out, latency],
             api_name="respond",
             concurrency_limit=LIMITS.concurrency,
+            validator=validate_message,
         )
-        clear.click(lambda: ([], [], None, ""), None, [chatbot, turns, full_out, latency], api_name=False)
+        # Stop keeps the reply so far (the state followed it); New chat drops everything. Both free the input box.
+        stop.click(free_box, None, [box], cancels=[reply], api_name=False, queue=False)
+        clear.click(
+            lambda: ([], [], None, "", free_box()),
+            None,
+            [chatbot, turns, full_out, latency, box],
+            cancels=[reply],
+            api_name=False,
+            queue=False,
+        )
         if model.has_talker:
             build_live_tab(speakers)
     return demo
@@ -220,16 +268,18 @@ def stats_markdown(stats: StreamStats) -> str:
     )
 
 
-def save_wav(audio: np.ndarray) -> str:
-    path = Path(tempfile.mkdtemp(prefix="omni_reply_")) / "reply.wav"
+def save_wav(audio: np.ndarray, output_dir: Path) -> str:
+    """Write a spoken reply `(samples,)` at 24 kHz into its own subfolder of `output_dir`."""
+    path = Path(tempfile.mkdtemp(prefix="reply_", dir=output_dir)) / "reply.wav"
     soundfile.write(path, audio, 24000, subtype="PCM_16")
     return str(path)
 
 
 if __name__ == "__main__":
     model, processor, voices = load_model()
-    demo = build_demo(model, processor, voices).queue(max_size=16 if ON_SPACES else None)
+    replies = tempfile.mkdtemp(prefix="omni_chat_replies_")  # the app's own folder: the only files it serves
+    demo = build_demo(model, processor, voices, output_dir=replies).queue(max_size=16 if ON_SPACES else None)
     live_kwargs = {"thinker_max_new_tokens": MAX_NEW_TOKENS, "talker_max_new_tokens": MAX_SPEECH_CODES}
     # the chat UI and the live voice tab's `/v1/realtime` WebSocket, on one server
     serve(demo, model, processor, generation_kwargs=live_kwargs, max_file_size=f"{LIMITS.max_file_mb}mb",
-          allowed_paths=[tempfile.gettempdir()])  # fmt: skip
+          allowed_paths=[replies])  # fmt: skip

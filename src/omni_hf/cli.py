@@ -8,7 +8,9 @@ omni-hf push thinker ./tiny-omni me/tiny-omni-thinker --results parity.json
 """
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 from transformers.utils import logging
 
@@ -39,7 +41,50 @@ def _load_inputs(processor, args, device):
         return_dict=True,
         return_tensors="pt",
         use_audio_in_video=args.use_audio_in_video,
+        allow_special_tokens_in_text=args.allow_special_tokens,
     ).to(device)
+
+
+def check_model_path(model: str, option: str = "--model") -> None:
+    """A path-like model argument must be an existing folder (else it would be reported as a bad Hub repo id)."""
+    if os.path.isdir(model):
+        return
+    if os.path.exists(model):
+        raise ValueError(f"{option} {model}: not a folder (give the model's folder or a Hub repo id)")
+    if model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1:
+        raise FileNotFoundError(f"{option} {model}: no such local folder (and not a Hub repo id 'namespace/name')")
+
+
+def check_device(device: str) -> None:
+    """Refuse an unknown device or one this machine does not have, before any weights are loaded."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as error:
+        raise ValueError(f"--device {device}: not a device ({error})") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, True):
+        raise ValueError(f"--device {device}: this machine has no {kind.upper()} device (torch sees none); use cpu")
+
+
+def check_chat_args(args) -> None:
+    """Everything `chat` can check before loading weights or touching a file: inputs, model, device, output."""
+    _chat_messages(args)
+    for option in ("audio", "image", "video"):
+        for path in getattr(args, option) or []:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"--{option} {path}: no such file")
+    check_model_path(args.model)
+    check_device(args.device)
+    if args.output:
+        output = Path(args.output)
+        if output.is_dir():
+            raise IsADirectoryError(f"--output {output}: is a folder; give a .wav file name")
+        if not output.parent.is_dir():
+            raise FileNotFoundError(f"--output {output}: the folder {output.parent} does not exist")
+        if not os.access(output.parent, os.W_OK):
+            raise PermissionError(f"--output {output}: the folder {output.parent} is not writable")
 
 
 def _text_generation_kwargs(args, config) -> dict:
@@ -68,6 +113,7 @@ def chat(args) -> str:
     from .processing import OmniProcessor
     from .thinker import OmniThinkerForConditionalGeneration
 
+    check_chat_args(args)
     processor = OmniProcessor.from_pretrained(args.model)
     dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
         args.dtype
@@ -79,6 +125,11 @@ def chat(args) -> str:
         model = thinker = (
             OmniThinkerForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(args.device).eval()
         )
+    if args.output and not model.has_talker:
+        raise ValueError(f"{args.model} has no talker/token2wav: drop --output for a text reply")
+    if args.output and args.speaker not in model.speakers:
+        known = ", ".join(model.speakers.names()) or "none"
+        raise ValueError(f"--speaker {args.speaker}: not a speaker of {args.model}; known speakers: {known}")
     inputs = _load_inputs(processor, args, args.device)
     generation = _text_generation_kwargs(args, thinker.config)
     if args.stream:
@@ -112,8 +163,6 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
-    if speak and not model.has_talker:
-        raise ValueError(f"{args.model} has no talker/token2wav: drop --output to stream text only")
     kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {"talker_max_new_tokens": args.max_speech_codes}
     reply = []
     wav = soundfile.SoundFile(args.output, "w", SAMPLING_RATE, 1, subtype="PCM_16") if speak else None
@@ -141,14 +190,18 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
 
 def convert(args) -> None:
     """Load a checkpoint (official or ours) and write it in our layout."""
-    from pathlib import Path
 
+    from .common.staged_save import staged_save
     from .omni import OmniForConditionalGeneration
 
+    check_model_path(args.source, "source")
     destination = Path(args.destination)
+    if destination.exists() and not destination.is_dir():
+        raise NotADirectoryError(f"{destination} exists and is not a folder")
     if destination.exists() and any(destination.iterdir()) and not args.overwrite:
         raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass --overwrite")
     model = OmniForConditionalGeneration.from_pretrained(args.source)
+    # Staged saves: only the files a previous save of ours wrote are replaced or removed; other files are kept.
     model.save_pretrained(args.destination)
     try:
         from .processing import OmniProcessor
@@ -156,6 +209,8 @@ def convert(args) -> None:
         OmniProcessor.from_pretrained(args.source).save_pretrained(args.destination)
     except (OSError, ValueError) as error:  # weights without a tokenizer: still a usable model folder
         print(f"(no processor copied: {error})", file=sys.stderr)
+        with staged_save(args.destination, "processor"):  # and no previous model's processor left behind
+            pass
     print(
         f"Wrote {args.destination}: thinker + talker safetensors, token2wav/ pipeline, speakers {model.speakers.names()}"
     )
@@ -163,7 +218,6 @@ def convert(args) -> None:
 
 def speaker(args) -> None:
     """`omni-hf speaker add|list`: manage the speakers saved with a model in omni_hf's layout."""
-    from pathlib import Path
 
     from .voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 
@@ -199,7 +253,6 @@ PUSH_KINDS = ["model", "thinker", "token2wav", "speakers", "voice", "dataset"]
 
 def _publish(args, dry_run: bool):
     """Load the artifact `args.source` of kind `args.kind` and push it (or, with `dry_run`, render its card)."""
-    from pathlib import Path
 
     from . import hub
 
@@ -300,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--speaker", default="Chelsie", help="voice for --output (see the model's speakers)")
     c.add_argument("--max-speech-codes", type=int, default=4096, help="at most this many codes (50 per second)")
     c.add_argument(
+        "--allow-special-tokens",
+        action="store_true",
+        help="let special-token strings in --text/--system act as control tokens (default: kept as plain text)",
+    )
+    c.add_argument(
         "--stream",
         action="store_true",
         help="print text as it is generated and write --output progressively (speech starts before the reply ends)",
@@ -317,7 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("convert", help="write a checkpoint (official or ours) in omni_hf's layout")
     v.add_argument("source", help="local directory or Hub repo")
     v.add_argument("destination", help="new local directory")
-    v.add_argument("--overwrite", action="store_true", help="write into a non-empty destination")
+    v.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty destination (replaces what omni_hf wrote there; other files are kept)",
+    )
     v.set_defaults(func=convert)
     d = sub.add_parser("card", help="render the Hub card of a model, part, voice, speaker set or dataset")
     _publish_arguments(d)

@@ -1,9 +1,12 @@
 """The base `PreTrainedModel` of omni_hf's transformers models and Whisper's sinusoid table."""
 
 import math
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel
+
+from .staged_save import check_complete_if_local, staged_save
 
 
 def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -24,6 +27,27 @@ class OmniPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = False
     _supports_attention_backend = True
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing a local folder left half-written by an interrupted save."""
+        check_complete_if_local(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, staged (`omni_hf.common.staged_save`): written whole beside
+        `save_directory`, then moved in; an interrupted save never leaves a loadable mix, and a user's other files
+        in the folder are kept while the previous model's files that this save does not write are removed."""
+        if not kwargs.get("is_main_process", True):  # other ranks write nothing
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub"):  # the repo is named after the destination, not the staging folder
+            kwargs.setdefault("repo_id", Path(save_directory).name)
+        with staged_save(save_directory, "model") as stage:
+            return self.write_pretrained(stage, *args, **kwargs)
+
+    def write_pretrained(self, directory, *args, **kwargs):
+        """Write the model's files into the fresh folder `directory` (subclasses add theirs after `super()`)."""
+        return super().save_pretrained(directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module):

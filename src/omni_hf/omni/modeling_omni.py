@@ -234,16 +234,20 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         self.speakers = SpeakerBank.load(local) if (local / SPEAKERS_INDEX).is_file() else SpeakerBank()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers."""
+        """Our layout: config + thinker/talker safetensors, `token2wav/` pipeline folder, speakers; staged as one
+        artifact (`omni_hf.common.staged_save`)."""
         if self.voice_adapters.names:
             raise ValueError(
                 f"Voice adapters {self.voice_adapters.names} are loaded: save them with "
                 "model.voice_adapters.save(name, dir), then model.voice_adapters.unload() (or "
                 "model.voice_adapters.merge(name) to bake one in) before saving the model"
             )
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def write_pretrained(self, save_directory, *args, **kwargs):
         if kwargs.get("state_dict") is None:  # token2wav is saved as its own pipeline folder below
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("token2wav.")}
-        super().save_pretrained(save_directory, *args, **kwargs)
+        super().write_pretrained(save_directory, *args, **kwargs)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):

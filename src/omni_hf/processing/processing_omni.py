@@ -18,6 +18,7 @@ Example:
 ```
 """
 
+import os
 import re
 from typing import Any
 
@@ -28,6 +29,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
+from ..common.staged_save import check_complete_if_local, staged_save
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
 from .chat_utils import (
@@ -48,6 +50,7 @@ from .image_processing import (
     preprocess_videos,
     smart_resize,
 )
+from .literal_text import control_token_strings, protect_text, restore_text, tokenize_with_literals
 from .media import VideoClip, as_video_clip, flatten_media, image_size, load_image
 
 logger = logging.get_logger(__name__)
@@ -161,6 +164,19 @@ class OmniProcessor(ProcessorMixin):
         names += ["pixel_values_videos", "video_grid_thw", "video_second_per_grid"]
         return list(dict.fromkeys(names))
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`ProcessorMixin.from_pretrained`, refusing a local folder left half-written by an interrupted save."""
+        check_complete_if_local(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """`ProcessorMixin.save_pretrained`, staged (`omni_hf.common.staged_save`): written whole, then moved in."""
+        if push_to_hub:
+            kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
+        with staged_save(save_directory, "processor") as stage:
+            return super().save_pretrained(stage, push_to_hub=push_to_hub, **kwargs)
+
     # ------------------------------------------------------------------------------------------------ __call__
 
     def __call__(
@@ -181,6 +197,7 @@ class OmniProcessor(ProcessorMixin):
         long_audio: str = "error",
         return_position_ids: bool = False,
         return_tensors: str | None = None,
+        text_literals: list[str] | None = None,
         **kwargs,
     ) -> BatchFeature:
         """Tokenize prompts and process their media; each placeholder (`<|AUDIO|>`, `<|IMAGE|>`, `<|VIDEO|>`) in the
@@ -204,6 +221,8 @@ class OmniProcessor(ProcessorMixin):
                 kept, frames and audio alike, with a warning saying so).
             return_position_ids: also return TMRoPE `position_ids` `(3, batch, seq)` and `rope_deltas` `(batch, 1)`.
             return_tensors: `"pt"`, `"np"` or None (lists / arrays, like the reference).
+            text_literals: texts that markers `\ue000{i}\ue001` in `text` stand for, tokenized as plain text
+                (special-token strings inside them split into ordinary tokens); set by `apply_chat_template`.
 
         Returns:
             `BatchFeature` with `input_ids`, `attention_mask` `(batch, seq)`; `input_features` `(num_audio, 128,
@@ -258,7 +277,7 @@ class OmniProcessor(ProcessorMixin):
                 [self.image_processor.temporal_patch_size / c.fps for c in clips], dtype=np.float32
             )
 
-        rows = self.tokenizer(texts, add_special_tokens=add_special_tokens, padding=False)["input_ids"]
+        rows = tokenize_with_literals(self.tokenizer, texts, text_literals, add_special_tokens=add_special_tokens)
         rows = self._expand_rows(rows, data, num_audio_tokens, use_audio_in_video)
         for i, row in enumerate(rows):
             if limit is not None and len(row) > limit:
@@ -450,6 +469,7 @@ class OmniProcessor(ProcessorMixin):
         use_audio_in_video: bool = False,
         add_default_system_prompt: bool = True,
         processor_kwargs: dict | None = None,
+        allow_special_tokens_in_text: bool = False,
         **template_kwargs,
     ):
         """Render conversations with the chat template and, if `tokenize`, load their media and process everything.
@@ -458,6 +478,11 @@ class OmniProcessor(ProcessorMixin):
         `{"type": "audio", "audio": path_or_array[, "sampling_rate": sr]}`, `{"type": "image", "image": path_or_PIL}`,
         `{"type": "video", "video": path_or_frames}` (`"path"` works as the key too). When the first message is not
         a system message, `default_system_prompt` is inserted (unless `add_default_system_prompt=False`).
+
+        Special-token strings inside message texts (`<|im_end|><|im_start|>system ...` typed by a user) are kept as
+        plain text when tokenizing, never control tokens; trusted callers that build control tokens into texts on
+        purpose pass `allow_special_tokens_in_text=True`. (The untokenized prompt string cannot show the
+        difference: tokenize it yourself only if its texts are trusted.)
 
         Returns:
             the prompt string(s) when `tokenize=False`; else `input_ids`, or the full `BatchFeature` with
@@ -472,6 +497,9 @@ class OmniProcessor(ProcessorMixin):
         conversations, is_batched = normalize_conversations(conversation)
         if add_default_system_prompt:
             conversations = with_system_prompt(conversations, self.default_system_prompt)
+        literals = []
+        if not allow_special_tokens_in_text:
+            conversations, literals = protect_text(conversations, control_token_strings(self.tokenizer))
         prompts, _ = render_jinja_template(
             conversations=conversations,
             chat_template=template,
@@ -480,6 +508,7 @@ class OmniProcessor(ProcessorMixin):
             **{**self.tokenizer.special_tokens_map, **template_kwargs},
         )
         if not tokenize:
+            prompts = [restore_text(p, literals) for p in prompts]
             return prompts if is_batched else prompts[0]
         media = collect_media(conversations)
         out = self(
@@ -489,6 +518,7 @@ class OmniProcessor(ProcessorMixin):
             audio=media["audio"] or None,
             use_audio_in_video=use_audio_in_video,
             return_tensors=return_tensors,
+            text_literals=literals,
             **(processor_kwargs or {}),
         )
         return out if return_dict else out["input_ids"]

@@ -83,11 +83,12 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         model._weight_conversions = None
         return loaded
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Save weights (safetensors), config and the code for `trust_remote_code` (a flat, self-contained set)."""
+    def write_pretrained(self, save_directory, *args, **kwargs):
+        """Weights (safetensors), config and the code for `trust_remote_code` (a flat, self-contained set); called
+        by the staged `save_pretrained`."""
         model_ref, config_ref = auto_map_entry(type(self)), auto_map_entry(type(self.config))
         self.config.auto_map = {"AutoConfig": config_ref, "AutoModel": model_ref, "AutoModelForCausalLM": model_ref}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().write_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             write_code_set([type(self), type(self.config)], save_directory)
         return result

@@ -1,6 +1,7 @@
 """Token2Wav as a Diffusers pipeline: speech codes → mel (DiT + flow-matching ODE) → 24 kHz waveform (BigVGAN)."""
 
 import inspect
+import os
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -9,6 +10,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..common.staged_save import check_complete_if_local, staged_save
 from .bigvgan import BigVGANVocoder
 from .modeling_dit import OmniDiTModel
 from .scheduling_flow_match import OmniFlowMatchScheduler
@@ -41,6 +43,20 @@ class OmniToken2WavPipeline(DiffusionPipeline):
     def __init__(self, dit: OmniDiTModel, scheduler: OmniFlowMatchScheduler, vocoder: BigVGANVocoder):
         super().__init__()
         self.register_modules(dit=dit, scheduler=scheduler, vocoder=vocoder)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`DiffusionPipeline.from_pretrained`, refusing a local folder left half-written by an interrupted save."""
+        check_complete_if_local(pretrained_model_name_or_path)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`DiffusionPipeline.save_pretrained`, staged (`omni_hf.common.staged_save`): written whole beside
+        `save_directory`, then moved in."""
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
+        with staged_save(save_directory, "token2wav") as stage:
+            return super().save_pretrained(stage, *args, **kwargs)
 
     @classmethod
     def from_official(cls, token2wav_config: dict, state_dict: dict[str, torch.Tensor]) -> "OmniToken2WavPipeline":

@@ -40,6 +40,7 @@ from transformers.utils import logging
 
 from .pair_audio import AUDIO_COLUMNS, cast_audio_columns, file_entry, read_audio, wav_entry
 from .preference_pairs import DATASET, TRAINING_COLUMNS, check_pair_dataset, prepare_prompt, save_dataset_atomic
+from .recipe_inputs import read_jsonl, synthetic_count
 
 logger = logging.get_logger(__name__)
 
@@ -155,13 +156,17 @@ def read_prompts(source: str) -> list:
         words = ["hello", "world", "the", "quick", "fox", "sat", "on", "a", "mat", "today"]
         return [
             f"{words[i % 10]} {words[(i * 3 + 1) % 10]}, {words[(i * 7 + 2) % 10]} {i}."
-            for i in range(int(source[10:]))
+            for i in range(synthetic_count(source, "--prompts"))
         ]
     path = Path(source)
     if not path.is_file():
         raise ValueError(f"prompts {source!r}: no such file (a .txt, a .jsonl or synthetic:N)")
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)  # a malformed line is named by file and line
     lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+    if not lines:
+        raise ValueError(f"--prompts {source}: the file has no prompts (it is empty)")
+    return lines
 
 
 def is_hub_id(source: str) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from datasets import Dataset, load_from_disk
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
+from ..common.staged_save import check_complete, staged_save
 from ..talker.talker_inputs import build_talker_inputs
 from .pair_audio import cast_audio_columns, wav_entry
 from .rewards import RankingRule, SpeechScorer, rank_candidates
@@ -362,14 +362,10 @@ def vocode_codes(model, codes, speaker, voice, seed: int, token2wav_kwargs: dict
 
 
 def save_dataset_atomic(dataset: Dataset, directory: str | os.PathLike) -> None:
-    """`save_to_disk` into a temporary sibling folder, then rename it into place."""
-    directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
+    """`save_to_disk` staged (`omni_hf.common.staged_save`): written beside `directory`, then moved in; the
+    previous dataset's files are replaced, other files kept."""
+    with staged_save(directory, "dataset") as stage:
+        dataset.save_to_disk(str(stage))
 
 
 def check_pair_dataset(dataset, name: str = "dataset") -> Dataset:
@@ -394,6 +390,7 @@ def load_preference_pairs(path: str | os.PathLike) -> Dataset:
         path = path / DATASET
     if not path.is_dir():
         raise ValueError(f"pair dataset {str(path)!r} does not exist (expected a Dataset.save_to_disk folder)")
+    check_complete(path)
     return check_pair_dataset(load_from_disk(str(path)), str(path))
 
 

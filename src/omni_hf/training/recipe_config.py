@@ -14,6 +14,8 @@ from pathlib import Path
 
 from transformers.utils import logging
 
+from .recipe_inputs import RecipeInputError, read_yaml_mapping
+
 logger = logging.get_logger(__name__)
 
 # old omni_hf spelling -> the library's field name
@@ -55,15 +57,14 @@ def split_config(argv: Sequence[str] | None) -> tuple[list[str], Path | None]:
 
 def read_config(path: Path | None, parser) -> dict:
     """The YAML mapping at `path` (keys translated from `ALIASES`); a parser error naming the file otherwise."""
-    import yaml
-
     if path is None:
         return {}
     if not path.is_file():
         parser.error(f"--config {path}: no such file")
-    config = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(config, dict):
-        parser.error(f"{path} must hold a mapping of option: value, got {type(config).__name__}")
+    try:
+        config = read_yaml_mapping(path)
+    except RecipeInputError as error:  # a syntax error: file, line and column instead of a traceback
+        parser.error(str(error))
     return {ALIASES.get(key, key): value for key, value in config.items()}
 
 
@@ -101,7 +102,9 @@ def parse_recipe_args(
     parser = TrlParser(dataclass_types, description=description, allow_abbrev=False)  # a typo is not a prefix
     args, path = split_config(argv)
     config = read_config(path, parser)
-    base = {"use_cpu": not torch.cuda.is_available()}  # the GPU configs stay valid (bf16) for CPU smoke runs
+    base = {}
+    if any("use_cpu" in getattr(kind, "__dataclass_fields__", {}) for kind in dataclass_types):
+        base["use_cpu"] = not torch.cuda.is_available()  # the GPU configs stay valid (bf16) for CPU smoke runs
     unknown = parser.set_defaults_with_config(**{**base, **(defaults or {}), **config})
     if unknown:
         parser.error(f"{path} has unknown options: {sorted({key[2:] for key in unknown[::2]})}")

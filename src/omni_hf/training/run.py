@@ -16,6 +16,7 @@ from transformers.masking_utils import create_causal_mask, packed_sequence_mask_
 from transformers.trainer_utils import get_last_checkpoint
 from transformers.utils import logging
 
+from ..common.staged_save import write_text_atomic
 from .recipe_config import OutputArguments, check_output_dir, option_value, parse_recipe_args, trainer_arguments
 from .stages import STAGES, Stage, apply_freezing, get_stage
 
@@ -234,7 +235,7 @@ def run_stage(stage_name: str, argv=None, allowed: tuple[str, ...] | None = None
         processor.save_pretrained(str(output))
         card = stage_card(stage, args, metrics)
         card.save(str(output / "README.md"))
-        (output / "training_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+        write_text_atomic(output / "training_metrics.json", json.dumps(metrics, indent=2, default=str))
         if training.push_to_hub:  # the saved folder (weights gathered by save_model under FSDP / ZeRO-3), one commit
             from ..hub import publish_folder
 

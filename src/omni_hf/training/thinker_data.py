@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .collator import encode_conversation, encode_text, truncate_example
+from .recipe_inputs import RecipeInputError, check_data_file
 
 logger = logging.get_logger(__name__)
 
@@ -55,6 +56,7 @@ def load_rows(data: str, split: str = "train", max_samples: int | None = None):
     if path.suffix in DATA_FILE_TYPES:
         if not path.is_file():
             raise FileNotFoundError(f"Data file {data!r} does not exist.")
+        check_data_file(path)  # empty file / malformed JSON line: named here, not deep inside `datasets`
         dataset = datasets.load_dataset(DATA_FILE_TYPES[path.suffix], data_files=str(path), split="train")
         base = path.parent
     elif path.is_dir() and (path / "dataset_info.json").is_file():
@@ -66,6 +68,8 @@ def load_rows(data: str, split: str = "train", max_samples: int | None = None):
     for name, feature in dataset.features.items():
         if type(feature).__name__ in ("Audio", "Image", "Video"):
             dataset = dataset.cast_column(name, type(feature)(decode=False))
+    if len(dataset) == 0:
+        raise RecipeInputError(f"Data {data!r} has no rows.")
     if max_samples is not None:
         dataset = dataset.select(range(min(max_samples, len(dataset))))
     return dataset, base

@@ -5,7 +5,6 @@ ChatML prompt whose assistant reply is the text, and the Talker learns to predic
 runs on transformers' `Trainer` (logging, checkpoints, `resume_from_checkpoint`), only the adapter is trainable.
 """
 
-import json
 import random
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.utils import logging
 
 from ..voices.adapters import voice_lora_config
+from .recipe_inputs import read_jsonl, synthetic_count
 from .talker_data import pad_talker_examples, talker_training_example
 
 logger = logging.get_logger(__name__)
@@ -50,11 +50,11 @@ def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
     """Rows `{"text", "codes"}`, plus `"waveform"` and `"sampling_rate"` where the row has audio (the DiT part
     trains on those). Rows whose audio cannot be decoded are skipped and counted."""
     if data.startswith("synthetic:"):
-        return synthetic_rows(int(data.split(":", 1)[1]), seed)
+        return synthetic_rows(synthetic_count(data), seed)
     import soundfile
 
     manifest = Path(data)
-    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(manifest)  # a malformed line is named by file and line
     tokenizer, skipped, ready = None, 0, []
     for i, row in enumerate(rows):
         if "text" not in row or not ({"codes", "audio"} & set(row)):

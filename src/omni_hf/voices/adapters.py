@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from transformers.utils import logging
 
+from ..common.staged_save import check_complete, staged_save
+
 if TYPE_CHECKING:  # peft is an optional dependency (extra "train"): imported where adapters are made
     from peft import LoraConfig, PeftModel
 
@@ -81,6 +83,7 @@ class VoiceAdapters:
             from huggingface_hub import snapshot_download
 
             local = Path(snapshot_download(str(path)))
+        check_complete(local)
         meta_path = local / VOICE_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         name = name or meta.get("voice") or local.name
@@ -133,16 +136,18 @@ class VoiceAdapters:
         """Write adapter `name` (PEFT files + its card + `voice.json`) into `directory`."""
         self._require(name)
         directory = Path(directory)
-        self.peft.save_pretrained(directory, selected_adapters=[name])
-        saved = directory / name if (directory / name).is_dir() else directory
-        meta = {"voice": name, "talker": talker_fingerprint(self.model.talker), "library": "omni_hf"}
-        if name in self.dit_names:
-            dit = self._dit()
-            dit.save_lora_adapter(saved / DIT_FOLDER, adapter_name=name)
-            meta["dit"] = dit_fingerprint(dit)
-        (saved / VOICE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        self._write_card(name, saved)
-        return saved
+        with staged_save(directory, "voice") as stage:  # staged: an interrupted save leaves the old adapter
+            self.peft.save_pretrained(stage, selected_adapters=[name])
+            sub = name if (stage / name).is_dir() else ""
+            saved = stage / sub
+            meta = {"voice": name, "talker": talker_fingerprint(self.model.talker), "library": "omni_hf"}
+            if name in self.dit_names:
+                dit = self._dit()
+                dit.save_lora_adapter(saved / DIT_FOLDER, adapter_name=name)
+                meta["dit"] = dit_fingerprint(dit)
+            (saved / VOICE_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+            self._write_card(name, saved)
+        return directory / sub
 
     def _write_card(self, name: str, directory: Path) -> None:
         self.card(name, f"YOUR_USER/{name}").save(directory / "README.md")

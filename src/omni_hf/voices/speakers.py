@@ -16,6 +16,8 @@ import torch
 from huggingface_hub import ModelHubMixin, snapshot_download
 from safetensors.torch import load_file, save_file
 
+from ..common.staged_save import check_complete, staged_save
+
 SPEAKERS_WEIGHTS = "speakers.safetensors"
 SPEAKERS_INDEX = "speakers.json"
 OFFICIAL_SPEAKERS = "spk_dict.pt"
@@ -121,24 +123,20 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
     def save(self, directory: str | os.PathLike) -> None:
         """Write `speakers.safetensors` + `speakers.json` into `directory`."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         tensors, index = {}, {"format": FORMAT, "speakers": {}}
         for name, speaker in self._speakers.items():
-            tensors[f"{name}.cond"] = speaker.cond.contiguous()
-            tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous()
+            tensors[f"{name}.cond"] = speaker.cond.contiguous().clone()  # speakers may share a base tensor
+            tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous().clone()
             index["speakers"][name] = {"bos_token_id": speaker.bos_token_id}
-        # Both files are written beside the old ones first and then swapped in, so an interrupted save never
-        # leaves a half-written speaker set.
-        weights_tmp, index_tmp = directory / f".{SPEAKERS_WEIGHTS}.tmp", directory / f".{SPEAKERS_INDEX}.tmp"
-        save_file(tensors, weights_tmp, metadata={"format": "pt"})
-        index_tmp.write_text(json.dumps(index, indent=2) + "\n")
-        os.replace(weights_tmp, directory / SPEAKERS_WEIGHTS)
-        os.replace(index_tmp, directory / SPEAKERS_INDEX)
+        with staged_save(directory, "speakers") as stage:  # both files or neither: never half a speaker set
+            save_file(tensors, stage / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
+            (stage / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "SpeakerBank":
         """Read our format from `directory`."""
         directory = Path(directory)
+        check_complete(directory)
         index_path, weights_path = directory / SPEAKERS_INDEX, directory / SPEAKERS_WEIGHTS
         if not index_path.is_file() or not weights_path.is_file():
             raise FileNotFoundError(f"{directory} needs both {SPEAKERS_INDEX} and {SPEAKERS_WEIGHTS}")

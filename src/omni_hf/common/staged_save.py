@@ -1,0 +1,167 @@
+"""Staged saves: an artifact is written whole into a sibling staging folder, then moved into place.
+
+A new folder appears in one `rename`, so a reader sees nothing or the whole artifact. Into an existing folder, the
+files are moved in under a marker (`.omni_hf_incomplete`): a save killed part-way leaves the marker, and every
+omni_hf loader then refuses the folder with a clear error (`check_complete`) instead of loading a mix of old and new.
+
+Each save names the `part` it writes ("model", "processor", "speakers", ...). The folder's manifest
+(`.omni_hf_saved.json`) records the files of each part, so an overwrite removes what the same part wrote last time
+and is not written now (nothing stale), while files no part of ours wrote — the user's — are kept.
+
+Example:
+
+```python
+>>> with staged_save("out/model", part="model") as stage:
+...     write_everything_into(stage)  # an exception here leaves out/model untouched
+```
+"""
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+MANIFEST = ".omni_hf_saved.json"
+INCOMPLETE = ".omni_hf_incomplete"
+
+
+class IncompleteSaveError(OSError):
+    """The folder was left half-written by an interrupted save."""
+
+
+def check_complete(directory: str | os.PathLike) -> None:
+    """Raise `IncompleteSaveError` when `directory` (or the artifact folder holding it) is half-written."""
+    directory = Path(directory)
+    for folder in (directory, directory.parent):
+        if (folder / INCOMPLETE).is_file():
+            raise IncompleteSaveError(
+                f"{folder} was left half-written by an interrupted save ({INCOMPLETE} is present) and may mix old "
+                "and new files: save it again (the same save completes it) or restore it from a copy"
+            )
+
+
+def check_complete_if_local(path, subfolder: str = "") -> None:
+    """`check_complete` for a local folder; Hub repo ids and files pass through."""
+    folder = Path(str(path)) / (subfolder or "")
+    if folder.is_dir():
+        check_complete(folder)
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, list[str]]:
+    """The files each part wrote into `directory` at its last save (`{}` for a folder we never saved into)."""
+    try:
+        parts = json.loads((Path(directory) / MANIFEST).read_text())["parts"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return {}
+    return {str(k): [str(f) for f in v] for k, v in parts.items()} if isinstance(parts, dict) else {}
+
+
+def _files(root: Path) -> list[str]:
+    """Relative paths (posix) of the files under `root`, without the top-level manifest and marker."""
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            relative = (Path(folder) / name).relative_to(root).as_posix()
+            if relative not in (MANIFEST, INCOMPLETE):
+                found.append(relative)
+    return sorted(found)
+
+
+def _write_manifest(path: Path, parts: dict[str, list[str]]) -> None:
+    staged = path.with_name(path.name + ".partial")
+    staged.write_text(json.dumps({"parts": parts}, indent=1, sort_keys=True) + "\n")
+    os.replace(staged, path)
+
+
+def _move(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as error:  # another file system (the folder is a symlink): copy beside the target, then rename
+        if error.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.partial")
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
+
+
+def _prune_empty_parents(path: Path, root: Path) -> None:
+    folder = path.parent
+    while folder != root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+
+
+def commit(staging: Path, directory: Path, part: str) -> None:
+    """Move the files of `staging` into `directory` as `part` (see the module docstring)."""
+    written = _files(staging)
+    if not directory.exists():
+        _write_manifest(staging / MANIFEST, {part: written})
+        os.rename(staging, directory)  # one step: the folder appears whole
+        return
+    if not directory.is_dir():
+        raise NotADirectoryError(f"Cannot save into {directory}: it exists and is not a folder")
+    clashes = [name for name in written if (directory / name).is_dir() and not (directory / name).is_symlink()]
+    if clashes:
+        raise IsADirectoryError(f"Cannot save into {directory}: {clashes} exist there as folders")
+    parts = read_manifest(directory)
+    others = {name for other, names in parts.items() if other != part for name in names}
+    stale = [name for name in parts.get(part, []) if name not in written and name not in others]
+    marker = directory / INCOMPLETE
+    marker.write_text(f"an omni_hf save of {part!r} is moving files in\n")
+    for name in stale:
+        target = directory / name
+        if target.is_file() or target.is_symlink():
+            target.unlink()
+            _prune_empty_parents(target, directory)
+    for name in written:
+        _move(staging / name, directory / name)
+    _write_manifest(directory / MANIFEST, {**parts, part: written})
+    marker.unlink()
+    if stale:
+        logger.info("Removed %d file(s) the previous %s save left in %s: %s", len(stale), part, directory, stale)
+
+
+@contextmanager
+def staged_save(directory: str | os.PathLike, part: str) -> Iterator[Path]:
+    """Yield an empty staging folder beside `directory`; when the block ends without error, move its files into
+    `directory` as `part`. On error the staging folder is removed and `directory` is untouched."""
+    directory = Path(os.path.abspath(directory))
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # a new folder gets the usual permissions, not mkdtemp's 0700
+    try:
+        yield staging
+        commit(staging, directory, part)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a small text file beside its target, then rename it into place."""
+    path = Path(path)
+    staged = path.with_name(f".{path.name}.partial")
+    staged.write_text(text)
+    os.replace(staged, path)
+
+
+__all__ = [
+    "INCOMPLETE",
+    "MANIFEST",
+    "IncompleteSaveError",
+    "check_complete",
+    "check_complete_if_local",
+    "read_manifest",
+    "staged_save",
+    "write_text_atomic",
+]
