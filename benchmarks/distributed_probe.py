@@ -15,7 +15,7 @@ import sys
 
 import transformers
 
-from omni_hf.testing.recipes import load_recipe
+from recipe_loader import load_recipe
 
 _train = transformers.Trainer.train
 

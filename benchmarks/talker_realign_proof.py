@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     p.add_argument("--codes", type=int, default=24, help="longest teacher speech (codes)")
     args = p.parse_args(argv)
     from omni_hf.testing.demo import build_demo_model
-    from omni_hf.testing.recipes import load_recipe
+    from recipe_loader import load_recipe
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

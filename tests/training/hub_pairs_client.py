@@ -8,10 +8,11 @@ from pathlib import Path
 
 from datasets import Dataset, load_dataset, load_from_disk
 
-from omni_hf.hub import push_preference_dataset
-from omni_hf.testing.recipes import load_recipe
-from omni_hf.training.pair_audio import cast_audio_columns, file_entry
-from omni_hf.training.pair_sources import read_manifest
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers (run as a script)
+from helpers.recipes import load_recipe  # noqa: E402
+from omni_hf.hub import push_preference_dataset  # noqa: E402
+from omni_hf.training.pair_audio import cast_audio_columns, file_entry  # noqa: E402
+from omni_hf.training.pair_sources import read_manifest  # noqa: E402
 
 TRAIN = ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "2", "--batch_size", "2"]
 TRAIN += ["--learning_rate", "0.002", "--logging_steps", "1", "--save_steps", "100"]

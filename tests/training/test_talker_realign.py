@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from omni_hf.testing.recipes import load_recipe
+from helpers.recipes import load_recipe
 from omni_hf.training.realign import (
     check_same_shape,
     code_agreement,
