@@ -168,7 +168,15 @@ class ConversationBuilder:
             if isinstance(message.content, str):
                 conversation.append({"role": role, "content": [{"type": "text", "text": message.content}]})
                 continue
-            blocks = [self._block(part, f"messages[{i}].content[{j}]") for j, part in enumerate(message.content)]
+            blocks = []
+            for j, part in enumerate(message.content):
+                where = f"messages[{i}].content[{j}]"
+                try:
+                    blocks.append(self._block(part, where))
+                except RequestError:
+                    raise
+                except ValueError as error:
+                    raise RequestError(str(error), where) from None
             conversation.append({"role": role, "content": blocks})
         return conversation
 
