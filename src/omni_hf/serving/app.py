@@ -42,6 +42,7 @@ class ServerState:
     limits: ServerLimits
     model_id: str
     api_key: str | None = None
+    replica: str | None = None  # set by the Ray Serve deployment: which replica answered
     created: int = field(default_factory=lambda: int(time.time()))
 
     def authorized(self, request: Request) -> bool:
@@ -96,7 +97,8 @@ def create_app(
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "active": engine.active, "slots": engine.max_active}
+        state: ServerState = app.state.omni
+        return {"status": "ok", "active": engine.active, "slots": engine.max_active, "replica": state.replica}
 
     @app.get("/v1/models")
     async def models(request: Request):
