@@ -9,6 +9,7 @@ import torch
 
 from omni_hf.omni import AudioChunk
 from omni_hf.serving.protocol import ServerLimits
+from omni_hf.serving.scheduler import SERVING_WINDOW
 
 SPEECH_CODES = 120  # per reply: 2.4 s of audio, a few seconds on CPU
 LIMITS = dict(max_tokens=64, talker_max_new_tokens=SPEECH_CODES, max_media_bytes=400_000, max_media_items=2)
@@ -81,6 +82,7 @@ def reference_reply(model, processor, text: str, speaker: str, max_tokens: int, 
             talker_do_sample=False,
             talker_max_new_tokens=SPEECH_CODES,
             generator=torch.Generator().manual_seed(seed),
+            window=SERVING_WINDOW,  # the server's token2wav chunking
         )
     )
     audio = torch.cat([torch.from_numpy(e.audio) for e in events if isinstance(e, AudioChunk)]).numpy()

@@ -86,9 +86,9 @@ def test_two_concurrent_async_streams_are_batched_and_equal_single_requests(serv
         client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="unused")
         return await asyncio.gather(*(ask(client, *q) for q in questions))
 
-    engine.batch_sizes = {"thinker": [], "talker": []}
+    engine.batch_sizes = {"thinker": [], "talker": [], "dit": []}
     results = asyncio.run(main())
-    assert max(engine.batch_sizes["thinker"]) == 2 and max(engine.batch_sizes["talker"]) == 2  # really batched
+    assert all(max(engine.batch_sizes[stage]) == 2 for stage in ("thinker", "talker", "dit"))  # really batched
     for (text, pcm, _), (question, voice, tokens) in zip(results, questions):
         token_ids, expected = reference(question, voice, tokens)
         assert text == processor.decode(token_ids, skip_special_tokens=True)

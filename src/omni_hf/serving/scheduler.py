@@ -13,7 +13,6 @@ Thinker needs media embeddings and 3-D TMRoPE positions and must hand its hidden
 Talker reads a per-step Thinker entry. Requests stay here until the app reads their events from `Job.events`.
 """
 
-import contextlib
 import queue
 import threading
 import time
@@ -28,8 +27,9 @@ from ..omni.generation_omni import IncrementalText
 from ..talker.modeling_talker import OmniTalkerOutput
 from ..talker.talker_inputs import talker_prompt, text_entry
 from ..thinker.modeling_thinker import OmniThinkerOutput
-from ..token2wav.streaming import StreamingWindow, Token2WavStream
+from ..token2wav.streaming import StreamingWindow
 from .batching import BatchableDecoder, batched_step
+from .token2wav_batching import BatchedToken2WavStream, decode_together
 
 logger = logging.get_logger(__name__)
 
@@ -41,6 +41,7 @@ MEDIA_LAYOUT_KEYS = (
     "feature_attention_mask",
 )
 SAMPLING_RATE = 24000
+SERVING_WINDOW = StreamingWindow(chunk_blocks=(2, 6))  # 0.48 s first chunk, then 1.44 s chunks
 
 
 class ServerBusy(RuntimeError):
@@ -89,7 +90,7 @@ class Job:
         self.stats = StreamStats()
         self.thinker: BatchableDecoder | None = None
         self.talker: BatchableDecoder | None = None
-        self.speech: Token2WavStream | None = None
+        self.speech: BatchedToken2WavStream | None = None
         self.entries: list[torch.Tensor | None] = []
         self.prompt_track = None
         self.eos = self.pad = None
@@ -116,18 +117,6 @@ class Job:
         self.done = True
 
 
-class _AdapterToken2Wav(Token2WavStream):
-    """Token2WavStream that runs each DiT window inside `dit_context()` (a voice's DiT adapter)."""
-
-    def __init__(self, *args, dit_context=contextlib.nullcontext, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.dit_context = dit_context
-
-    def _decode_chunk(self, first_block, size):
-        with self.dit_context():
-            return super()._decode_chunk(first_block, size)
-
-
 class BatchScheduler:
     """Serve many replies at once from one model on one worker thread (see the module docstring).
 
@@ -135,14 +124,25 @@ class BatchScheduler:
         model: an `OmniForConditionalGeneration` (eval mode).
         tokenizer: a tokenizer or processor, to decode text increments.
         max_active: slots; `submit` raises `ServerBusy` when they are all taken (no unbounded queue).
-        window: the token2wav chunking.
+        window: the token2wav chunking (default `SERVING_WINDOW`: after the first chunk every window has the same
+            length, so replies in flight share DiT and vocoder batches).
+        align_codes: a ready DiT window may wait up to this many speech codes for another reply's window of the
+            same length (aligning replies once; 0: never wait).
     """
 
-    def __init__(self, model, tokenizer=None, max_active: int = 8, window: StreamingWindow | None = None):
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        max_active: int = 8,
+        window: StreamingWindow | None = None,
+        align_codes: int = 12,
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_active = max_active
-        self.window = window or StreamingWindow()
+        self.window = window or SERVING_WINDOW
+        self.align_codes = align_codes
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._admitted = 0
@@ -150,7 +150,7 @@ class BatchScheduler:
         self._track: list | None = None
         self._stop = threading.Event()
         self.ticks = 0
-        self.batch_sizes: dict[str, list[int]] = {"thinker": [], "talker": []}  # recent batch sizes, for tests
+        self.batch_sizes: dict[str, list[int]] = {"thinker": [], "talker": [], "dit": []}  # recent batch sizes, for tests
         self._hook = model.thinker.model.register_forward_hook(self._record, with_kwargs=True)
         self._thread = threading.Thread(target=self._run, name="omni-hf-serve-engine", daemon=True)
         self._thread.start()
@@ -236,9 +236,11 @@ class BatchScheduler:
         talking = [job for job in self._jobs if not job.done and self._talker_ready(job)]
         if talking:
             self._talker_step(talking)
+        self._token2wav_step()
         for job in self._jobs:
-            if not job.done and job.thinker.finished and (job.talker is None or job.talker.finished):
-                self._finish(job)
+            if not job.done and job.thinker.finished and (job.speech is None or job.speech.done):
+                if job.talker is None or job.talker.finished:
+                    self._finish(job)
         self._jobs = [job for job in self._jobs if not job.done]
 
     # ---------------------------------------------------------------- Thinker
@@ -316,13 +318,13 @@ class BatchScheduler:
         )
         device = model.token2wav._execution_device
         generator = None if request.seed is None else torch.Generator(device=device).manual_seed(request.seed)
-        job.speech = _AdapterToken2Wav(
+        job.speech = BatchedToken2WavStream(
             model.token2wav,
             job.voice.ref_mel,
             job.voice.cond,
             self.window,
             generator=generator,
-            dit_context=lambda: model.voices.use_dit(request.voice_adapter),
+            dit_adapter=request.voice_adapter,
             **request.token2wav_kwargs,
         )
         job.eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
@@ -363,17 +365,30 @@ class BatchScheduler:
 
     def _took_code(self, job: Job, code: torch.Tensor) -> None:
         ends = self.model.talker.config.codec_eos_token_ids
-        is_end = job.talker.finished and int(code) in ends
-        chunks = []
-        if not is_end:
+        if not (job.talker.finished and int(code) in ends):
             job.stats.speech_codes += 1
             job.stats.speech_code_ids.append(int(code))
-            chunks = job.speech.push(code)
+            job.speech.add(code)
         if job.talker.finished:
-            chunks += job.speech.finish()
-        for chunk in chunks:
-            job.emit(AudioChunk(chunk.cpu().numpy(), start=job.audio_samples / SAMPLING_RATE))
-            job.audio_samples += chunk.numel()
+            job.speech.end()
+
+    def _token2wav_step(self) -> None:
+        """Decode every reply's ready windows, batched (DiT per window length, vocoder per window length)."""
+        jobs = [job for job in self._jobs if not job.done and job.speech is not None and not job.speech.done]
+        if not jobs:
+            return
+        try:
+            dit = []
+            audio = decode_together([job.speech for job in jobs], self.model.voices.use_dit, dit, self.align_codes)
+        except Exception as error:  # noqa: BLE001
+            for job in jobs:
+                self._end(job, error)
+            return
+        self.batch_sizes["dit"] = (self.batch_sizes["dit"] + dit)[-64:]
+        for i, job in enumerate(jobs):
+            for chunk in audio[i]:
+                job.emit(AudioChunk(chunk.cpu().numpy(), start=job.audio_samples / SAMPLING_RATE))
+                job.audio_samples += chunk.numel()
 
     def _finish(self, job: Job) -> None:
         stats = job.stats
@@ -384,4 +399,4 @@ class BatchScheduler:
         self._end(job, stats)
 
 
-__all__ = ["BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy"]
+__all__ = ["SERVING_WINDOW", "BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy"]
