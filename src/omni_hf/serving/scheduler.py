@@ -391,6 +391,11 @@ class BatchScheduler:
                 job.audio_samples += chunk.numel()
 
     def _finish(self, job: Job) -> None:
+        text = job.text
+        if text.tokenizer is not None:  # text held back for an incomplete character is sent at the end
+            rest = text.tokenizer.decode(text.ids, skip_special_tokens=True)[text.emitted :]
+            if rest:
+                job.emit(TextDelta(text=rest, token_ids=[]))
         stats = job.stats
         stats.wall_seconds = time.perf_counter() - job.started
         stats.audio_seconds = job.audio_samples / SAMPLING_RATE
