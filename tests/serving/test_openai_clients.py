@@ -126,7 +126,15 @@ def test_curl_streams_sse(server):
         **GREEDY,
     }
     out = subprocess.run(
-        ["curl", "-sN", server.url + "/v1/chat/completions", "-H", "Content-Type: application/json", "-d", json.dumps(body)],
+        [
+            "curl",
+            "-sN",
+            server.url + "/v1/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps(body),
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -14,8 +14,6 @@ from fastapi.testclient import TestClient
 
 from omni_hf.serving import ServerLimits, create_app
 
-
-
 SPEAK = {"modalities": ["text", "audio"], "audio": {"voice": "Chelsie", "format": "pcm16"}}
 
 
@@ -40,7 +38,11 @@ BAD = {
     "too many media": (_body([_audio_part(_wav_b64(0.1))] * 3), 400, "messages"),
     "unknown field": (_body("hi", frequency_penalty=0.5), 400, "frequency_penalty"),
     "unknown voice adapter": (_body("hi", voice_adapter="pirate"), 400, "voice_adapter"),
-    "wav while streaming": (_body("hi", stream=True, **(SPEAK | {"audio": {"voice": "Chelsie", "format": "wav"}})), 400, "audio.format"),
+    "wav while streaming": (
+        _body("hi", stream=True, **(SPEAK | {"audio": {"voice": "Chelsie", "format": "wav"}})),
+        400,
+        "audio.format",
+    ),
     "no messages": (_body("hi") | {"messages": []}, 400, "messages"),
     "remote image": (_body([{"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]), 400, None),
     "local path not allowed": (_body([{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]), 400, None),
@@ -64,7 +66,9 @@ def test_input_audio_is_heard(server):
     """A valid audio upload goes through the processor into the Thinker (the prompt grows by its audio tokens)."""
     plain = httpx.post(server.url + "/v1/chat/completions", json=_body("hi"), timeout=60).json()
     heard = httpx.post(
-        server.url + "/v1/chat/completions", json=_body([_audio_part(_wav_b64(1.0)), {"type": "text", "text": "hi"}]), timeout=60
+        server.url + "/v1/chat/completions",
+        json=_body([_audio_part(_wav_b64(1.0)), {"type": "text", "text": "hi"}]),
+        timeout=60,
     ).json()
     assert heard["usage"]["prompt_tokens"] >= plain["usage"]["prompt_tokens"] + 20
 
@@ -115,7 +119,9 @@ def test_full_server_answers_429_with_retry_after(server):
 
 def test_api_key_timeout_and_body_limit(tiny_served):
     model, processor = tiny_served
-    limits = ServerLimits(**(dict(max_tokens=64, talker_max_new_tokens=120) | {"timeout": 0.3, "max_body_bytes": 50_000}))
+    limits = ServerLimits(
+        **(dict(max_tokens=64, talker_max_new_tokens=120) | {"timeout": 0.3, "max_body_bytes": 50_000})
+    )
     with TestClient(create_app(model, processor, limits=limits, api_key="s3cret", max_active=2)) as client:
         assert client.get("/health").status_code == 200  # open for load balancers
         for headers in ({}, {"Authorization": "Bearer wrong"}):
@@ -129,3 +135,27 @@ def test_api_key_timeout_and_body_limit(tiny_served):
         big = client.post("/v1/chat/completions", content=json.dumps(_body("x" * 60_000)), headers=auth)
         assert big.status_code == 413
         assert client.post("/v1/chat/completions", json=_body("hi"), headers=auth).status_code == 200
+
+
+def test_realtime_hook_gets_the_app_state(tiny_served, monkeypatch):
+    """`create_app` calls `omni_hf.serving.realtime.add_realtime_routes` when that module exists."""
+    import sys
+    import types
+
+    model, processor = tiny_served
+    seen = {}
+
+    def add_realtime_routes(app, model, processor, *, api_key=None, model_name="x"):
+        seen.update(state=app.state.omni, model=model, api_key=api_key, model_name=model_name)
+
+        @app.get("/v1/realtime-probe")
+        async def probe():
+            return {"ok": True}
+
+    monkeypatch.setitem(
+        sys.modules, "omni_hf.serving.realtime", types.SimpleNamespace(add_realtime_routes=add_realtime_routes)
+    )
+    with TestClient(create_app(model, processor, model_id="tiny", api_key="k")) as client:
+        assert client.get("/v1/realtime-probe").json() == {"ok": True}
+    assert seen["model"] is model and seen["api_key"] == "k" and seen["model_name"] == "tiny"
+    assert seen["state"].limits.max_tokens == ServerLimits().max_tokens and seen["state"].authorized

@@ -59,12 +59,17 @@ def _reference(model, prompt, speaker, tokens=10, voice=None):
 
 
 def _request(prompt, speaker, tokens=10, **kwargs):
-    return ReplyRequest({"input_ids": prompt}, speaker=speaker, max_new_tokens=tokens, talker_max_new_tokens=80, seed=0, **kwargs)
+    return ReplyRequest(
+        {"input_ids": prompt}, speaker=speaker, max_new_tokens=tokens, talker_max_new_tokens=80, seed=0, **kwargs
+    )
 
 
 def test_batched_decode_steps_equal_generate(tiny_served):
     model, _ = tiny_served
-    expected = [model.thinker.generate(input_ids=p, max_new_tokens=8, do_sample=False)[0, p.shape[1] :].tolist() for p in PROMPTS]
+    expected = [
+        model.thinker.generate(input_ids=p, max_new_tokens=8, do_sample=False)[0, p.shape[1] :].tolist()
+        for p in PROMPTS
+    ]
     decoders = [BatchableDecoder.start(model.thinker, input_ids=p, max_new_tokens=8, do_sample=False) for p in PROMPTS]
     got = [[int(d.step())] for d in decoders]
     while not all(d.finished for d in decoders):

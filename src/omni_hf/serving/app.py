@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hmac
 import importlib
+import inspect
 import json
 import time
 import uuid
@@ -145,7 +146,7 @@ def create_app(
             raise
     else:
         if hasattr(realtime, "add_realtime_routes"):
-            realtime.add_realtime_routes(app)
+            _add_realtime(realtime.add_realtime_routes, app)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception):
@@ -153,6 +154,17 @@ def create_app(
         return error_response("Internal server error", 500)
 
     return app
+
+
+def _add_realtime(add_routes, app: FastAPI) -> None:
+    """Call `add_realtime_routes(app)`, or `(app, model, processor, api_key=..., model_name=...)` when it takes them."""
+    state: ServerState = app.state.omni
+    parameters = inspect.signature(add_routes).parameters
+    if len(parameters) == 1:
+        add_routes(app)
+        return
+    kwargs = {k: v for k, v in (("api_key", state.api_key), ("model_name", state.model_id)) if k in parameters}
+    add_routes(app, state.model, state.processor, **kwargs)
 
 
 # -------------------------------------------------------------------- request handling

@@ -53,7 +53,9 @@ def batched_step(model, decoders: list[BatchableDecoder], output_class) -> list[
     """
     if any(d.steps == 0 or d.finished for d in decoders):
         raise ValueError("batched_step takes decoders that have done their prefill and have not finished")
-    prepared = [model.prepare_inputs_for_generation(d.sequences, next_sequence_length=1, **d.model_kwargs) for d in decoders]
+    prepared = [
+        model.prepare_inputs_for_generation(d.sequences, next_sequence_length=1, **d.model_kwargs) for d in decoders
+    ]
     caches = [p["cache"] for p in prepared]
     lengths = [cache.get_seq_length() for cache in caches]
     longest = max(lengths)

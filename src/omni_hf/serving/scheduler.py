@@ -150,7 +150,11 @@ class BatchScheduler:
         self._track: list | None = None
         self._stop = threading.Event()
         self.ticks = 0
-        self.batch_sizes: dict[str, list[int]] = {"thinker": [], "talker": [], "dit": []}  # recent batch sizes, for tests
+        self.batch_sizes: dict[str, list[int]] = {
+            "thinker": [],
+            "talker": [],
+            "dit": [],
+        }  # recent batch sizes, for tests
         self._hook = model.thinker.model.register_forward_hook(self._record, with_kwargs=True)
         self._thread = threading.Thread(target=self._run, name="omni-hf-serve-engine", daemon=True)
         self._thread.start()
@@ -180,7 +184,7 @@ class BatchScheduler:
 
     # ---------------------------------------------------------------- worker
     def _record(self, module, args, kwargs, output):
-        if self._track is not None:
+        if self._track is not None and threading.current_thread() is self._thread:  # only the engine's forwards
             self._track.append((kwargs["inputs_embeds"], output.last_hidden_state))
 
     def _run(self) -> None:

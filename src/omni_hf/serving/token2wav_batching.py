@@ -175,9 +175,7 @@ def decode_together(
     audio: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(streams))}
     held = _held_back(streams, max_wait) if max_wait > 0 and len(streams) > 1 else set()
     while True:
-        windows = {
-            i: w for i, s in enumerate(streams) if i not in held and (w := s.next_window()) is not None
-        }
+        windows = {i: w for i, s in enumerate(streams) if i not in held and (w := s.next_window()) is not None}
         plans = {}
         groups: dict[tuple, list[int]] = {}
         for i, window in windows.items():
