@@ -87,6 +87,7 @@ async def run_level(url: str, concurrency: int, args) -> dict:
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - start
+    await client.close()
     ttfa = [r["ttfa"] for r in results if r["ttfa"] is not None]
     audio = sum(r["audio"] for r in results)
     return {

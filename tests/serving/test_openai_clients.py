@@ -31,6 +31,17 @@ def _streamed(chunks) -> tuple[str, bytes, set]:
     return "".join(text), b"".join(pcm), ids
 
 
+def _spoken(question: str, voice: str, tokens: int = 12, audio_format: str = "pcm16", **extra) -> dict:
+    """Keyword arguments of a greedy spoken chat completion."""
+    return dict(
+        model="tiny-omni",
+        messages=[{"role": "user", "content": question}],
+        audio={"voice": voice, "format": audio_format},
+        **(GREEDY | {"max_tokens": tokens}),
+        **extra,
+    )
+
+
 def test_models_and_health(server):
     import openai
 
@@ -48,12 +59,7 @@ def test_sync_stream_equals_model_stream(server, tiny_served, reference):
     model, processor = tiny_served
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     stream = client.chat.completions.create(
-        model="tiny-omni",
-        messages=[{"role": "user", "content": QUESTION}],
-        audio={"voice": "Ethan", "format": "pcm16"},
-        stream=True,
-        stream_options={"include_usage": True},
-        **GREEDY,
+        **_spoken(QUESTION, "Ethan", stream=True, stream_options={"include_usage": True})
     )
     chunks = list(stream)
     text, pcm, ids = _streamed(chunks)
@@ -73,13 +79,7 @@ def test_two_concurrent_async_streams_are_batched_and_equal_single_requests(serv
     questions = [("Tell me a story.", "Chelsie", 10), ("What is two and two?", "Ethan", 14)]
 
     async def ask(client, question, voice, tokens):
-        stream = await client.chat.completions.create(
-            model="tiny-omni",
-            messages=[{"role": "user", "content": question}],
-            audio={"voice": voice, "format": "pcm16"},
-            stream=True,
-            **(GREEDY | {"max_tokens": tokens}),
-        )
+        stream = await client.chat.completions.create(**_spoken(question, voice, tokens, stream=True))
         return _streamed([chunk async for chunk in stream])
 
     async def main():
@@ -100,12 +100,7 @@ def test_non_streaming_wav_and_text_only(server, tiny_served, reference):
 
     model, processor = tiny_served
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
-    reply = client.chat.completions.create(
-        model="tiny-omni",
-        messages=[{"role": "user", "content": QUESTION}],
-        audio={"voice": "Ethan", "format": "wav"},
-        **GREEDY,
-    )
+    reply = client.chat.completions.create(**_spoken(QUESTION, "Ethan", audio_format="wav"))
     message = reply.choices[0].message
     audio, rate = soundfile.read(io.BytesIO(base64.b64decode(message.audio.data)), dtype="int16")
     _, expected = reference(QUESTION, "Ethan", 12)

@@ -9,29 +9,13 @@ padded key contributes exactly zero to the softmax.
 """
 
 import torch
-from torch import nn
 from transformers.cache_utils import DynamicCache
 
 from ..omni.decoding import StepDecoder
 
 
 class BatchableDecoder(StepDecoder):
-    """A `StepDecoder` whose decode steps can also be taken by `batched_step` (prefill stays per request)."""
-
-    def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """Pick the next token `(1,)` from this request's last-position logits `(1, vocab)` (as `step()` does)."""
-        scores = self.logits_processor(self.sequences, logits.to(copy=True, dtype=torch.float32))
-        if self.generation_config.do_sample:
-            tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        else:
-            tokens = torch.argmax(scores, dim=-1)
-        if self.stops_on_eos and self.pad_token_id is not None:
-            tokens = tokens * self.unfinished + self.pad_token_id * (1 - self.unfinished)
-        self.sequences = torch.cat([self.sequences, tokens[:, None]], dim=-1)
-        self.unfinished = self.unfinished & ~self.stopping_criteria(self.sequences, None)
-        self.finished = bool(self.unfinished.max() == 0)
-        self.steps += 1
-        return tokens
+    """A `StepDecoder` whose decode steps can also be taken by `batched_step` (the prefill stays per request)."""
 
 
 def _pad_left(tensor: torch.Tensor, length: int) -> torch.Tensor:
@@ -92,7 +76,8 @@ def batched_step(model, decoders: list[BatchableDecoder], output_class) -> list[
         decoder.model_kwargs = model._update_model_kwargs_for_generation(
             row_output, decoder.model_kwargs, is_encoder_decoder=False
         )
-        tokens.append(decoder.choose(outputs.logits[row : row + 1, -1]))
+        logits = outputs.logits[row : row + 1, -1].to(copy=True, dtype=torch.float32, device=decoder.sequences.device)
+        tokens.append(decoder.choose(logits))
     return tokens
 
 

@@ -96,19 +96,8 @@ class BatchedToken2WavStream(Token2WavStream):
         size = w.chunk_size(self._chunk)
         if self.frames < (self._next_block + size + w.future_blocks) * block and not self.ended:
             return None
-        first = self._next_block
-        own = (first * block, min((first + size) * block, self.frames))
-        start = max(0, (first - w.past_blocks) * block)
-        stop = min((first + size + w.future_blocks) * block, self.frames)
-        conditioning = self.pipeline.dit.prepare_conditioning(
-            self._codes[start // self.repeats : stop // self.repeats].unsqueeze(0),
-            self.reference_mel,
-            self.speaker_embedding,
-            self.guidance_scale > 0,
-            speaker_features=self.speaker_features,
-        )
-        self.speaker_features = conditioning.speaker_features
-        return DiTWindow(self, size, start, own, conditioning, self._noise_for(start, stop))
+        conditioning, noise, start, own = self.window_inputs(self._next_block, size)
+        return DiTWindow(self, size, start, own, conditioning, noise)
 
     def take_mel(self, window: DiTWindow, sample: torch.Tensor):
         """Accept the solved window `(1, frames, mel_dim)`; returns the vocoder plan of the new mel (or None)."""
