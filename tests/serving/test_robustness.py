@@ -159,3 +159,40 @@ def test_realtime_hook_gets_the_app_state(tiny_served, monkeypatch):
         assert client.get("/v1/realtime-probe").json() == {"ok": True}
     assert seen["model"] is model and seen["api_key"] == "k" and seen["model_name"] == "tiny"
     assert seen["state"].limits.max_tokens == ServerLimits().max_tokens and seen["state"].authorized
+
+
+def test_omni_hf_serve_command(tiny_omni_dir):
+    """`omni-hf serve` in its own process: binds 127.0.0.1, answers curl, requires its API key."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "omni_hf.cli", "serve", str(tiny_omni_dir), "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--api-key", "k", "--threads", "1"], env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "omni-hf serve did not come up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        body = json.dumps(_body("hi", temperature=0))
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        curl = ["curl", "-s", url, "-H", "Content-Type: application/json", "-d", body]
+        denied = json.loads(subprocess.run(curl, capture_output=True, check=True).stdout)
+        assert denied["error"]["type"] == "authentication_error"
+        reply = json.loads(
+            subprocess.run([*curl, "-H", "Authorization: Bearer k"], capture_output=True, check=True).stdout
+        )
+        assert reply["object"] == "chat.completion" and reply["usage"]["completion_tokens"] == 4
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
