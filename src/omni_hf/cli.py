@@ -392,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="write token (default: HF_TOKEN or the saved login)")
     p.add_argument("--private", action="store_true")
     p.set_defaults(func=push)
+    s = sub.add_parser("serve", help="OpenAI-compatible server: speech replies streamed to many clients, batched")
+    from .serving.server import add_serve_arguments, serve
+
+    add_serve_arguments(s)
+    s.set_defaults(func=serve)
     return parser
 
 

@@ -72,6 +72,11 @@ class StepDecoder:
         outputs = self.forward()
         logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=self.sequences.device)
         del outputs
+        return self.choose(logits)
+
+    def choose(self, logits: torch.Tensor) -> torch.Tensor:
+        """Pick the next tokens `(batch,)` from last-position float32 logits `(batch, vocab)` (logits processors,
+        sampling or greedy, stopping); also used when a batched forward was run for several decoders at once."""
         scores = self.logits_processor(self.sequences, logits)
         if self.generation_config.do_sample:
             tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)

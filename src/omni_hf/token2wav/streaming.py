@@ -216,14 +216,14 @@ class Token2WavStream:
         return torch.cat(self._noise, dim=1)[:, start:stop]
 
     @torch.no_grad()
-    def _decode_chunk(self, first_block: int, size: int) -> torch.Tensor:
-        """Solve the ODE over the chunk's window; return the chunk's own mel `(1, mel_dim, frames)`."""
+    def window_inputs(self, first_block: int, size: int):
+        """The DiT problem of a chunk: `(conditioning, noise (1, frames, mel_dim), start, (own_start, own_stop))`,
+        frames `[start, start + frames)` of the window, of which the chunk keeps `[own_start, own_stop)`."""
         block, w = self.block_size, self.window
-        own_start, own_stop = first_block * block, min((first_block + size) * block, self.frames)
+        own = (first_block * block, min((first_block + size) * block, self.frames))
         start = max(0, (first_block - w.past_blocks) * block)
         stop = min((first_block + size + w.future_blocks) * block, self.frames)
-        dit = self.pipeline.dit
-        conditioning = dit.prepare_conditioning(
+        conditioning = self.pipeline.dit.prepare_conditioning(
             self._codes[start // self.repeats : stop // self.repeats].unsqueeze(0),
             self.reference_mel,
             self.speaker_embedding,
@@ -231,9 +231,13 @@ class Token2WavStream:
             speaker_features=self.speaker_features,
         )
         self.speaker_features = conditioning.speaker_features
-        sample = self.pipeline.solve(
-            self._noise_for(start, stop), conditioning, self.scheduler, self.steps, self.guidance_scale
-        )
+        return conditioning, self._noise_for(start, stop), start, own
+
+    @torch.no_grad()
+    def _decode_chunk(self, first_block: int, size: int) -> torch.Tensor:
+        """Solve the ODE over the chunk's window; return the chunk's own mel `(1, mel_dim, frames)`."""
+        conditioning, noise, start, (own_start, own_stop) = self.window_inputs(first_block, size)
+        sample = self.pipeline.solve(noise, conditioning, self.scheduler, self.steps, self.guidance_scale)
         return sample[:, own_start - start : own_stop - start].transpose(1, 2)
 
 

@@ -1,0 +1,155 @@
+"""Serving benchmark: the same spoken requests sent by 1 (one after another), 2, 4 and 8 concurrent `openai` clients.
+
+`omni-hf serve`'s app runs in this process (uvicorn on 127.0.0.1, its own thread) with the small random config of
+`speech.py` (thinker 512 x 8 with the real 152k vocabulary, talker 384 x 6, DiT 256 x 6, BigVGAN 256 channels) on
+`--threads` torch threads. Replies have a fixed length (`--tokens` text tokens, `--codes` speech codes: the Thinker's
+end token and the Talker's end codes are disabled), so every level does the same work. Per level: time to first
+audio packet (p50, p90, from sending the request), audio RTF (request time / its audio seconds, mean), throughput
+(seconds of speech per wall second) and errors.
+
+    python benchmarks/serve.py                         # 8 requests of 2 s speech per level
+    python benchmarks/serve.py --requests 8 --codes 50 --tokens 10 --levels 1 8
+"""
+
+import argparse
+import asyncio
+import base64
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speech import build_checkpoint
+
+
+def start_server(path: Path, args):
+    import socket
+
+    import uvicorn
+
+    from omni_hf.serving import ServerLimits, create_app
+    from omni_hf.serving.server import load_for_serving
+
+    model, processor = load_for_serving(str(path))
+    model.thinker.generation_config.eos_token_id = None  # fixed reply length: no early end
+    config = model.talker.generation_config
+    config.suppress_tokens = list(config.suppress_tokens or []) + list(model.talker.config.codec_eos_token_ids)
+    limits = ServerLimits(max_tokens=args.tokens, talker_max_new_tokens=args.codes, timeout=3600)
+    app = create_app(model, processor, model_id="small", limits=limits, max_active=max(args.levels))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}/v1", app
+
+
+async def one_request(client, index: int, args) -> dict:
+    start = time.perf_counter()
+    first, samples = None, 0
+    stream = await client.chat.completions.create(
+        model="small",
+        messages=[{"role": "user", "content": f"Question number {index}: tell me about the weather."}],
+        modalities=["text", "audio"],
+        audio={"voice": "Chelsie", "format": "pcm16"},
+        stream=True,
+        temperature=0,
+        max_tokens=args.tokens,
+    )
+    async for chunk in stream:
+        audio = chunk.choices[0].delta.audio if chunk.choices else None
+        if audio is not None and audio.data:
+            first = first or time.perf_counter() - start
+            samples += len(base64.b64decode(audio.data)) // 2
+    return {"ttfa": first, "seconds": time.perf_counter() - start, "audio": samples / 24000}
+
+
+async def run_level(url: str, concurrency: int, args) -> dict:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="unused", timeout=3600, max_retries=0)
+    pending = list(range(args.requests))
+    results, errors = [], []
+
+    async def worker():
+        while pending:
+            index = pending.pop(0)
+            try:
+                results.append(await one_request(client, index, args))
+            except Exception as error:  # noqa: BLE001 - counted and reported
+                errors.append(repr(error))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - start
+    await client.close()
+    ttfa = [r["ttfa"] for r in results if r["ttfa"] is not None]
+    audio = sum(r["audio"] for r in results)
+    return {
+        "concurrency": concurrency,
+        "ttfa_p50": float(np.percentile(ttfa, 50)) if ttfa else float("nan"),
+        "ttfa_p90": float(np.percentile(ttfa, 90)) if ttfa else float("nan"),
+        "rtf": float(np.mean([r["seconds"] / r["audio"] for r in results if r["audio"]])) if results else float("nan"),
+        "throughput": audio / wall,
+        "audio_s": audio,
+        "wall_s": wall,
+        "errors": len(errors) + sum(r["ttfa"] is None for r in results),
+        "error_messages": errors[:3],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=8, help="requests per level")
+    parser.add_argument("--tokens", type=int, default=16, help="text tokens per reply")
+    parser.add_argument("--codes", type=int, default=100, help="speech codes per reply (50 = 1 s)")
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", help="a model directory (default: build the small random config)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    from omni_hf.testing.tokenizer import build_tiny_processor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.model) if args.model else Path(tmp) / "small"
+        if not args.model:
+            path.mkdir()
+            build_checkpoint(path)
+            build_tiny_processor().save_pretrained(path)
+        server, url, app = start_server(path, args)
+        asyncio.run(run_level(url, 1, argparse.Namespace(**{**vars(args), "requests": 1})))  # warm-up
+        rows = [asyncio.run(run_level(url, level, args)) for level in args.levels]
+        engine = app.state.omni.engine
+        server.should_exit = True
+    print(
+        f"\nServing benchmark: small config, {args.threads} torch threads, {args.requests} requests per level of "
+        f"{args.tokens} tokens + {args.codes} codes ({args.codes / 50:.1f} s of speech)"
+    )
+    print("| clients | TTFA p50 | TTFA p90 | audio RTF | throughput (speech s / wall s) | errors |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        name = "1 (one after another)" if row["concurrency"] == 1 else str(row["concurrency"])
+        print(
+            f"| {name} | {row['ttfa_p50']:.2f} s | {row['ttfa_p90']:.2f} s | {row['rtf']:.2f} | "
+            f"{row['throughput']:.3f} | {row['errors']} |"
+        )
+    by_level = {row["concurrency"]: row for row in rows}
+    if 1 in by_level and max(by_level) > 1:
+        top, one = by_level[max(by_level)], by_level[1]
+        print(
+            f"\nthroughput x{top['throughput'] / one['throughput']:.2f} at {top['concurrency']} clients vs one after "
+            f"another (target >= 3); p50 TTFA x{top['ttfa_p50'] / one['ttfa_p50']:.2f} (target <= 4)"
+        )
+    print(f"recent batch sizes: { {k: max(v, default=0) for k, v in engine.batch_sizes.items()} }")
+    for row in rows:
+        if row["error_messages"]:
+            print(f"errors at {row['concurrency']}: {row['error_messages']}")
+
+
+if __name__ == "__main__":
+    main()

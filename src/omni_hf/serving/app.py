@@ -1,0 +1,340 @@
+"""The OpenAI-compatible app: `POST /v1/chat/completions` (text and speech, streamed as SSE or whole), `GET /v1/models`,
+`GET /health`. `create_app(model, processor)` returns a FastAPI app for any ASGI server; `omni-hf serve` runs it
+with uvicorn. Every request runs on the shared `BatchScheduler` (batched with the others); a client that disconnects
+is cancelled at once, a full server answers 429 with `Retry-After`.
+
+`app.state.omni` ([`ServerState`]) holds the model, processor, limits, engine and auth check, for extra routes: when a
+module `omni_hf.serving.realtime` with `add_realtime_routes(app)` exists, it is called.
+"""
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import importlib
+import inspect
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from transformers.utils import logging
+
+from ..omni.events import AudioChunk, StreamStats, TextDelta
+from .audio_encoding import encode_audio, pcm16_bytes
+from .protocol import ChatCompletionRequest, ConversationBuilder, RequestError, ServerLimits, check_request
+from .scheduler import BatchScheduler, ReplyRequest, RequestTimeout, ServerBusy
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class ServerState:
+    """What every route shares (`app.state.omni`)."""
+
+    model: object
+    processor: object
+    engine: BatchScheduler
+    limits: ServerLimits
+    model_id: str
+    api_key: str | None = None
+    replica: str | None = None  # set by the Ray Serve deployment: which replica answered
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def authorized(self, request: Request) -> bool:
+        """Constant-time check of `Authorization: Bearer <key>` (always true without `api_key`)."""
+        if self.api_key is None:
+            return True
+        header = request.headers.get("authorization", "")
+        token = header[7:] if header.lower().startswith("bearer ") else ""
+        return hmac.compare_digest(token.encode(), self.api_key.encode())
+
+    def speakers(self) -> list[str]:
+        return list(self.model.speakers.names()) if self.model.has_talker else []
+
+    def adapters(self) -> list[str]:
+        return list(self.model.voices.names)
+
+
+def error_response(message: str, status: int, param=None, kind=None, code=None, headers=None) -> JSONResponse:
+    """An OpenAI-style error object."""
+    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(
+    model,
+    processor,
+    model_id: str = "omni-hf",
+    limits: ServerLimits | None = None,
+    api_key: str | None = None,
+    max_active: int = 8,
+    window=None,
+) -> FastAPI:
+    """The ASGI app serving `model` (an `OmniForConditionalGeneration`) with `processor` (an `OmniProcessor`).
+
+    Args:
+        limits: input limits and the per-request timeout ([`ServerLimits`]).
+        api_key: when set, `/v1/*` needs `Authorization: Bearer <api_key>`.
+        max_active: replies generated at once (batched); more concurrent requests get 429.
+        window: the token2wav [`StreamingWindow`].
+    """
+    limits = limits or ServerLimits()
+    engine = BatchScheduler(model.eval(), processor, max_active=max_active, window=window)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        engine.shutdown()
+
+    app = FastAPI(title="omni-hf", version="0.1.0", lifespan=lifespan)
+    app.state.omni = ServerState(model, processor, engine, limits, model_id, api_key)
+
+    @app.get("/health")
+    async def health():
+        state: ServerState = app.state.omni
+        return {"status": "ok", "active": engine.active, "slots": engine.max_active, "replica": state.replica}
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        state: ServerState = request.app.state.omni
+        if not state.authorized(request):
+            return error_response("Invalid or missing API key", 401, kind="authentication_error")
+        entry = {"id": state.model_id, "object": "model", "created": state.created, "owned_by": "omni-hf"}
+        return {"object": "list", "data": [entry | {"voices": state.speakers(), "voice_adapters": state.adapters()}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        state: ServerState = request.app.state.omni
+        if not state.authorized(request):
+            return error_response("Invalid or missing API key", 401, kind="authentication_error")
+        try:
+            body = await _read_body(request, state.limits.max_body_bytes)
+            chat = _parse(body)
+            check_request(chat, state.speakers(), state.adapters(), state.limits)
+            if chat.stream and chat.speaks and chat.audio.format != "pcm16":
+                raise RequestError("stream=true sends pcm16 audio: set audio.format to pcm16", "audio.format")
+            inputs = await run_in_threadpool(_prepare_inputs, state, chat)
+        except RequestError as error:
+            return error_response(str(error), error.status, error.param, code=error.code)
+        reply = _reply_request(state, chat, inputs)
+        events: asyncio.Queue = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        try:
+            job = engine.submit(reply, lambda event: loop.call_soon_threadsafe(events.put_nowait, event))
+        except ServerBusy as error:
+            return error_response(
+                f"{error}; retry later", 429, kind="rate_limit_error", headers={"Retry-After": str(error.retry_after)}
+            )
+        completion = _Completion(state.model_id, chat, inputs["input_ids"].shape[1])
+        if chat.stream:
+            return StreamingResponse(
+                _sse(completion, events, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
+        return await _whole(completion, events, job, request)
+
+    try:
+        realtime = importlib.import_module(f"{__package__}.realtime")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.realtime":
+            raise
+    else:
+        if hasattr(realtime, "add_realtime_routes"):
+            _add_realtime(realtime.add_realtime_routes, app)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        logger.error(f"Unhandled error: {error!r}")
+        return error_response("Internal server error", 500)
+
+    return app
+
+
+def _add_realtime(add_routes, app: FastAPI) -> None:
+    """Call `add_realtime_routes(app)`, or `(app, model, processor, api_key=..., model_name=...)` when it takes them."""
+    state: ServerState = app.state.omni
+    parameters = inspect.signature(add_routes).parameters
+    if len(parameters) == 1:
+        add_routes(app)
+        return
+    kwargs = {k: v for k, v in (("api_key", state.api_key), ("model_name", state.model_id)) if k in parameters}
+    add_routes(app, state.model, state.processor, **kwargs)
+
+
+# -------------------------------------------------------------------- request handling
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"Request body of {declared} bytes is over the limit of {limit}", status=413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"Request body is over the limit of {limit} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes) -> ChatCompletionRequest:
+    try:
+        return ChatCompletionRequest.model_validate_json(body)
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = f"Unrecognized request argument: {param}" if first["type"] == "extra_forbidden" else first["msg"]
+        raise RequestError(f"{message} ({param})" if param else message, param) from None
+
+
+def _prepare_inputs(state: ServerState, chat: ChatCompletionRequest) -> dict:
+    builder = ConversationBuilder(state.limits)
+    try:
+        conversation = builder(chat.messages)
+        try:
+            inputs = state.processor.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+            )
+        except (ValueError, OSError, RuntimeError) as error:
+            raise RequestError(f"The messages could not be processed: {error}", "messages") from None
+    except ValueError as error:
+        if isinstance(error, RequestError):
+            raise
+        raise RequestError(str(error), "messages") from None
+    finally:
+        builder.close()
+    return {k: v.to(state.model.thinker.device) if hasattr(v, "to") else v for k, v in dict(inputs).items()}
+
+
+def _reply_request(state: ServerState, chat: ChatCompletionRequest, inputs: dict) -> ReplyRequest:
+    temperature = chat.temperature
+    return ReplyRequest(
+        inputs=inputs,
+        speaker=chat.audio.voice if chat.speaks else None,
+        voice_adapter=chat.voice_adapter,
+        max_new_tokens=chat.max_completion_tokens or chat.max_tokens or state.limits.max_tokens,
+        talker_max_new_tokens=state.limits.talker_max_new_tokens,
+        do_sample=temperature is not None and temperature > 0,
+        temperature=temperature,
+        top_p=chat.top_p,
+        seed=chat.seed,
+        timeout=state.limits.timeout,
+    )
+
+
+class _Completion:
+    """Builds the OpenAI objects of one reply."""
+
+    def __init__(self, model_id: str, chat: ChatCompletionRequest, prompt_tokens: int):
+        self.id = f"chatcmpl-{uuid.uuid4().hex}"
+        self.audio_id = f"audio_{uuid.uuid4().hex}"
+        self.model_id, self.chat, self.prompt_tokens = model_id, chat, prompt_tokens
+        self.created = int(time.time())
+
+    def chunk(self, delta: dict, finish_reason=None, usage=None) -> str:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}] if usage is None else [],
+        }
+        if usage is not None:
+            body["usage"] = usage
+        return f"data: {json.dumps(body)}\n\n"
+
+    def usage(self, stats: StreamStats) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": stats.text_tokens,
+            "total_tokens": self.prompt_tokens + stats.text_tokens,
+        }
+
+    def finish_reason(self, stats: StreamStats) -> str:
+        limit = self.chat.max_completion_tokens or self.chat.max_tokens
+        return "length" if limit is not None and stats.text_tokens >= limit else "stop"
+
+    def error(self, error: BaseException) -> tuple[str, int]:
+        if isinstance(error, RequestTimeout):
+            return str(error), 504
+        if isinstance(error, ValueError):
+            return str(error), 400
+        return f"Generation failed: {error}", 500
+
+
+async def _sse(completion: _Completion, events: asyncio.Queue, job):
+    """The SSE stream of one reply; closing it (client gone) cancels the job at once."""
+    speaks = completion.chat.speaks
+    try:
+        yield completion.chunk({"role": "assistant", "content": ""})
+        while True:
+            event = await events.get()
+            if isinstance(event, TextDelta):
+                if event.text:
+                    delta = {"content": event.text}
+                    if speaks:
+                        delta["audio"] = {"id": completion.audio_id, "transcript": event.text}
+                    yield completion.chunk(delta)
+            elif isinstance(event, AudioChunk):
+                data = base64.b64encode(pcm16_bytes(event.audio)).decode()
+                yield completion.chunk({"audio": {"id": completion.audio_id, "data": data}})
+            elif isinstance(event, StreamStats):
+                yield completion.chunk({}, completion.finish_reason(event))
+                options = completion.chat.stream_options
+                if options is not None and options.include_usage:
+                    yield completion.chunk({}, usage=completion.usage(event))
+                yield "data: [DONE]\n\n"
+                return
+            else:
+                message, status = completion.error(event)
+                kind = "invalid_request_error" if status < 500 else "server_error"
+                yield f"data: {json.dumps({'error': {'message': message, 'type': kind, 'code': status}})}\n\n"
+                return
+    finally:
+        job.cancel()
+
+
+async def _whole(completion: _Completion, events: asyncio.Queue, job, request: Request):
+    """The whole reply as one `chat.completion` (cancelled if the client goes away while waiting)."""
+    text, audio = [], []
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), timeout=0.5)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return error_response("Client disconnected", 499)
+                continue
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+            elif isinstance(event, AudioChunk):
+                audio.append(event.audio)
+            elif isinstance(event, StreamStats):
+                break
+            else:
+                message, status = completion.error(event)
+                return error_response(message, status)
+    finally:
+        job.cancel()
+    transcript = "".join(text)
+    message = {"role": "assistant", "content": transcript}
+    if completion.chat.speaks:
+        waveform = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
+        data = base64.b64encode(encode_audio(waveform, completion.chat.audio.format)).decode()
+        expires = int(time.time()) + 3600
+        message["audio"] = {"id": completion.audio_id, "data": data, "transcript": transcript, "expires_at": expires}
+    return {
+        "id": completion.id,
+        "object": "chat.completion",
+        "created": completion.created,
+        "model": completion.model_id,
+        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason(event)}],
+        "usage": completion.usage(event),
+    }
+
+
+__all__ = ["ServerState", "create_app", "error_response"]

@@ -1,0 +1,423 @@
+"""The batching engine: one worker thread owns the model and advances every active reply together.
+
+Each tick the worker (1) admits new requests and runs their Thinker prefill (one request at a time: prompts and
+media differ), (2) takes one Thinker decode step of every active request in one batched forward, (3) starts the
+Talker of requests whose first reply entry exists (prefill, per request) and takes one Talker step of every request
+whose next Thinker entry exists in one batched forward (voice adapters per row), and (4) pushes each new speech
+code to that request's streaming token2wav, which decodes a DiT window and vocodes it once its look-ahead exists.
+The per-request logic is that of `omni_hf.omni.generation_omni.stream_reply`, so a greedy reply equals
+`model.stream`'s, text, codes and audio.
+
+Why our own engine: transformers' continuous batching takes token ids and 1-D positions and returns tokens; the
+Thinker needs media embeddings and 3-D TMRoPE positions and must hand its hidden states to the Talker, and the
+Talker reads a per-step Thinker entry. Requests stay here until the app reads their events from `Job.events`.
+"""
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers.utils import logging
+
+from ..omni.events import AudioChunk, StreamStats, TextDelta
+from ..omni.generation_omni import IncrementalText, OmniRequest
+from ..talker.modeling_talker import OmniTalkerOutput
+from ..talker.talker_inputs import talker_prompt, text_entry
+from ..thinker.modeling_thinker import OmniThinkerOutput
+from ..token2wav.streaming import StreamingWindow
+from .batching import BatchableDecoder, batched_step
+from .token2wav_batching import BatchedToken2WavStream, decode_together
+
+logger = logging.get_logger(__name__)
+
+SAMPLING_RATE = 24000
+SERVING_WINDOW = StreamingWindow(chunk_blocks=(2, 6))  # 0.48 s first chunk, then 1.44 s chunks
+
+
+class ServerBusy(RuntimeError):
+    """Every slot is taken; `retry_after` seconds is a hint for the client."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RequestTimeout(RuntimeError):
+    """A reply ran past its deadline."""
+
+
+@dataclass
+class ReplyRequest:
+    """What to generate. `inputs`: processor outputs for one prompt (`input_ids` `(1, length)`, media tensors).
+
+    `speaker`: a name in `model.speakers` (None: text only); `voice_adapter`: a loaded LoRA voice (`model.voices`).
+    Sampling: `do_sample` False is greedy for both the Thinker and the Talker; `seed` seeds the token2wav noise.
+    """
+
+    inputs: dict
+    speaker: str | None = None
+    voice_adapter: str | None = None
+    max_new_tokens: int = 256
+    talker_max_new_tokens: int = 2048
+    do_sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    timeout: float | None = None
+    token2wav_kwargs: dict = field(default_factory=dict)
+
+
+class Job:
+    """One request in the engine. Events (`TextDelta`, `AudioChunk`, then `StreamStats` or an exception) are
+    handed to `sink` on the worker thread; `cancel()` may be called from any thread."""
+
+    def __init__(self, request: ReplyRequest, sink: Callable[[object], None]):
+        self.request = request
+        self.sink = sink
+        self.cancelled = threading.Event()
+        self.deadline = None if request.timeout is None else time.monotonic() + request.timeout
+        self.started = time.perf_counter()
+        self.stats = StreamStats()
+        self.thinker: BatchableDecoder | None = None
+        self.talker: BatchableDecoder | None = None
+        self.speech: BatchedToken2WavStream | None = None
+        self.entries: list[torch.Tensor | None] = []
+        self.prompt_track = None
+        self.eos = self.pad = None
+        self.audio_samples = 0
+        self.text: IncrementalText | None = None
+        self.layout: dict = {}
+        self.voice = None  # the Speaker
+        self.omni: OmniRequest | None = None  # the conductor's request, built at prefill
+        self.done = False
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def emit(self, event) -> None:
+        if isinstance(event, AudioChunk) and self.stats.time_to_first_audio is None:
+            self.stats.time_to_first_audio = time.perf_counter() - self.started
+        self.sink(event)
+
+    def close(self) -> None:
+        for part in (self.thinker, self.talker):
+            if part is not None:
+                part.close()
+        self.entries.clear()
+        self.speech = None
+        self.done = True
+
+
+class BatchScheduler:
+    """Serve many replies at once from one model on one worker thread (see the module docstring).
+
+    Args:
+        model: an `OmniForConditionalGeneration` (eval mode).
+        tokenizer: a tokenizer or processor, to decode text increments.
+        max_active: slots; `submit` raises `ServerBusy` when they are all taken (no unbounded queue).
+        window: the token2wav chunking (default `SERVING_WINDOW`: after the first chunk every window has the same
+            length, so replies in flight share DiT and vocoder batches).
+        align_codes: a ready DiT window may wait up to this many speech codes for another reply's window of the
+            same length (aligning replies once; 0: never wait).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        max_active: int = 8,
+        window: StreamingWindow | None = None,
+        align_codes: int = 12,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_active = max_active
+        self.window = window or SERVING_WINDOW
+        self.align_codes = align_codes
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self._jobs: list[Job] = []
+        self._track: list | None = None
+        self._stop = threading.Event()
+        self.ticks = 0
+        self.batch_sizes: dict[str, list[int]] = {
+            "thinker": [],
+            "talker": [],
+            "dit": [],
+        }  # recent batch sizes, for tests
+        self._hook = model.thinker.model.register_forward_hook(self._record, with_kwargs=True)
+        self._thread = threading.Thread(target=self._run, name="omni-hf-serve-engine", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- public API (any thread)
+    @property
+    def active(self) -> int:
+        return self._admitted
+
+    def submit(self, request: ReplyRequest, sink: Callable[[object], None]) -> Job:
+        """Admit a request or raise `ServerBusy`; its events go to `sink` (called on the worker thread)."""
+        if not self._thread.is_alive():
+            raise RuntimeError("The serving engine has stopped")
+        with self._lock:
+            if self._admitted >= self.max_active:
+                raise ServerBusy(f"All {self.max_active} slots are busy", retry_after=1)
+            self._admitted += 1
+        job = Job(request, sink)
+        self._inbox.put(job)
+        return job
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+        self._hook.remove()
+
+    # ---------------------------------------------------------------- worker
+    def _record(self, module, args, kwargs, output):
+        if self._track is not None and threading.current_thread() is self._thread:  # only the engine's forwards
+            self._track.append((kwargs["inputs_embeds"], output.last_hidden_state))
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while not self._stop.is_set():
+                self._admit(block=not self._jobs)
+                if self._jobs:
+                    self._tick()
+
+    def _admit(self, block: bool) -> None:
+        try:
+            while True:
+                job = self._inbox.get() if block else self._inbox.get_nowait()
+                block = False
+                if job is None:
+                    return
+                self._jobs.append(job)
+                self._guard(job, self._prefill)
+        except queue.Empty:
+            return
+
+    def _guard(self, job: Job, action, *args) -> None:
+        """Run `action(job, ...)`; a failure ends only that job, reported to its sink."""
+        try:
+            action(job, *args)
+        except Exception as error:  # noqa: BLE001 - reported to the request, the engine keeps serving
+            logger.warning(f"A request failed: {error}")
+            self._end(job, error)
+
+    def _end(self, job: Job, outcome) -> None:
+        if job.done:
+            return
+        job.close()
+        with self._lock:
+            self._admitted -= 1
+        if outcome is not None:
+            job.sink(outcome)
+
+    def _tick(self) -> None:
+        self.ticks += 1
+        now = time.monotonic()
+        for job in list(self._jobs):
+            if job.cancelled.is_set():
+                self._end(job, None)
+            elif job.deadline is not None and now > job.deadline:
+                self._end(job, RequestTimeout(f"The reply ran past its {job.request.timeout:g} s timeout"))
+        self._jobs = [job for job in self._jobs if not job.done]
+        thinking = [job for job in self._jobs if not job.thinker.finished]
+        if thinking:
+            self._thinker_step(thinking)
+        for job in [job for job in self._jobs if not job.done]:
+            self._guard(job, self._advance_talker)
+        talking = [job for job in self._jobs if not job.done and self._talker_ready(job)]
+        if talking:
+            self._talker_step(talking)
+        self._token2wav_step()
+        for job in self._jobs:
+            if not job.done and job.thinker.finished and (job.speech is None or job.speech.done):
+                if job.talker is None or job.talker.finished:
+                    self._finish(job)
+        self._jobs = [job for job in self._jobs if not job.done]
+
+    # ---------------------------------------------------------------- Thinker
+    def _omni_request(self, request: ReplyRequest) -> OmniRequest:
+        """The conductor's request for this reply (`model.build_request`: speaker, voice adapter, kwargs routed
+        to the Thinker / Talker / token2wav, media layout), as `generate`, `stream` and `OmniSession` build it."""
+        sampling = {"thinker_do_sample": request.do_sample}
+        if request.do_sample:
+            sampling |= {
+                f"thinker_{k}": v for k, v in (("temperature", request.temperature), ("top_p", request.top_p)) if v
+            }
+        else:
+            sampling["talker_do_sample"] = False
+        media = {k: v for k, v in request.inputs.items() if k not in ("input_ids", "attention_mask")}
+        return self.model.build_request(
+            speaker=request.speaker or "Chelsie",
+            return_audio=request.speaker is not None,
+            voice_adapter=request.voice_adapter,
+            thinker_max_new_tokens=request.max_new_tokens,
+            talker_max_new_tokens=request.talker_max_new_tokens,
+            **{f"token2wav_{k}": v for k, v in request.token2wav_kwargs.items()},
+            **sampling,
+            **media,
+        )
+
+    def _prefill(self, job: Job) -> None:
+        request = job.request
+        inputs = request.inputs
+        if inputs["input_ids"].dim() != 2 or inputs["input_ids"].shape[0] != 1:
+            raise ValueError(f"one prompt per request, got input_ids {tuple(inputs['input_ids'].shape)}")
+        job.text = IncrementalText(self.tokenizer)
+        job.omni = self._omni_request(request)
+        job.layout = job.omni.media_layout
+        job.voice = job.omni.speaker
+        self._track = []
+        try:
+            job.thinker = BatchableDecoder.start(
+                self.model.thinker,
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs.get("attention_mask"),
+                **job.omni.thinker_kwargs,
+            )
+            token = job.thinker.step()
+            embeds, hidden = self._track[-1]
+        finally:
+            self._track = None
+        job.prompt_track = (embeds, hidden)
+        self._took_thinker_token(job, token, None)
+
+    def _thinker_step(self, jobs: list[Job]) -> None:
+        self._track = []
+        try:
+            tokens = batched_step(self.model.thinker, [job.thinker for job in jobs], OmniThinkerOutput)
+            embeds, hidden = self._track[-1]
+        except Exception as error:  # noqa: BLE001
+            for job in jobs:
+                self._end(job, error)
+            return
+        finally:
+            self._track = None
+        self.batch_sizes["thinker"] = (self.batch_sizes["thinker"] + [len(jobs)])[-64:]
+        for row, (job, token) in enumerate(zip(jobs, tokens)):
+            self._guard(job, self._took_thinker_token, token, hidden[row : row + 1] + embeds[row : row + 1])
+
+    def _took_thinker_token(self, job: Job, token: torch.Tensor, entry: torch.Tensor | None) -> None:
+        if entry is not None and job.request.speaker is not None:
+            job.entries.append(entry)
+        ids = token.tolist()
+        job.stats.text_tokens += 1
+        job.stats.token_ids += ids
+        if job.stats.time_to_first_text is None:
+            job.stats.time_to_first_text = time.perf_counter() - job.started
+        job.emit(TextDelta(text=job.text.push(ids), token_ids=ids))
+
+    # ---------------------------------------------------------------- Talker and token2wav
+    def _advance_talker(self, job: Job) -> None:
+        """Start the Talker (prefill + first code) once the first reply entry exists."""
+        if job.request.speaker is None or job.talker is not None or not job.entries:
+            return
+        model, request = self.model, job.request
+        inputs = talker_prompt(
+            model.thinker,
+            model.talker.config,
+            job.request.inputs["input_ids"],
+            job.prompt_track,
+            job.entries[0],
+            job.thinker.generated[:, :1],
+            job.voice.bos_token_id,
+            job.request.inputs.get("attention_mask"),
+        )
+        job.talker = BatchableDecoder.start(
+            model.talker, **inputs, thinker_reply_part=job.entries[0], **job.layout, **job.omni.talker_kwargs
+        )
+        device = model.token2wav._execution_device
+        generator = None if request.seed is None else torch.Generator(device=device).manual_seed(request.seed)
+        job.speech = BatchedToken2WavStream(
+            model.token2wav,
+            job.voice.ref_mel,
+            job.voice.cond,
+            self.window,
+            generator=generator,
+            dit_adapter=request.voice_adapter,
+            **job.omni.token2wav_kwargs,
+        )
+        job.eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
+        job.pad = text_entry(model.thinker, model.talker.config.tts_text_pad_token_id, 1)
+        with model.voices.use(request.voice_adapter):
+            code = job.talker.step()
+        self._took_code(job, code)
+
+    def _talker_ready(self, job: Job) -> bool:
+        """Whether the Talker's next step can run now (its Thinker entry exists); sets that entry."""
+        talker = job.talker
+        if talker is None or talker.finished or talker.steps == 0:
+            return False
+        t = talker.steps
+        if t < len(job.entries):
+            entry = job.entries[t]
+        elif not job.thinker.finished:
+            return False
+        else:
+            entry = job.eos if t == len(job.entries) else job.pad
+        talker.model_kwargs["thinker_reply_part"] = entry
+        if t - 1 < len(job.entries):
+            job.entries[t - 1] = None  # consumed
+        return True
+
+    def _talker_step(self, jobs: list[Job]) -> None:
+        adapters = [job.request.voice_adapter for job in jobs]
+        try:
+            with self.model.voices.use(adapters[0] if len(set(adapters)) == 1 else adapters):
+                codes = batched_step(self.model.talker, [job.talker for job in jobs], OmniTalkerOutput)
+        except Exception as error:  # noqa: BLE001
+            for job in jobs:
+                self._end(job, error)
+            return
+        self.batch_sizes["talker"] = (self.batch_sizes["talker"] + [len(jobs)])[-64:]
+        for job, code in zip(jobs, codes):
+            self._guard(job, self._took_code, code)
+
+    def _took_code(self, job: Job, code: torch.Tensor) -> None:
+        ends = self.model.talker.config.codec_eos_token_ids
+        if not (job.talker.finished and int(code) in ends):
+            job.stats.speech_codes += 1
+            job.stats.speech_code_ids.append(int(code))
+            job.speech.add(code)
+        if job.talker.finished:
+            job.speech.end()
+
+    def _token2wav_step(self) -> None:
+        """Decode every reply's ready windows, batched (DiT per window length, vocoder per window length)."""
+        jobs = [job for job in self._jobs if not job.done and job.speech is not None and not job.speech.done]
+        if not jobs:
+            return
+        try:
+            dit = []
+            audio = decode_together([job.speech for job in jobs], self.model.voices.use_dit, dit, self.align_codes)
+        except Exception as error:  # noqa: BLE001
+            for job in jobs:
+                self._end(job, error)
+            return
+        self.batch_sizes["dit"] = (self.batch_sizes["dit"] + dit)[-64:]
+        for i, job in enumerate(jobs):
+            for chunk in audio[i]:
+                job.emit(AudioChunk(chunk.cpu().numpy(), start=job.audio_samples / SAMPLING_RATE))
+                job.audio_samples += chunk.numel()
+
+    def _finish(self, job: Job) -> None:
+        text = job.text
+        if text.tokenizer is not None:  # text held back for an incomplete character is sent at the end
+            rest = text.tokenizer.decode(text.ids, skip_special_tokens=True)[text.emitted :]
+            if rest:
+                job.emit(TextDelta(text=rest, token_ids=[]))
+        stats = job.stats
+        stats.wall_seconds = time.perf_counter() - job.started
+        stats.audio_seconds = job.audio_samples / SAMPLING_RATE
+        if stats.audio_seconds > 0:
+            stats.rtf = {"total": stats.wall_seconds / stats.audio_seconds}
+        self._end(job, stats)
+
+
+__all__ = ["SERVING_WINDOW", "BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy"]

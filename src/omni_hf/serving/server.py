@@ -1,0 +1,80 @@
+"""`omni-hf serve MODEL`: load a model and run the OpenAI-compatible app with uvicorn (127.0.0.1 unless told)."""
+
+import argparse
+import os
+
+import torch
+from transformers.utils import logging
+
+from .protocol import ServerLimits
+
+logger = logging.get_logger(__name__)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model directory or Hub repo (omni_hf layout or official checkpoint)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--model-id", help="the model name clients send and /v1/models lists (default: MODEL)")
+    parser.add_argument("--api-key", default=os.environ.get("OMNI_HF_API_KEY"), help="require this bearer key")
+    parser.add_argument("--max-concurrent", type=int, default=8, help="replies generated at once; more get 429")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds a reply may take")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask")
+    parser.add_argument("--max-speech-codes", type=int, default=4096, help="speech codes per reply (50 per second)")
+    parser.add_argument("--max-body-mb", type=float, default=32.0, help="request body limit")
+    parser.add_argument("--max-media", type=int, default=4, help="media parts per request")
+    parser.add_argument("--max-audio-seconds", type=float, default=300.0, help="length limit of one audio input")
+    parser.add_argument("--allow-media-dir", help="let requests name local files inside this folder")
+    parser.add_argument("--voice-adapter", action="append", default=[], help="load a LoRA voice (folder or repo)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def load_for_serving(model_path: str, device: str = "cpu", dtype: str = "auto", voice_adapters=()):
+    """The model (eval, on `device`) and its processor."""
+    from ..omni import OmniForConditionalGeneration
+    from ..processing import OmniProcessor
+
+    torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
+    model = OmniForConditionalGeneration.from_pretrained(model_path, dtype=torch_dtype).to(device).eval()
+    for adapter in voice_adapters:
+        model.voices.load(adapter)
+    return model, OmniProcessor.from_pretrained(model_path)
+
+
+def limits_from_args(args) -> ServerLimits:
+    return ServerLimits(
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_media_bytes=int(args.max_body_mb * 1024 * 1024),
+        max_media_items=args.max_media,
+        max_audio_seconds=args.max_audio_seconds,
+        max_tokens=args.max_tokens,
+        talker_max_new_tokens=args.max_speech_codes,
+        timeout=args.timeout,
+        allowed_media_dir=args.allow_media_dir,
+    )
+
+
+def serve(args) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, processor = load_for_serving(args.model, args.device, args.dtype, args.voice_adapter)
+    app = create_app(
+        model,
+        processor,
+        model_id=args.model_id or args.model,
+        limits=limits_from_args(args),
+        api_key=args.api_key,
+        max_active=args.max_concurrent,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        logger.warning(f"Serving on {args.host} without --api-key: anyone who can reach it can use the model")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
+__all__ = ["add_serve_arguments", "limits_from_args", "load_for_serving", "serve"]
