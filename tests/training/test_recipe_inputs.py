@@ -50,10 +50,9 @@ def test_yaml_syntax_error_is_a_clear_message(tmp_path, capsys):
 
 
 def test_synthetic_count_must_be_a_positive_integer(tmp_path):
-    recipe = load_recipe("voice_lora")
     for bad in ("synthetic:eight", "synthetic:0", "synthetic:"):
         with pytest.raises(ValueError, match=rf"--data {bad}: expected synthetic:N with N a positive integer"):
-            recipe.load_rows(bad, None, 0)
-    assert len(recipe.load_rows("synthetic:3", None, 0)) == 3
+            load_rows_voice(bad, None, 0)
+    assert len(load_rows_voice("synthetic:3", None, 0)) == 3
     with pytest.raises(ValueError, match="--prompts synthetic:many"):
         load_recipe("talker_dpo").read_texts("synthetic:many")
