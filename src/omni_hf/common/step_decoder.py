@@ -1,0 +1,94 @@
+"""A `generate` decoding loop that advances one token per call, so two decoders can run interleaved.
+
+`StepDecoder.start(model, **generate_kwargs)` hands `generate` a `custom_generate` callable: `generate` does all of
+its usual preparation (generation config and kwargs, logits processors, stopping criteria, cache, TMRoPE position
+ids) and passes the result to the callable, which keeps it instead of looping. Each `step()` then runs one iteration
+of the sampling loop of `GenerationMixin` (prefill first, then one cached forward per token), with the same logits
+processors, sampling and stopping rules, so greedy decoding reproduces `generate` token for token.
+"""
+
+import torch
+from torch import nn
+
+_UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num_return_sequences")
+
+
+class StepDecoder:
+    """State of one decoding run: `sequences` `(batch, prompt + generated)` grows by one column per `step()`."""
+
+    def __init__(self, model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs):
+        self.model = model
+        self.sequences = input_ids
+        self.prompt_length = input_ids.shape[1]
+        self.logits_processor = logits_processor
+        self.stopping_criteria = stopping_criteria
+        self.generation_config = generation_config
+        self.model_kwargs = model_kwargs
+        self.unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+        pad = generation_config._pad_token_tensor
+        self.pad_token_id = None if pad is None else pad.to(input_ids.device)
+        self.stops_on_eos = any(hasattr(criteria, "eos_token_id") for criteria in stopping_criteria)
+        self.finished = False
+        self.steps = 0
+
+    @classmethod
+    def start(cls, model, **generate_kwargs) -> "StepDecoder":
+        """Prepare decoding exactly as `model.generate(**generate_kwargs)` would, without decoding anything yet."""
+        for key in _UNSUPPORTED:
+            if generate_kwargs.get(key) not in (None, 1):
+                raise ValueError(
+                    f"Step-wise decoding supports greedy and sampling only, not {key}={generate_kwargs[key]}"
+                )
+        if generate_kwargs.get("streamer") is not None:
+            raise ValueError("Step-wise decoding yields tokens itself; do not pass a streamer")
+        return model.generate(custom_generate=cls._capture, **generate_kwargs)
+
+    @classmethod
+    def _capture(cls, model, input_ids, logits_processor, stopping_criteria, generation_config, **model_kwargs):
+        for key in ("synced_gpus", "streamer"):  # generation-mode kwargs `generate` passes along
+            model_kwargs.pop(key, None)
+        return cls(model, input_ids, logits_processor, stopping_criteria, generation_config, model_kwargs)
+
+    @property
+    def generated(self) -> torch.Tensor:
+        return self.sequences[:, self.prompt_length :]
+
+    def forward(self):
+        """The model forward of the next step (the prefill the first time); updates the generation kwargs."""
+        model, kwargs = self.model, self.model_kwargs
+        if self.steps == 0:
+            outputs = model._prefill(self.sequences, self.generation_config, kwargs)
+        else:
+            inputs = model.prepare_inputs_for_generation(self.sequences, next_sequence_length=1, **kwargs)
+            outputs = model(**inputs, return_dict=True)
+        self.model_kwargs = model._update_model_kwargs_for_generation(outputs, kwargs, is_encoder_decoder=False)
+        return outputs
+
+    @torch.no_grad()
+    def step(self) -> torch.Tensor:
+        """Run one forward and choose the next token `(batch,)`; sets `finished` when every row has stopped."""
+        if self.finished:
+            raise RuntimeError("This decoder has finished; start a new one")
+        outputs = self.forward()
+        logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=self.sequences.device)
+        del outputs
+        scores = self.logits_processor(self.sequences, logits)
+        if self.generation_config.do_sample:
+            tokens = torch.multinomial(nn.functional.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            tokens = torch.argmax(scores, dim=-1)
+        if self.stops_on_eos and self.pad_token_id is not None:
+            tokens = tokens * self.unfinished + self.pad_token_id * (1 - self.unfinished)
+        self.sequences = torch.cat([self.sequences, tokens[:, None]], dim=-1)
+        self.unfinished = self.unfinished & ~self.stopping_criteria(self.sequences, None)
+        self.finished = bool(self.unfinished.max() == 0)
+        self.steps += 1
+        return tokens
+
+    def close(self) -> None:
+        """Drop the cache and inputs (frees memory when a stream stops early)."""
+        self.model_kwargs = {}
+        self.finished = True
+
+
+__all__ = ["StepDecoder"]
