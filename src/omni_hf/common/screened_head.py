@@ -73,12 +73,16 @@ class ScreenedArgmaxHead:
         scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
         qweight = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
         self.packed = torch.ops.quantized.linear_prepack(qweight, None)
-        dequant = qweight.dequantize()
         # Worst rows of each term, so that a step needs one scalar bound (few full-vocabulary ops: on a busy
-        # machine every parallel op costs a scheduling slice).
-        self.weight_error = float((weight - dequant).double().norm(dim=1).max())  # max_r ||W_r - Q_r||_2
-        self.qweight_norm = float(dequant.double().norm(dim=1).max())  # max_r ||Q_r||_2
-        self.abs_sum = float(weight.abs().sum(dim=1).max())  # for the float rounding slack
+        # machine every parallel op costs a scheduling slice). Computed in row blocks to bound the extra memory.
+        self.weight_error = self.qweight_norm = self.abs_sum = 0.0
+        for rows in torch.arange(weight.shape[0]).split(16384):
+            dequant = qweight[rows].dequantize().double()
+            exact = weight[rows].double()
+            self.weight_error = max(self.weight_error, float((exact - dequant).norm(dim=1).max()))
+            self.qweight_norm = max(self.qweight_norm, float(dequant.norm(dim=1).max()))
+            self.abs_sum = max(self.abs_sum, float(exact.abs().sum(dim=1).max()))
+        del qweight
 
     def is_current(self, head: nn.Linear) -> bool:
         return head is self.head and head.weight._version == self.version
@@ -97,10 +101,7 @@ class ScreenedArgmaxHead:
         act_error = float((row - (rounded - zero_point) * scale).norm()) * 1.1 + 0.5 * scale
         h_norm, h_max = float(row.norm()) * 1.0001, float(row.abs().max())
         bound = (
-            self.weight_error * h_norm
-            + self.qweight_norm * act_error
-            + 1e-4 * self.abs_sum * (h_max + scale)
-            + 1e-6
+            self.weight_error * h_norm + self.qweight_norm * act_error + 1e-4 * self.abs_sum * (h_max + scale) + 1e-6
         )
         return approx, bound
 

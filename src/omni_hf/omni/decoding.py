@@ -2,5 +2,4 @@
 
 from ..common.step_decoder import StepDecoder
 
-
 __all__ = ["StepDecoder"]
