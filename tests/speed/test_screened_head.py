@@ -40,7 +40,7 @@ def test_bound_holds_and_argmax_is_exact(head):
             assert int(scores.argmax()) == int(exact.argmax())
             assert torch.isfinite(scores).sum() < 0.2 * exact.numel()  # it screened most rows out
             rows = torch.isfinite(scores)
-            torch.testing.assert_close(scores[rows], exact[rows], rtol=0, atol=1e-5)
+            torch.testing.assert_close(scores[rows], exact[rows], rtol=1e-6, atol=1e-5)
     assert used >= 30
 
 

@@ -17,6 +17,7 @@ the full head.
 """
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -71,22 +72,27 @@ class ScreenedArgmaxHead:
         self.max_candidates = max_candidates
         self.hidden = weight.shape[1]
         scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
-        qweight = torch.quantize_per_channel(weight, scale, torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
-        self.packed = torch.ops.quantized.linear_prepack(qweight, None)
+        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; fbgemm's kernels still ship
+            warnings.simplefilter("ignore", UserWarning)
+            zero = torch.zeros_like(scale, dtype=torch.long)
+            qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
+            self.packed = torch.ops.quantized.linear_prepack(qweight, None)
+        integers = qweight.int_repr()
         # Worst rows of each term, so that a step needs one scalar bound (few full-vocabulary ops: on a busy
         # machine every parallel op costs a scheduling slice). Computed in row blocks to bound the extra memory.
         self.weight_error = self.qweight_norm = self.abs_sum = 0.0
         for rows in torch.arange(weight.shape[0]).split(16384):
-            dequant = qweight[rows].dequantize().double()
+            dequant = integers[rows].double() * scale[rows, None]
             exact = weight[rows].double()
             self.weight_error = max(self.weight_error, float((exact - dequant).norm(dim=1).max()))
             self.qweight_norm = max(self.qweight_norm, float(dequant.norm(dim=1).max()))
             self.abs_sum = max(self.abs_sum, float(exact.abs().sum(dim=1).max()))
-        del qweight
+        del qweight, integers
 
     def is_current(self, head: nn.Linear) -> bool:
         return head is self.head and head.weight._version == self.version
 
+    @torch.no_grad()
     def approximate(self, hidden: torch.Tensor) -> tuple[torch.Tensor, float]:
         """int8 logits `(1, vocab)` of `hidden` `(1, hidden)` and a bound on their distance to the float32 ones."""
         hidden = hidden.float().contiguous()
@@ -105,6 +111,7 @@ class ScreenedArgmaxHead:
         )
         return approx, bound
 
+    @torch.no_grad()
     def exact_logits(self, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Float32 logits `(batch, len(rows))` of the given vocabulary rows."""
         bias = None if self.head.bias is None else self.head.bias[rows]
