@@ -45,7 +45,8 @@ def screening_supported(head: nn.Linear) -> bool:
     """Whether `head` is a float32 CPU linear big enough to gain, and fbgemm's int8 kernels are available."""
     weight = head.weight
     return (
-        weight.device.type == "cpu"
+        type(weight.data) is torch.Tensor  # not a quantized tensor subclass (torchao, bitsandbytes)
+        and weight.device.type == "cpu"
         and weight.dtype == torch.float32
         and weight.numel() >= MIN_SCREENED_WEIGHTS
         and torch.backends.quantized.engine in ("x86", "fbgemm")
