@@ -57,7 +57,10 @@ def run_streamed_reply(path: str, codes: int, planned: bool = True) -> dict:
     warm = list(model.stream(**prompt(), **our_reply_kwargs(model, 100)))[-1]  # warm-up, measures the stages
     window = StreamingWindow()
     if planned:
-        window = StreamingWindow.from_stage_seconds(warm.stage_seconds, warm.audio_seconds, used=window)
+        horizon = -(-codes // 12)  # blocks of this reply (12 codes per 0.24 s block)
+        window = StreamingWindow.from_stage_seconds(
+            warm.stage_seconds, warm.audio_seconds, used=window, horizon_blocks=horizon
+        )
     with torch.no_grad():
         start = time.perf_counter()
         gaps, played_until = [], None

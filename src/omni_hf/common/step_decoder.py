@@ -21,9 +21,6 @@ from .screened_head import processors_are_monotone, screened_head
 
 _UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num_return_sequences")
 
-# Per-layer-type masks meaning "attend to every cached position": one new token needs no causal mask.
-NO_MASK = {"full_attention": None, "sliding_attention": None}
-
 
 def lean_decoding_applies(model, input_ids: torch.Tensor, model_kwargs: dict) -> bool:
     """Whether `model` can decode `input_ids` `(batch, seq)` with the lean step (one row, no padding, full
@@ -183,4 +180,4 @@ class LeanGenerationMixin:
         return sequences
 
 
-__all__ = ["LeanGenerationMixin", "NO_MASK", "StepDecoder", "lean_decoding_applies"]
+__all__ = ["LeanGenerationMixin", "StepDecoder", "lean_decoding_applies"]

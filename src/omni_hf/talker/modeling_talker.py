@@ -10,7 +10,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..common.modeling_decoder import OmniDecoderModel
 from ..common.modeling_utils import OmniPreTrainedModel
-from ..common.step_decoder import NO_MASK, LeanGenerationMixin
+from ..common.step_decoder import LeanGenerationMixin
 from ..common.tmrope import TMRoPETokens, get_rope_index
 from .configuration_talker import OmniTalkerConfig
 
@@ -187,14 +187,7 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMixi
         part = model_kwargs["thinker_reply_part"]
         model_kwargs["thinker_reply_part"] = part[:, 1:] if part.shape[1] > 1 else part
         hidden = part[:, :1] + self.embed_codes(tokens[:, None])
-        outputs = self.model(
-            inputs_embeds=self.thinker_to_talker_proj(hidden),
-            attention_mask=NO_MASK,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-        )
-        return outputs.last_hidden_state[:, -1:]
+        return self.model.decode_step(self.thinker_to_talker_proj(hidden), position_ids, cache)
 
     def decode_head(self) -> nn.Linear:
         return self.codec_head

@@ -12,7 +12,7 @@ from transformers.utils import logging
 from ..common.modeling_decoder import OmniDecoderModel
 from ..common.modeling_utils import OmniPreTrainedModel
 from ..common.remote_code import auto_map_entry, write_code_set
-from ..common.step_decoder import NO_MASK, LeanGenerationMixin
+from ..common.step_decoder import LeanGenerationMixin
 from ..common.tmrope import TMRoPETokens, get_rope_index
 from .configuration_thinker import OFFICIAL_MODEL_TYPES, OmniTextConfig, OmniThinkerConfig
 from .modeling_audio_encoder import OmniAudioEncoder
@@ -285,14 +285,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMix
     def decode_step_hidden(self, tokens, position_ids, cache, model_kwargs) -> torch.Tensor:
         """Lean decode step (see `omni_hf.common.step_decoder`): `tokens` `(1,)` at TMRoPE `position_ids`
         `(3, 1, 1)` after the cached positions → final hidden state `(1, 1, hidden)`; the cache grows by one."""
-        outputs = self.model(
-            inputs_embeds=self.model.embed_tokens(tokens[:, None]),
-            attention_mask=NO_MASK,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=True,
-        )
-        return outputs.last_hidden_state[:, -1:]
+        return self.model.decode_step(self.model.embed_tokens(tokens[:, None]), position_ids, cache)
 
     def decode_head(self) -> nn.Linear:
         return self.lm_head
