@@ -28,3 +28,12 @@ def test_config_choice_and_errors():
     assert type(int8_quantization_config("cpu")).__name__ == "TorchAoConfig"
     with pytest.raises(ValueError, match="backend"):
         int8_quantization_config("cpu", backend="gptq")
+
+
+def test_full_model_int8_keeps_token2wav_float32(tiny_omni_dir):
+    from omni_hf import OmniForConditionalGeneration
+
+    model = load_int8(OmniForConditionalGeneration, tiny_omni_dir)
+    assert type(model.thinker.lm_head.weight).__name__ == "Int8Tensor"
+    assert type(model.talker.codec_head.weight).__name__ == "Int8Tensor"
+    assert all(type(p.data) is torch.Tensor and p.dtype == torch.float32 for p in model.token2wav.dit.parameters())

@@ -46,10 +46,30 @@ def int8_quantization_config(device: str | torch.device = "cpu", backend: str | 
     return TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=KEEP_FLOAT)
 
 
+def quantize_int8_(model: torch.nn.Module, parts: tuple[str, ...] = ("thinker", "talker")) -> torch.nn.Module:
+    """Quantize the linear layers of `model`'s `parts` in place with torchao `Int8WeightOnlyConfig` (the same
+    scheme `TorchAoConfig` applies at load); the full model's token2wav is left float32."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    for name in parts:
+        quantize_(getattr(model, name), Int8WeightOnlyConfig())
+    return model
+
+
 def load_int8(model_class, pretrained_model_name_or_path, device_map=None, backend: str | None = None, **kwargs):
-    """`model_class.from_pretrained(...)` with int8 weight-only linear layers (see the module docstring)."""
+    """`model_class.from_pretrained(...)` with int8 weight-only linear layers (see the module docstring).
+
+    A Thinker or Talker loads through transformers' quantization config. The full model (it has `thinker` and
+    `talker` but no single input embedding, which transformers' torchao loader asks for) loads in float and its
+    Thinker and Talker are quantized with the same torchao scheme (`quantize_int8_`); bitsandbytes is not
+    supported for it."""
     device = device_map if isinstance(device_map, str | torch.device) else "cpu"
     config = int8_quantization_config(device, backend)
+    if any(cls.__name__ == "OmniForConditionalGeneration" for cls in model_class.__mro__):
+        if type(config).__name__ != "TorchAoConfig":
+            raise NotImplementedError("int8 for the full model uses torchao; load the Thinker and Talker with bnb")
+        model = model_class.from_pretrained(pretrained_model_name_or_path, device_map=device_map, **kwargs)
+        return quantize_int8_(model)
     logger.info("Loading %s with %s int8 weight-only", model_class.__name__, type(config).__name__)
     return model_class.from_pretrained(
         pretrained_model_name_or_path, quantization_config=config, device_map=device_map, **kwargs
@@ -70,4 +90,4 @@ def linear_weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-__all__ = ["KEEP_FLOAT", "int8_quantization_config", "linear_weight_bytes", "load_int8"]
+__all__ = ["KEEP_FLOAT", "int8_quantization_config", "linear_weight_bytes", "load_int8", "quantize_int8_"]
