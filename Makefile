@@ -34,9 +34,11 @@ style: $(STAMP)
 	$(PY) -m ruff format src tests benchmarks recipes spaces
 
 bench: $(STAMP)
+	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/thinker.py
 	$(PY) benchmarks/speech.py
 	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/quantization.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -47,15 +47,24 @@ def run_reference_reply(path: str, codes: int) -> dict:
     return {"first_audio_s": elapsed, "e2e_s": elapsed, "audio_s": wave.numel() / 24000}
 
 
-def run_streamed_reply(path: str, codes: int) -> dict:
+def run_streamed_reply(path: str, codes: int, planned: bool = True) -> dict:
+    """Our `stream()`: a 2 s warm-up reply measures the stage speeds, `StreamingWindow.from_stage_seconds` picks the
+    chunking from them (unless `planned` is False: the fixed default chunking), then the measured reply."""
     from omni_hf.omni import AudioChunk
+    from omni_hf.token2wav.streaming import StreamingWindow
 
     model = load("ours", path)
-    list(model.stream(**prompt(), **our_reply_kwargs(model, 20)))  # warm-up
+    warm = list(model.stream(**prompt(), **our_reply_kwargs(model, 100)))[-1]  # warm-up, measures the stages
+    window = StreamingWindow()
+    if planned:
+        horizon = -(-codes // 12)  # blocks of this reply (12 codes per 0.24 s block)
+        window = StreamingWindow.from_stage_seconds(
+            warm.stage_seconds, warm.audio_seconds, used=window, horizon_blocks=horizon
+        )
     with torch.no_grad():
         start = time.perf_counter()
         gaps, played_until = [], None
-        for event in model.stream(**prompt(), **our_reply_kwargs(model, codes)):
+        for event in model.stream(**prompt(), window=window, **our_reply_kwargs(model, codes)):
             now = time.perf_counter() - start
             if isinstance(event, AudioChunk):
                 if played_until is not None:
@@ -69,6 +78,7 @@ def run_streamed_reply(path: str, codes: int) -> dict:
         "audio_s": stats.audio_seconds,
         "rtf": stats.rtf,
         "starved_s": float(sum(g for g in gaps if g > 0)),
+        "chunk_blocks": list(window.chunk_blocks),
     }
 
 
@@ -129,6 +139,8 @@ def child(args) -> None:
         report(run_reference_reply(args.path, args.codes))
     elif args.child == "stream":
         report(run_streamed_reply(args.path, args.codes))
+    elif args.child == "stream_fixed":
+        report(run_streamed_reply(args.path, args.codes, planned=False))
     else:
         report(run_input_latency(args.path, args.input_seconds, chunked=args.child == "chunked"))
 
@@ -137,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codes", type=int, default=500, help="spoken reply length in codes (50 per second)")
     parser.add_argument("--input-seconds", type=float, default=30.0, help="spoken input length")
+    parser.add_argument("--compare-fixed", action="store_true", help="also stream with the fixed default chunking")
+    parser.add_argument("--skip-input", action="store_true", help="skip the spoken-input latency part")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -147,8 +161,10 @@ def main() -> None:
         common = ["--path", tmp, "--codes", str(args.codes), "--input-seconds", str(args.input_seconds)]
         ref = run_child(__file__, ["--child", "reference", *common])
         ours = run_child(__file__, ["--child", "stream", *common])
-        one_shot = run_child(__file__, ["--child", "one_shot", *common])
-        chunked = run_child(__file__, ["--child", "chunked", *common])
+        fixed = run_child(__file__, ["--child", "stream_fixed", *common]) if args.compare_fixed else None
+        if not args.skip_input:
+            one_shot = run_child(__file__, ["--child", "one_shot", *common])
+            chunked = run_child(__file__, ["--child", "chunked", *common])
     print("Latency benchmark: small config, 2 torch threads, same random weights for both implementations")
     print(f"\nSpoken reply of {ours['audio_s']:.1f} s ({args.codes} codes, {THINKER_TOKENS} text tokens):")
     print(f"  reference generate, end to end (first audio = last): {ref['e2e_s']:.2f} s")
@@ -159,7 +175,15 @@ def main() -> None:
     )
     print(f"  omni_hf stream, end to end:                          {ours['e2e_s']:.2f} s")
     print("  RTF per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in ours["rtf"].items()) + " (target total < 1)")
-    print(f"  player starvation after the first chunk: {ours['starved_s']:.2f} s")
+    print(f"  chunk schedule from the measured stage speeds (blocks of 0.24 s): {ours['chunk_blocks']}")
+    print(f"  player starvation after the first chunk: {ours['starved_s']:.2f} s (target 0)")
+    if fixed is not None:
+        print(
+            f"  fixed default chunking {fixed['chunk_blocks']}: first audio {fixed['first_audio_s']:.2f} s, "
+            f"starvation {fixed['starved_s']:.2f} s"
+        )
+    if args.skip_input:
+        return
     print(f"\nAfter the end of a {args.input_seconds:g} s spoken input:")
     for label, key in (("first text", "first_text_s"), ("first audio", "first_audio_s")):
         ratio = one_shot[key] / chunked[key]

@@ -144,3 +144,25 @@ def test_config_validation():
         )
     with pytest.raises(Exception, match="must be a codec id"):
         OmniTalkerConfig(vocab_size=100, num_speech_codes=50)
+
+
+def test_lean_decoding_of_one_row_matches_reference(pair, talker_inputs):
+    """Row 0 (unpadded) alone takes the lean step path (no per-step kwargs, masks or input preparation) and
+    matches the reference's row 0 of the batch (the reference's own batch-of-one run diverges from its batched
+    row from the first code, so the batched run is the oracle)."""
+    reference, ours = pair
+    config = talker_generation_config(ours.config)
+    row = {k: v[:1] for k, v in talker_inputs.items()}
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=30,
+        min_new_tokens=30,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        suppress_tokens=config.suppress_tokens,
+        repetition_penalty=1.1,
+    )
+    reference.talker.rope_deltas = None  # the reference keeps TMRoPE state from its previous call
+    expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
+    got = ours.generate(**row, **kwargs)
+    assert torch.equal(got, expected)

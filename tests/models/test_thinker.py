@@ -131,3 +131,32 @@ def test_loads_official_thinker_only_checkpoint(tmp_path, tiny_config_dict):
     with torch.no_grad():
         expected = reference(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
         assert (model.eval()(input_ids=ids).logits - expected).abs().max() <= 1e-4
+
+
+def test_lean_screened_greedy_decoding_matches_reference(reference_thinker, our_thinker, mixed, monkeypatch):
+    """One unpadded row decodes through the lean step; with the int8 screened head forced on (the tiny head is
+    normally too small to use it) and monotone processors, the tokens still equal the reference's."""
+    import omni_hf.common.screened_head as screened
+    from omni_hf.common.step_decoder import StepDecoder
+
+    monkeypatch.setattr(screened, "MIN_SCREENED_WEIGHTS", 0)
+    lean_steps = []
+    original = StepDecoder.lean_scores
+
+    def counting(self):
+        lean_steps.append(self.screen is not None)
+        return original(self)
+
+    monkeypatch.setattr(StepDecoder, "lean_scores", counting)
+    kwargs = dict(
+        max_new_tokens=10,
+        do_sample=False,
+        eos_token_id=None,
+        pad_token_id=TOKENS["pad"],
+        repetition_penalty=1.3,
+        suppress_tokens=[3, 4],
+    )
+    expected = reference_thinker.generate(**mixed, **kwargs)
+    got = our_thinker.generate(**mixed, **kwargs)
+    assert torch.equal(got, expected)
+    assert lean_steps == [True] * 9  # every step after the prefill, all screened

@@ -11,6 +11,9 @@ from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMS
 from .modeling_utils import OmniPreTrainedModel
 from .tmrope import mrope_axis_per_frequency
 
+# Per-layer-type masks meaning "attend to every cached position": one new token needs no causal mask.
+NO_MASK = {"full_attention": None, "sliding_attention": None}
+
 
 class OmniTMRoPEEmbedding(nn.Module):
     """Rotary cos/sin for 3-axis (time, height, width) positions; each frequency follows one axis (`mrope_section`)."""
@@ -138,5 +141,12 @@ class OmniDecoderModel(OmniPreTrainedModel):
             all_hidden = all_hidden[:-1] + (hidden,)
         return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache, hidden_states=all_hidden)
 
+    def decode_step(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Cache) -> torch.Tensor:
+        """One new position `(1, 1, width)` at TMRoPE `position_ids` `(3, 1, 1)` after the cached ones, with no
+        mask (full attention layers only) → final hidden state `(1, 1, hidden)`; the cache grows by one."""
+        return self(
+            inputs_embeds=inputs_embeds, attention_mask=NO_MASK, position_ids=position_ids, cache=cache, use_cache=True
+        ).last_hidden_state
 
-__all__ = ["OmniDecoderModel", "OmniTMRoPEEmbedding"]
+
+__all__ = ["NO_MASK", "OmniDecoderModel", "OmniTMRoPEEmbedding"]

@@ -10,6 +10,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from ..common.modeling_decoder import OmniDecoderModel
 from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.step_decoder import LeanGenerationMixin
 from ..common.tmrope import MEDIA_LAYOUT_KEYS, TMRoPETokens, get_rope_index, media_layout
 from .configuration_talker import OmniTalkerConfig
 
@@ -47,7 +48,7 @@ def talker_generation_config(config: OmniTalkerConfig) -> GenerationConfig:
     )
 
 
-class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
+class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMixin, GenerationMixin):
     """The Talker (official names: `thinker_to_talker_proj`, `model.*`, `codec_head`).
 
     Each position's input is `thinker_to_talker_proj(thinker_entry + codec_embedding)`, where the Thinker entry is
@@ -179,6 +180,18 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         )
 
     # ---------------------------------------------------------------- generation
+    def decode_step_hidden(self, tokens, position_ids, cache, model_kwargs) -> torch.Tensor:
+        """Lean decode step (see `omni_hf.common.step_decoder`): the previous code `tokens` `(1,)` plus the next
+        entry of `model_kwargs["thinker_reply_part"]` (consumed; the last one repeats) at TMRoPE `position_ids`
+        `(3, 1, 1)` → final hidden state `(1, 1, hidden)`; the cache grows by one."""
+        part = model_kwargs["thinker_reply_part"]
+        model_kwargs["thinker_reply_part"] = part[:, 1:] if part.shape[1] > 1 else part
+        hidden = part[:, :1] + self.embed_codes(tokens[:, None])
+        return self.model.decode_step(self.thinker_to_talker_proj(hidden), position_ids, cache)
+
+    def decode_head(self) -> nn.Linear:
+        return self.codec_head
+
     def prepare_inputs_for_generation(self, input_ids, inputs_embeds=None, is_first_iteration=False, **kwargs):
         inputs = super().prepare_inputs_for_generation(
             input_ids, inputs_embeds=inputs_embeds, is_first_iteration=is_first_iteration, **kwargs

@@ -12,6 +12,7 @@ from transformers.utils import logging
 from ..common.modeling_decoder import OmniDecoderModel
 from ..common.modeling_utils import OmniPreTrainedModel
 from ..common.remote_code import auto_map_entry, write_code_set
+from ..common.step_decoder import LeanGenerationMixin
 from ..common.tmrope import TMRoPETokens, get_rope_index
 from .configuration_thinker import OFFICIAL_MODEL_TYPES, OmniTextConfig, OmniThinkerConfig
 from .modeling_audio_encoder import OmniAudioEncoder
@@ -34,7 +35,7 @@ class OmniThinkerOutput(CausalLMOutputWithPast):
     rope_deltas: torch.Tensor | None = None
 
 
-class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
+class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMixin, GenerationMixin):
     """The Thinker: `audio_tower`, `visual`, `model` (decoder) and `lm_head`, with official parameter names.
 
     Loads our own checkpoints and official Qwen2.5-Omni ones (full model with a `thinker.` prefix, or a thinker
@@ -282,6 +283,14 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         )
 
     # ---------------------------------------------------------------- generation
+    def decode_step_hidden(self, tokens, position_ids, cache, model_kwargs) -> torch.Tensor:
+        """Lean decode step (see `omni_hf.common.step_decoder`): `tokens` `(1,)` at TMRoPE `position_ids`
+        `(3, 1, 1)` after the cached positions → final hidden state `(1, 1, hidden)`; the cache grows by one."""
+        return self.model.decode_step(self.model.embed_tokens(tokens[:, None]), position_ids, cache)
+
+    def decode_head(self) -> nn.Linear:
+        return self.lm_head
+
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
         """TMRoPE ids `(3, batch, seq)` of the prompt; `generate` then extends each axis by one per step."""
         input_ids = model_kwargs.get("input_ids", inputs_tensor)

@@ -48,6 +48,81 @@ class StreamingWindow:
     def chunk_size(self, index: int) -> int:
         return int(self.chunk_blocks[min(index, len(self.chunk_blocks) - 1)])
 
+    def window_blocks(self, total_blocks: int) -> int:
+        """DiT blocks solved (own + context) to decode `total_blocks` blocks with this chunking."""
+        solved, start, index = 0, 0, 0
+        while start < total_blocks:
+            size = min(self.chunk_size(index), total_blocks - start)
+            solved += min(start + size + self.future_blocks, total_blocks) - max(0, start - self.past_blocks)
+            start, index = start + size, index + 1
+        return solved
+
+    @classmethod
+    def plan(
+        cls,
+        seconds_per_block: float,
+        dit_seconds_per_block: float,
+        block_seconds: float = 0.24,
+        past_blocks: int = 2,
+        future_blocks: int = 1,
+        safety: float = 0.7,
+        max_blocks: int = 32,
+        horizon_blocks: int = 125,
+    ) -> "StreamingWindow":
+        """The chunking that starts audio earliest without the player starving, from measured stage speeds.
+
+        The stages run one after the other, so between two chunks the stream spends `n * seconds_per_block`
+        (Thinker + Talker + vocoder for the chunk's codes) plus `(n + past + future) * dit_seconds_per_block`
+        (the DiT over the chunk's window) for a chunk of `n` blocks. After the first chunk each chunk is as large as
+        the audio already queued allows (using only a `safety` fraction of it, for timing noise), capped at
+        `max_blocks`; the first chunk is the smallest for which that never drops below one block over
+        `horizon_blocks` (125 = 30 s; the whole reply when production is slower than real time).
+        """
+        if seconds_per_block < 0 or dit_seconds_per_block < 0 or not 0 < safety <= 1:
+            raise ValueError(
+                f"plan() needs non-negative stage costs and 0 < safety <= 1, got {seconds_per_block}, "
+                f"{dit_seconds_per_block}, {safety}"
+            )
+        per_block = seconds_per_block + dit_seconds_per_block
+        overhead = (past_blocks + future_blocks) * dit_seconds_per_block
+        for first in range(1, max_blocks + 1):
+            chunks, queued, done = [first], first * block_seconds, first
+            while done < horizon_blocks:
+                size = min(max_blocks, int((safety * queued - overhead) / max(per_block, 1e-9)))
+                if size < 1:
+                    break
+                chunks.append(size)
+                queued += size * block_seconds - (size * per_block + overhead)
+                done += size
+                if size == max_blocks and max_blocks * (block_seconds - per_block) >= overhead:
+                    done = horizon_blocks  # the queue no longer shrinks: the last size repeats safely
+            if done >= horizon_blocks:
+                return cls(tuple(_compact(chunks)), past_blocks, future_blocks)
+        return cls((max_blocks,), past_blocks, future_blocks)  # slower than real time even in big chunks
+
+    @classmethod
+    def from_stage_seconds(
+        cls, stage_seconds: dict, audio_seconds: float, used: "StreamingWindow | None" = None, **plan_kwargs
+    ) -> "StreamingWindow":
+        """`plan()` from a finished stream's `StreamStats.stage_seconds` (thinker, talker, dit, vocoder) and
+        `audio_seconds`, decoded with the window `used` (default chunking if None)."""
+        used = used or cls()
+        block_seconds = plan_kwargs.get("block_seconds", 0.24)
+        blocks = max(1, round(audio_seconds / block_seconds))
+        if audio_seconds <= 0:
+            raise ValueError("from_stage_seconds() needs a stream that produced audio")
+        other = sum(v for k, v in stage_seconds.items() if k != "dit")
+        dit = stage_seconds.get("dit", 0.0) / max(1, used.window_blocks(blocks))
+        kwargs = {"past_blocks": used.past_blocks, "future_blocks": used.future_blocks, **plan_kwargs}
+        return cls.plan(other / blocks, dit, **kwargs)
+
+
+def _compact(chunks: list[int]) -> list[int]:
+    """Drop the repeated tail (the last value repeats anyway)."""
+    while len(chunks) > 1 and chunks[-1] == chunks[-2]:
+        chunks.pop()
+    return chunks
+
 
 class VocoderStream:
     """Vocode a mel spectrogram that grows at the end, emitting each sample once its receptive field is complete.
