@@ -12,6 +12,7 @@ from transformers import PreTrainedConfig
 from transformers.utils import cached_file, logging
 
 from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.remote_code import auto_map_entry, write_code_set
 from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
 from ..talker.talker_inputs import build_talker_inputs
 from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
@@ -74,6 +75,10 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
     base_model_prefix = "omni"
     _keys_to_ignore_on_load_unexpected = [r"^token2wav\."]
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
+    # `auto_map` of a saved folder (trust_remote_code): the full model for what transformers maps `qwen2_5_omni` to,
+    # the Thinker of the folder (`omni_hf.omni.causal_lm_omni`) for the text-generating Auto classes.
+    auto_classes = ("AutoModel", "AutoModelForMultimodalLM", "AutoModelForTextToWaveform")
+    thinker_auto_classes = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
 
     def __init__(self, config: OmniConfig):
         super().__init__(config)
@@ -176,7 +181,15 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
                 f"Voice adapters {self.voices.names} are loaded: save them with model.voices.save(name, dir), then "
                 "model.voices.unload() (or model.voices.merge(name) to bake one in) before saving the model"
             )
+        from .causal_lm_omni import OmniThinkerForCausalLM
+
+        classes = [type(self), type(self.config), OmniThinkerForCausalLM]
+        self.config.auto_map = {"AutoConfig": auto_map_entry(type(self.config))}
+        self.config.auto_map |= {name: auto_map_entry(type(self)) for name in self.auto_classes}
+        self.config.auto_map |= {name: auto_map_entry(OmniThinkerForCausalLM) for name in self.thinker_auto_classes}
         super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            write_code_set(classes, save_directory)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):

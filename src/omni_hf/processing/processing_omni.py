@@ -28,6 +28,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
+from ..common.remote_code import auto_map_entry, write_code_set
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from .chat_utils import (
     DEFAULT_SYSTEM_PROMPT,
@@ -129,6 +130,14 @@ class OmniProcessor(ProcessorMixin):
                 raise ValueError(f"The tokenizer does not know the special token {token!r} ({name}).")
             setattr(self, name, token)
             setattr(self, f"{name}_id", token_id)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as `ProcessorMixin` does, plus `auto_map` and a flat code set so that
+        `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` works without omni_hf."""
+        self.auto_map = {"AutoProcessor": auto_map_entry(type(self))}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        write_code_set([type(self)], save_directory)
+        return result
 
     # ------------------------------------------------------------------------------------------------ properties
 
