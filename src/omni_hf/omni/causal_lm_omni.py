@@ -22,7 +22,8 @@ class OmniThinkerForCausalLM(OmniThinkerForConditionalGeneration):
     config_class = OmniConfig
 
     def __init__(self, config):
-        super().__init__(config.thinker_config if isinstance(config, OmniConfig) else config)
+        thinker_config = getattr(config, "thinker_config", None)  # an OmniConfig (whichever copy of its module)
+        super().__init__(thinker_config if thinker_config is not None else config)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
