@@ -12,11 +12,11 @@ from omni_hf.talker.modeling_talker import talker_generation_config
 
 GREEDY = dict(
     speaker="Chelsie",
-    thinker_max_new_tokens=6,
+    thinker_max_new_tokens=4,
     thinker_do_sample=False,
     thinker_eos_token_id=1002,
     talker_do_sample=False,
-    talker_max_new_tokens=30,
+    talker_max_new_tokens=16,
     talker_repetition_penalty=1.0,
 )
 

@@ -118,6 +118,13 @@ class OmniDecoderModel(OmniPreTrainedModel):
             position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
         elif position_ids.shape[0] == 4:
             text_positions, position_ids = position_ids[0], position_ids[1:]
+            if bool((text_positions[:, 1:] - text_positions[:, :-1] != 1).any()):  # packed sequences
+                if past > 0 or attention_mask is not None:
+                    raise ValueError(
+                        "Packed sequences (4-row position_ids whose text row restarts) need attention_mask=None and "
+                        "no cached tokens: each packed sequence attends only to itself, which a cache cannot continue."
+                    )
+                cache, use_cache = None, False  # the mask follows the packing; no cache to continue from
         if output_attentions and self.config._attn_implementation != "eager":
             raise ValueError(
                 f"output_attentions needs attn_implementation='eager' (this model uses "

@@ -63,6 +63,22 @@ OMNI_NAMED_TOKENS = {
 }
 
 
+def _warn_raw_audio_without_rate(audio_inputs: list, assumed: int) -> None:
+    """transformers' rule for a raw array without `sampling_rate` (its feature extractors): take it at the feature
+    extractor's rate, and warn. Named here per input, since a wrong rate silently changes the audio token count."""
+    raw = [i for i, a in enumerate(audio_inputs) if isinstance(a, (np.ndarray, torch.Tensor)) or _is_sample_list(a)]
+    if raw:
+        logger.warning(
+            f"audio[{', '.join(map(str, raw))}] {'is a raw array' if len(raw) == 1 else 'are raw arrays'} without "
+            f"`sampling_rate`: taken at {assumed} Hz, as transformers' processors do. Pass `sampling_rate=` (or an "
+            "(array, rate) tuple) to be sure: at another rate the audio token count and the features are wrong."
+        )
+
+
+def _is_sample_list(value) -> bool:
+    return isinstance(value, list) and len(value) > 0 and isinstance(value[0], (int, float))
+
+
 class OmniProcessor(ProcessorMixin):
     r"""Processor for the Qwen2.5-Omni Thinker: tokenizer + Whisper feature extractor + Qwen2-VL image processor, and
     video handling (PyAV decoding, numpy patching) without torchvision.
@@ -227,6 +243,8 @@ class OmniProcessor(ProcessorMixin):
         self._check_counts(texts, len(image_inputs), len(video_inputs), len(audio_inputs))
         image_list = [load_image(im) for im in image_inputs]
         clips = self._load_videos(video_inputs, fps, use_audio_in_video)
+        if sampling_rate is None:
+            _warn_raw_audio_without_rate(audio_inputs, self.feature_extractor.sampling_rate)
         standalone = [load_audio(a, sampling_rate) for a in audio_inputs]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
 
