@@ -58,8 +58,9 @@ def test_generate_from_inputs_embeds_alone(tiny_thinker):
     assert torch.equal(from_embeds, from_ids[:, ids.shape[1] :])
 
 
-def _media_prompts(processor, kind: str) -> dict:
-    """Two chat prompts, each with its own media item of `kind` (different sizes), batched and left-padded."""
+def _media_prompts(processor, kind: str, extra_first: bool = False) -> dict:
+    """Two chat prompts, each with its own media item of `kind` (different sizes), batched and left-padded;
+    `extra_first` gives the first prompt a second item (so media counts differ per prompt)."""
     if kind == "image":
         items = [{"type": "image", "image": make_image(112, 84, seed=1)}, {"type": "image", "image": make_image(56, 84, 2)}]
     elif kind == "video":
@@ -72,7 +73,10 @@ def _media_prompts(processor, kind: str) -> dict:
             {"type": "audio", "audio": (make_waveform(1.3, 16000, seed=1), 16000)},
             {"type": "audio", "audio": (make_waveform(0.7, 16000, seed=2), 16000)},
         ]
-    conversations = [[{"role": "user", "content": [item, {"type": "text", "text": f"Q{i}"}]}] for i, item in enumerate(items)]
+    contents = [[item, {"type": "text", "text": f"Q{i}"}] for i, item in enumerate(items)]
+    if extra_first:
+        contents[0].insert(0, items[1])
+    conversations = [[{"role": "user", "content": content}] for content in contents]
     return dict(
         processor.apply_chat_template(
             conversations, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
@@ -82,7 +86,7 @@ def _media_prompts(processor, kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["image", "video", "audio"])
 def test_beam_search_keeps_each_prompts_media(tiny_thinker, kind):
-    inputs = _media_prompts(build_tiny_processor(), kind)
+    inputs = _media_prompts(build_tiny_processor(), kind, extra_first=True)
     with torch.no_grad():
         expected = tiny_thinker(**inputs).logits[:, -1]  # (2, vocab), unexpanded
     out = tiny_thinker.generate(
