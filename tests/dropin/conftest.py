@@ -79,3 +79,7 @@ def run_without_omni_hf(script: str, tmp_path, timeout: int = 300) -> str:
 @pytest.fixture(scope="session")
 def without_omni_hf():
     return run_without_omni_hf
+
+
+# The vendored transformers test helpers are imported by test_transformers_generic.py, not collected themselves.
+collect_ignore_glob = ["_transformers_tests/*"]

@@ -23,6 +23,7 @@ from ..voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
 from .configuration_omni import OmniConfig
 from .events import AudioChunk, StreamStats, TextDelta
 from .generation_omni import stream_reply
+from .pipeline_compat import pipeline_generate_arguments
 
 logger = logging.get_logger(__name__)
 
@@ -79,6 +80,13 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
     # the Thinker of the folder (`omni_hf.omni.causal_lm_omni`) for the text-generating Auto classes.
     auto_classes = ("AutoModel", "AutoModelForMultimodalLM", "AutoModelForTextToWaveform")
     thinker_auto_classes = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+    input_modalities = ("image", "video", "audio", "text")
+    output_modalities = ("text", "audio")
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """`generate` is the model's own (not `GenerationMixin`'s); pipelines call it."""
+        return True
 
     def __init__(self, config: OmniConfig):
         super().__init__(config)
@@ -197,6 +205,7 @@ class OmniForConditionalGeneration(OmniPreTrainedModel):
 
     # ---------------------------------------------------------------- generation
     @torch.no_grad()
+    @pipeline_generate_arguments
     def generate(
         self,
         input_ids: torch.LongTensor,

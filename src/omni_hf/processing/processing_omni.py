@@ -468,6 +468,17 @@ class OmniProcessor(ProcessorMixin):
         )
         return out if return_dict else out["input_ids"]
 
+    def post_process_multimodal_output(self, generated_outputs, skip_special_tokens=True, generation_mode=None, **kwargs):
+        """For the `any-to-any` pipeline: decoded text (`generation_mode` None / "text"), or the waveforms
+        (`"audio"`: the second item of the full model's `(sequences, waveforms)`) as float32 arrays at 24 kHz."""
+        if generation_mode in (None, "text"):  # the full model speaks by default: its text is the first item
+            sequences = generated_outputs[0] if isinstance(generated_outputs, tuple) else generated_outputs
+            return self.post_process_image_text_to_text(sequences, skip_special_tokens, **kwargs)
+        if generation_mode != "audio":
+            raise ValueError(f"generation_mode must be 'text' or 'audio', got {generation_mode!r}")
+        audio = generated_outputs[1]
+        return [wave.reshape(-1).float().cpu().numpy() for wave in (audio if isinstance(audio, list) else [audio])]
+
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens: bool = True, **kwargs
     ) -> list[str]:

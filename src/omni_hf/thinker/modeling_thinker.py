@@ -58,6 +58,8 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
     # Auto classes a saved Thinker names in its `auto_map` (transformers maps `qwen2_5_omni_thinker` to these).
     auto_classes = ("AutoModel", "AutoModelForCausalLM", "AutoModelForImageTextToText")
+    input_modalities = ("image", "video", "audio", "text")
+    output_modalities = ("text",)
 
     def __init__(self, config: OmniThinkerConfig):
         super().__init__(config)
