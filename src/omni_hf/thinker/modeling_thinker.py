@@ -255,8 +255,9 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         logits_to_keep: int | torch.Tensor = 0,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
+        return_dict: bool = True,
         **kwargs,
-    ) -> OmniThinkerOutput:
+    ) -> OmniThinkerOutput | tuple:
         """
         Args:
             input_ids: `(batch, seq)` with expanded media placeholders (from `OmniProcessor`).
@@ -322,7 +323,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             loss = self.loss_function(
                 logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
             )
-        return OmniThinkerOutput(
+        output = OmniThinkerOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
@@ -330,6 +331,7 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
             attentions=outputs.attentions,
             rope_deltas=rope_deltas,
         )
+        return output if return_dict else output.to_tuple()
 
     # ---------------------------------------------------------------- generation
     def _prepare_position_ids_for_generation(self, inputs_tensor, model_kwargs):
