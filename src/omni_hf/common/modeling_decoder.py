@@ -7,9 +7,12 @@ from transformers.masking_utils import create_causal_mask, create_sliding_window
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
+from transformers.utils import logging
 
 from .modeling_utils import OmniPreTrainedModel
 from .tmrope import mrope_axis_per_frequency
+
+logger = logging.get_logger(__name__)
 
 
 class OmniTMRoPEEmbedding(nn.Module):
@@ -126,10 +129,12 @@ class OmniDecoderModel(OmniPreTrainedModel):
                     )
                 cache, use_cache = None, False  # the mask follows the packing; no cache to continue from
         if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
+            logger.warning_once(
                 f"output_attentions needs attn_implementation='eager' (this model uses "
-                f"{self.config._attn_implementation!r}): load it with attn_implementation='eager'"
+                f"{self.config._attn_implementation!r}): no attentions are returned. Load the model with "
+                "attn_implementation='eager' or call set_attn_implementation('eager')."
             )
+            output_attentions = False
         if not isinstance(masks := attention_mask, dict):
             mask_kwargs = dict(
                 config=self.config,
