@@ -124,10 +124,18 @@ def test_token2wav_callback_on_step_end(tiny_omni_dir):
 
     def zero_after_last(pipeline, step, timestep, kwargs):
         seen.append((step, tuple(kwargs)))
-        return {"latents": torch.zeros_like(kwargs["latents"])} if step == len(pipeline.scheduler.timesteps) - 1 else {}
+        return (
+            {"latents": torch.zeros_like(kwargs["latents"])} if step == len(pipeline.scheduler.timesteps) - 1 else {}
+        )
 
-    mel = pipe(codes, voice.ref_mel, voice.cond, num_inference_steps=3, output_type="mel",
-               callback_on_step_end=zero_after_last).audios
+    mel = pipe(
+        codes,
+        voice.ref_mel,
+        voice.cond,
+        num_inference_steps=3,
+        output_type="mel",
+        callback_on_step_end=zero_after_last,
+    ).audios
     assert [s for s, _ in seen] == list(range(len(pipe.scheduler.timesteps))) and seen[0][1] == ("latents",)
     assert torch.equal(mel, torch.zeros_like(mel))  # the callback's latents replaced the sample
 
@@ -144,5 +152,10 @@ def test_token2wav_callback_on_step_end(tiny_omni_dir):
     import pytest
 
     with pytest.raises(ValueError, match="only \\['latents'\\]"):
-        pipe(codes, voice.ref_mel, voice.cond, callback_on_step_end=zero_after_last,
-             callback_on_step_end_tensor_inputs=["prompt_embeds"])
+        pipe(
+            codes,
+            voice.ref_mel,
+            voice.cond,
+            callback_on_step_end=zero_after_last,
+            callback_on_step_end_tensor_inputs=["prompt_embeds"],
+        )

@@ -62,7 +62,10 @@ def _media_prompts(processor, kind: str, extra_first: bool = False) -> dict:
     """Two chat prompts, each with its own media item of `kind` (different sizes), batched and left-padded;
     `extra_first` gives the first prompt a second item (so media counts differ per prompt)."""
     if kind == "image":
-        items = [{"type": "image", "image": make_image(112, 84, seed=1)}, {"type": "image", "image": make_image(56, 84, 2)}]
+        items = [
+            {"type": "image", "image": make_image(112, 84, seed=1)},
+            {"type": "image", "image": make_image(56, 84, 2)},
+        ]
     elif kind == "video":
         items = [
             {"type": "video", "video": make_frames(4, 112, 84, seed=1)},
@@ -118,7 +121,11 @@ def _packed_prompts(thinker):
             media = {k: v for k, v in row.items() if k not in ("input_ids", "attention_mask")}
             embeds.append(thinker.embed_inputs(row["input_ids"], **media))
             tmrope, _ = thinker.get_rope_index(
-                row["input_ids"], row["attention_mask"], row.get("image_grid_thw"), None, row.get("feature_attention_mask")
+                row["input_ids"],
+                row["attention_mask"],
+                row.get("image_grid_thw"),
+                None,
+                row.get("feature_attention_mask"),
             )
             text = torch.arange(row["input_ids"].shape[1])[None, None]
             positions.append(torch.cat([text, tmrope]))  # (4, 1, seq)

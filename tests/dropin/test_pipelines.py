@@ -72,12 +72,17 @@ def test_text_iterator_streamer(tiny_omni_dir):
     thinker = OmniThinkerForConditionalGeneration.from_pretrained(tiny_omni_dir)
     processor = OmniProcessor.from_pretrained(tiny_omni_dir)
     inputs = processor.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=True, return_dict=True,
+        [{"role": "user", "content": "Hi"}],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
         return_tensors="pt",
     )
     expected = thinker.generate(**inputs, max_new_tokens=6, do_sample=False)
     streamer = TextIteratorStreamer(processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    worker = Thread(target=thinker.generate, kwargs={**inputs, "max_new_tokens": 6, "do_sample": False, "streamer": streamer})
+    worker = Thread(
+        target=thinker.generate, kwargs={**inputs, "max_new_tokens": 6, "do_sample": False, "streamer": streamer}
+    )
     worker.start()
     pieces = list(streamer)
     worker.join()

@@ -115,7 +115,12 @@ def _guard_optional_import(dotted: str, node: ast.AST, lines: list[str]) -> tupl
     indent = lines[node.lineno - 1][: node.col_offset]
     body = "".join(lines[node.lineno - 1 : node.end_lineno])[node.col_offset :].rstrip("\n")
     body = body.replace("\n", "\n    ")
-    return (node.lineno, node.end_lineno, node.col_offset, f"try:\n{indent}    {body}\n{indent}except ImportError:\n{indent}    raise")
+    return (
+        node.lineno,
+        node.end_lineno,
+        node.col_offset,
+        f"try:\n{indent}    {body}\n{indent}except ImportError:\n{indent}    raise",
+    )
 
 
 def _flatten(dotted: str) -> str:

@@ -468,7 +468,9 @@ class OmniProcessor(ProcessorMixin):
         )
         return out if return_dict else out["input_ids"]
 
-    def post_process_multimodal_output(self, generated_outputs, skip_special_tokens=True, generation_mode=None, **kwargs):
+    def post_process_multimodal_output(
+        self, generated_outputs, skip_special_tokens=True, generation_mode=None, **kwargs
+    ):
         """For the `any-to-any` pipeline: decoded text (`generation_mode` None / "text"), or the waveforms
         (`"audio"`: the second item of the full model's `(sequences, waveforms)`) as float32 arrays at 24 kHz."""
         if generation_mode in (None, "text"):  # the full model speaks by default: its text is the first item

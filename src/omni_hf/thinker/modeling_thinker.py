@@ -141,7 +141,12 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, GenerationMixin):
         return out if return_dict else out.to_tuple()
 
     def get_image_features(
-        self, pixel_values, image_grid_thw, output_hidden_states: bool | None = None, return_dict: bool = True, **kwargs
+        self,
+        pixel_values,
+        image_grid_thw,
+        output_hidden_states: bool | None = None,
+        return_dict: bool = True,
+        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         """Image tokens: `pooler_output` `(total_image_tokens, hidden)` (after the 2x2 merger), `last_hidden_state`
         `(total_patches, vision_hidden)`; `hidden_states` per block with `output_hidden_states`."""

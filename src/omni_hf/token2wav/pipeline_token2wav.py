@@ -95,7 +95,9 @@ class OmniToken2WavPipeline(DiffusionPipeline):
 
             folder = Path(snapshot_download(str(pretrained_model_name_or_path), **hub))
         if not (folder / "model_index.json").is_file():
-            raise ValueError(f"{pretrained_model_name_or_path} is not a token2wav pipeline folder (no model_index.json)")
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is not a token2wav pipeline folder (no model_index.json)"
+            )
         dtype = kwargs.pop("torch_dtype", None) or torch.float32
         if kwargs:
             raise TypeError(f"OmniToken2WavPipeline.from_pretrained got unsupported arguments: {sorted(kwargs)}")
