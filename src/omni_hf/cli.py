@@ -216,6 +216,28 @@ def convert(args) -> None:
     )
 
 
+def export(args) -> None:
+    """Load a model (ours or official) and write it in the official `qwen2_5_omni` layout (transformers reads it)."""
+    from pathlib import Path
+
+    from .omni import OmniForConditionalGeneration
+    from .omni.export_official import export_official
+
+    destination = Path(args.destination)
+    if destination.exists() and any(destination.iterdir()) and not args.overwrite:
+        raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass --overwrite")
+    model = OmniForConditionalGeneration.from_pretrained(args.source)
+    try:
+        from .processing import OmniProcessor
+
+        processor = OmniProcessor.from_pretrained(args.source)
+    except (OSError, ValueError) as error:  # weights without a tokenizer
+        print(f"(no tokenizer copied: {error})", file=sys.stderr)
+        processor = None
+    export_official(model, destination, processor=processor, overwrite=args.overwrite)
+    print(f"Wrote {destination} in the official qwen2_5_omni layout (speakers {model.speakers.names()})")
+
+
 def speaker(args) -> None:
     """`omni-hf speaker add|list`: manage the speakers saved with a model in omni_hf's layout."""
 
@@ -381,6 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write into a non-empty destination (replaces what omni_hf wrote there; other files are kept)",
     )
     v.set_defaults(func=convert)
+    e = sub.add_parser("export", help="write a model in the official qwen2_5_omni layout (for transformers)")
+    e.add_argument("source", help="local directory or Hub repo (omni_hf's layout or official)")
+    e.add_argument("destination", help="new local directory")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    e.set_defaults(func=export)
     d = sub.add_parser("card", help="render the Hub card of a model, part, voice, speaker set or dataset")
     _publish_arguments(d)
     d.add_argument("--repo-id", required=True, help="the repo the card is for (used in its usage snippet)")

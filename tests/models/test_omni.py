@@ -7,45 +7,14 @@ from safetensors.torch import load_file, save_file
 
 from omni_hf import OmniForConditionalGeneration, cli
 from omni_hf.talker.modeling_talker import talker_generation_config
-from omni_hf.testing.tiny import (
-    TINY_SPEAKER_BOS,
-    reinit_,
-    tiny_talker_config_dict,
-    tiny_thinker_config_dict,
-    tiny_token2wav_config_dict,
-)
+from omni_hf.testing.tiny_official import save_tiny_official_omni
 
 
 @pytest.fixture(scope="module")
 def official(tmp_path_factory):
     """A tiny official-layout checkpoint saved by transformers, with a spk_dict.pt, and the reference model."""
-    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
-
-    torch.manual_seed(0)
-    config = Qwen2_5OmniConfig(
-        thinker_config=tiny_thinker_config_dict(),
-        talker_config=tiny_talker_config_dict(),
-        token2wav_config=tiny_token2wav_config_dict(),
-    )
-    reference = Qwen2_5OmniForConditionalGeneration(config).eval()
-    reinit_(reference.thinker)
-    reinit_(reference.talker, std=0.1, seed=1)
-    reinit_(reference.token2wav.code2wav_dit_model, std=0.05, seed=2)
-    reinit_(reference.token2wav.code2wav_bigvgan_model, std=0.3, seed=3)
     path = tmp_path_factory.mktemp("official_full")
-    reference.save_pretrained(path)
-    generator = torch.Generator().manual_seed(4)
-    speakers = {
-        name: {
-            "bos_token": bos,
-            "cond": torch.randn(1, 24, generator=generator),
-            "ref_mel": torch.randn(1, 60, 80, generator=generator) - 5,
-        }
-        for name, bos in TINY_SPEAKER_BOS.items()
-    }
-    torch.save(speakers, path / "spk_dict.pt")
-    reference.load_speakers(path / "spk_dict.pt")
-    return path, reference
+    return path, save_tiny_official_omni(path)
 
 
 @pytest.fixture(scope="module")

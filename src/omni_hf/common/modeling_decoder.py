@@ -7,9 +7,12 @@ from transformers.masking_utils import create_causal_mask, create_sliding_window
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
+from transformers.utils import logging
 
 from .modeling_utils import OmniPreTrainedModel
 from .tmrope import mrope_axis_per_frequency
+
+logger = logging.get_logger(__name__)
 
 # Per-layer-type masks meaning "attend to every cached position": one new token needs no causal mask.
 NO_MASK = {"full_attention": None, "sliding_attention": None}
@@ -86,15 +89,19 @@ class OmniDecoderModel(OmniPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPast:
         """
         Args:
-            position_ids: `(3, batch, seq)` TMRoPE ids, or `(batch, seq)` text positions (used on all three axes).
+            position_ids: `(3, batch, seq)` TMRoPE ids, or `(batch, seq)` text positions (used on all three axes), or
+                transformers' padding-free `(4, batch, seq)`: a text row first (restarting at 0 where a packed
+                sequence starts; it shapes the mask), then the three TMRoPE rows.
 
         Returns:
             `last_hidden_state` `(batch, seq, hidden)` after the final norm; `hidden_states` (embeddings + every
-            layer, the last one normed) when `output_hidden_states`.
+            layer, the last one normed) when `output_hidden_states`; `attentions` (one `(batch, heads, seq, keys)`
+            per layer) when `output_attentions` (eager attention only).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
@@ -112,11 +119,32 @@ class OmniDecoderModel(OmniPreTrainedModel):
             )
         if position_ids is None:
             position_ids = torch.arange(past, past + seq, device=inputs_embeds.device).expand(batch, -1)
+        text_positions = None
         if position_ids.dim() == 2:
             position_ids = position_ids.unsqueeze(0).expand(3, -1, -1)
+        elif position_ids.shape[0] == 4:
+            text_positions, position_ids = position_ids[0], position_ids[1:]
+            if bool((text_positions[:, 1:] - text_positions[:, :-1] != 1).any()):  # packed sequences
+                if past > 0 or attention_mask is not None:
+                    raise ValueError(
+                        "Packed sequences (4-row position_ids whose text row restarts) need attention_mask=None and "
+                        "no cached tokens: each packed sequence attends only to itself, which a cache cannot continue."
+                    )
+                cache, use_cache = None, False  # the mask follows the packing; no cache to continue from
+        if output_attentions and self.config._attn_implementation != "eager":
+            logger.warning_once(
+                f"output_attentions needs attn_implementation='eager' (this model uses "
+                f"{self.config._attn_implementation!r}): no attentions are returned. Load the model with "
+                "attn_implementation='eager' or call set_attn_implementation('eager')."
+            )
+            output_attentions = False
         if not isinstance(masks := attention_mask, dict):
             mask_kwargs = dict(
-                config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                cache=cache,
+                position_ids=text_positions,
             )
             masks = {"full_attention": create_causal_mask(**mask_kwargs)}
             if self.has_sliding_layers:
@@ -125,21 +153,36 @@ class OmniDecoderModel(OmniPreTrainedModel):
         hidden = inputs_embeds
         rotary = self.rotary_emb(hidden, position_ids)
         all_hidden = (hidden,) if output_hidden_states else None
-        for i, layer in enumerate(self.layers):
-            hidden = layer(
-                hidden,
-                attention_mask=masks[self.config.layer_types[i]],
-                position_embeddings=rotary,
-                cache=cache,
-                use_cache=use_cache,
-                **kwargs,
-            )
-            if output_hidden_states:
-                all_hidden += (hidden,)
+        attentions, hooks = [], []
+        if output_attentions:
+            hooks = [
+                layer.self_attn.register_forward_hook(lambda module, args, out: attentions.append(out[1]))
+                for layer in self.layers
+            ]
+        try:
+            for i, layer in enumerate(self.layers):
+                hidden = layer(
+                    hidden,
+                    attention_mask=masks[self.config.layer_types[i]],
+                    position_embeddings=rotary,
+                    cache=cache,
+                    use_cache=use_cache,
+                    **kwargs,
+                )
+                if output_hidden_states:
+                    all_hidden += (hidden,)
+        finally:
+            for hook in hooks:
+                hook.remove()
         hidden = self.norm(hidden)
         if output_hidden_states:
             all_hidden = all_hidden[:-1] + (hidden,)
-        return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache, hidden_states=all_hidden)
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden,
+            cache=cache,
+            hidden_states=all_hidden,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
 
     def decode_step(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Cache) -> torch.Tensor:
         """One new position `(1, 1, width)` at TMRoPE `position_ids` `(3, 1, 1)` after the cached ones, with no

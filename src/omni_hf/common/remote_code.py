@@ -9,10 +9,16 @@ folder. Module base names are unique across the package, which keeps the flatten
 
 import ast
 import os
+import sys
 from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # src/omni_hf
 PACKAGE = PACKAGE_ROOT.name
+# omni_hf's core dependencies (pyproject `dependencies`, by import name): the only packages a code set may need.
+CORE_PACKAGES = frozenset(
+    {"torch", "transformers", "diffusers", "accelerate", "huggingface_hub", "safetensors", "tokenizers", "numpy"}
+    | {"scipy", "soundfile", "av", "PIL", "tqdm"}
+)
 
 
 def _module_file(dotted: str) -> Path:
@@ -81,13 +87,52 @@ def code_closure(modules: list[str]) -> list[str]:
     return sorted(seen)
 
 
+def _optional_package(node: ast.AST) -> str | None:
+    """The top-level package of an absolute import that is neither the standard library nor a core dependency."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names = [node.module]
+    else:
+        return None
+    for name in names:
+        top = name.split(".")[0]
+        if top != PACKAGE and top not in CORE_PACKAGES and top not in sys.stdlib_module_names:
+            return top
+    return None
+
+
+def _guard_optional_import(dotted: str, node: ast.AST, lines: list[str]) -> tuple[int, int, int, str]:
+    """Wrap a lazy import of an optional package (peft, trl, ...) in `try: ... except ImportError: raise`.
+
+    Same behaviour when run (the import still raises where it is reached), but transformers' `check_imports` skips
+    imports inside `try` blocks, so loading the code set needs only the core dependencies."""
+    if node.col_offset == 0:
+        raise ValueError(
+            f"{PACKAGE}.{dotted} imports the optional package {_optional_package(node)!r} at module level: the "
+            "remote-code set must load with the core dependencies only (import it inside the function using it)."
+        )
+    indent = lines[node.lineno - 1][: node.col_offset]
+    body = "".join(lines[node.lineno - 1 : node.end_lineno])[node.col_offset :].rstrip("\n")
+    body = body.replace("\n", "\n    ")
+    return (
+        node.lineno,
+        node.end_lineno,
+        node.col_offset,
+        f"try:\n{indent}    {body}\n{indent}except ImportError:\n{indent}    raise",
+    )
+
+
 def _flatten(dotted: str) -> str:
-    """The module's source with omni_hf imports pointing at the flat siblings."""
+    """The module's source with omni_hf imports pointing at the flat siblings (and optional imports guarded)."""
     source = _module_file(dotted).read_text(encoding="utf-8")
     lines = source.splitlines(keepends=True)
     tree = ast.parse(source)
     edits = []
     for node in ast.walk(tree):
+        if _optional_package(node) is not None:
+            edits.append(_guard_optional_import(dotted, node, lines))
+            continue
         if not isinstance(node, ast.ImportFrom):
             continue
         targets = _resolve(dotted, node)
@@ -110,19 +155,27 @@ def _flatten(dotted: str) -> str:
     return "".join(lines)
 
 
-def write_code_set(classes: list[type], save_directory: str | os.PathLike) -> list[str]:
+def write_code_set(
+    classes: list[type], save_directory: str | os.PathLike, import_all_in_entry: bool = False
+) -> list[str]:
     """Write the flat code set that defines `classes` into `save_directory`; returns the file names written.
 
+    With `import_all_in_entry`, the classes' own modules also import every other module of the set directly:
+    diffusers copies only the *direct* relative imports of a remote-code file into its module cache.
     Only files this function writes are touched: a `.py` file of the same name is replaced, nothing else."""
-    modules = [cls.__module__.split(".", 1)[1] for cls in classes]
+    entries = [cls.__module__.split(".", 1)[1] for cls in classes]
+    closure = [m for m in code_closure(entries) if _module_file(m).name != "__init__.py"]
     written = []
-    for dotted in code_closure(modules):
-        if _module_file(dotted).name == "__init__.py":
-            continue
+    for dotted in closure:
         name = dotted.split(".")[-1] + ".py"
+        source = _flatten(dotted)
+        if import_all_in_entry and dotted in entries:
+            others = [m.split(".")[-1] for m in closure if m not in entries]
+            source += "\n# diffusers copies only a remote-code file's direct relative imports: name every module of the set.\n"
+            source += "".join(f"from .{m} import __name__ as _{m}_module  # noqa: E402, F401\n" for m in others)
         target = Path(save_directory) / name
         staged = target.with_name(f".{name}.partial")
-        staged.write_text(_flatten(dotted), encoding="utf-8")
+        staged.write_text(source, encoding="utf-8")
         os.replace(staged, target)
         written.append(name)
     return written

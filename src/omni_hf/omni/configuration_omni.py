@@ -25,6 +25,7 @@ class OmniConfig(PreTrainedConfig):
     """
 
     model_type = "omni_hf"
+    sampling_rate = 24000  # of the speech out (token2wav), read by transformers' text-to-audio pipeline
     sub_configs_defaults = {"thinker_config": OmniThinkerConfig, "talker_config": OmniTalkerConfig}
 
     thinker_config: dict | PreTrainedConfig | None = None

@@ -12,6 +12,7 @@ from transformers import GenerationConfig, PreTrainedConfig
 from transformers.utils import cached_file, logging
 
 from ..common.modeling_utils import OmniPreTrainedModel
+from ..common.remote_code import auto_map_entry, write_code_set
 from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
 from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
@@ -96,6 +97,17 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
     main_input_name = "input_ids"
     _keys_to_ignore_on_load_unexpected = [r"^token2wav\."]
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
+    # `auto_map` of a saved folder (trust_remote_code): the full model for what transformers maps `qwen2_5_omni` to,
+    # the Thinker of the folder (`omni_hf.omni.causal_lm_omni`) for the text-generating Auto classes.
+    auto_classes = ("AutoModel", "AutoModelForMultimodalLM", "AutoModelForTextToWaveform")
+    thinker_auto_classes = ("AutoModelForCausalLM", "AutoModelForImageTextToText")
+    input_modalities = ("image", "video", "audio", "text")
+    output_modalities = ("text", "audio")
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        """`generate` is the model's own (not `GenerationMixin`'s); pipelines call it."""
+        return True
 
     def __init__(self, config: OmniConfig):
         super().__init__(config)
@@ -245,9 +257,16 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def write_pretrained(self, save_directory, *args, **kwargs):
+        from .causal_lm_omni import OmniThinkerForCausalLM
+
+        self.config.auto_map = {"AutoConfig": auto_map_entry(type(self.config))}
+        self.config.auto_map |= {name: auto_map_entry(type(self)) for name in self.auto_classes}
+        self.config.auto_map |= {name: auto_map_entry(OmniThinkerForCausalLM) for name in self.thinker_auto_classes}
         if kwargs.get("state_dict") is None:  # token2wav is saved as its own pipeline folder below
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("token2wav.")}
         super().write_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):  # the self-contained code set for trust_remote_code
+            write_code_set([type(self), type(self.config), OmniThinkerForCausalLM], save_directory)
         if self.token2wav is not None:
             self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):

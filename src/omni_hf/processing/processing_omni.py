@@ -29,6 +29,7 @@ from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 from transformers.utils.chat_template_utils import render_jinja_template
 
+from ..common.remote_code import auto_map_entry, write_code_set
 from ..common.staged_save import check_complete_if_local, staged_save
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
@@ -65,6 +66,22 @@ OMNI_NAMED_TOKENS = {
     "vision_bos_token": "<|vision_bos|>",
     "vision_eos_token": "<|vision_eos|>",
 }
+
+
+def _warn_raw_audio_without_rate(audio_inputs: list, assumed: int) -> None:
+    """transformers' rule for a raw array without `sampling_rate` (its feature extractors): take it at the feature
+    extractor's rate, and warn. Named here per input, since a wrong rate silently changes the audio token count."""
+    raw = [i for i, a in enumerate(audio_inputs) if isinstance(a, (np.ndarray, torch.Tensor)) or _is_sample_list(a)]
+    if raw:
+        logger.warning(
+            f"audio[{', '.join(map(str, raw))}] {'is a raw array' if len(raw) == 1 else 'are raw arrays'} without "
+            f"`sampling_rate`: taken at {assumed} Hz, as transformers' processors do. Pass `sampling_rate=` (or an "
+            "(array, rate) tuple) to be sure: at another rate the audio token count and the features are wrong."
+        )
+
+
+def _is_sample_list(value) -> bool:
+    return isinstance(value, list) and len(value) > 0 and isinstance(value[0], (int, float))
 
 
 class OmniProcessor(ProcessorMixin):
@@ -171,11 +188,16 @@ class OmniProcessor(ProcessorMixin):
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
-        """`ProcessorMixin.save_pretrained`, staged (`omni_hf.common.staged_save`): written whole, then moved in."""
+        """`ProcessorMixin.save_pretrained`, staged (`omni_hf.common.staged_save`: written whole, then moved in), plus
+        `auto_map` and a flat code set so that `AutoProcessor.from_pretrained(folder, trust_remote_code=True)` works
+        without omni_hf."""
         if push_to_hub:
             kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
+        self.auto_map = {"AutoProcessor": auto_map_entry(type(self))}
         with staged_save(save_directory, "processor") as stage:
-            return super().save_pretrained(stage, push_to_hub=push_to_hub, **kwargs)
+            result = super().save_pretrained(stage, push_to_hub=push_to_hub, **kwargs)
+            write_code_set([type(self)], stage)
+            return result
 
     # ------------------------------------------------------------------------------------------------ __call__
 
@@ -249,6 +271,8 @@ class OmniProcessor(ProcessorMixin):
         image_list = [load_image(im) for im in image_inputs]
         self._check_image_tokens(image_list, limit)
         clips = self._load_videos(video_inputs, fps, use_audio_in_video, (max_seconds, truncate), limit)
+        if sampling_rate is None:
+            _warn_raw_audio_without_rate(audio_inputs, self.feature_extractor.sampling_rate)
         standalone = [load_audio(a, sampling_rate, max_seconds=max_seconds, truncate=truncate) for a in audio_inputs]
         audio_slots = self._audio_slots(texts, clips, standalone, use_audio_in_video)
         names = self._audio_slots(texts, clips, [describe(a) for a in audio_inputs], use_audio_in_video, names=True)
@@ -522,6 +546,19 @@ class OmniProcessor(ProcessorMixin):
             **(processor_kwargs or {}),
         )
         return out if return_dict else out["input_ids"]
+
+    def post_process_multimodal_output(
+        self, generated_outputs, skip_special_tokens=True, generation_mode=None, **kwargs
+    ):
+        """For the `any-to-any` pipeline: decoded text (`generation_mode` None / "text"), or the waveforms
+        (`"audio"`: the second item of the full model's `(sequences, waveforms)`) as float32 arrays at 24 kHz."""
+        if generation_mode in (None, "text"):  # the full model speaks by default: its text is the first item
+            sequences = generated_outputs[0] if isinstance(generated_outputs, tuple) else generated_outputs
+            return self.post_process_image_text_to_text(sequences, skip_special_tokens, **kwargs)
+        if generation_mode != "audio":
+            raise ValueError(f"generation_mode must be 'text' or 'audio', got {generation_mode!r}")
+        audio = generated_outputs[1]
+        return [wave.reshape(-1).float().cpu().numpy() for wave in (audio if isinstance(audio, list) else [audio])]
 
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens: bool = True, **kwargs

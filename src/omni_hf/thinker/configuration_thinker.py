@@ -3,7 +3,7 @@
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig, Qwen2Config
+from transformers import GenerationConfig, PreTrainedConfig, Qwen2Config
 
 from .configuration_audio_encoder import OmniAudioEncoderConfig
 from .configuration_vision_encoder import OmniVisionEncoderConfig
@@ -179,4 +179,20 @@ def translate_official_thinker_config(config_dict: dict[str, Any]) -> dict[str, 
     return thinker
 
 
-__all__ = ["OmniTextConfig", "OmniThinkerConfig", "set_mrope_defaults", "translate_official_thinker_config"]
+def thinker_generation_config(config: OmniThinkerConfig) -> GenerationConfig:
+    """The Thinker's own generation defaults, from its config alone: stop at `<|im_end|>`
+    (`text_config.eos_token_id`) and pad with `<|endoftext|>` (`text_config.pad_token_id`). A checkpoint's
+    `generation_config.json` overrides these when loading."""
+    text = config.text_config
+    return GenerationConfig(
+        bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id, pad_token_id=text.pad_token_id
+    )
+
+
+__all__ = [
+    "OmniTextConfig",
+    "OmniThinkerConfig",
+    "set_mrope_defaults",
+    "thinker_generation_config",
+    "translate_official_thinker_config",
+]

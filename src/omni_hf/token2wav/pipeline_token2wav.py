@@ -1,15 +1,19 @@
 """Token2Wav as a Diffusers pipeline: speech codes → mel (DiT + flow-matching ODE) → 24 kHz waveform (BigVGAN)."""
 
 import inspect
+import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..common.remote_code import write_code_set
 from ..common.staged_save import check_complete_if_local, staged_save
 from .bigvgan import BigVGANVocoder
 from .modeling_dit import OmniDiTModel
@@ -39,24 +43,11 @@ class OmniToken2WavPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "dit->vocoder"
     sampling_rate = SAMPLING_RATE
+    _callback_tensor_inputs = ["latents"]
 
     def __init__(self, dit: OmniDiTModel, scheduler: OmniFlowMatchScheduler, vocoder: BigVGANVocoder):
         super().__init__()
         self.register_modules(dit=dit, scheduler=scheduler, vocoder=vocoder)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`DiffusionPipeline.from_pretrained`, refusing a local folder left half-written by an interrupted save."""
-        check_complete_if_local(pretrained_model_name_or_path)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """`DiffusionPipeline.save_pretrained`, staged (`omni_hf.common.staged_save`): written whole beside
-        `save_directory`, then moved in."""
-        if kwargs.get("push_to_hub"):
-            kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
-        with staged_save(save_directory, "token2wav") as stage:
-            return super().save_pretrained(stage, *args, **kwargs)
 
     @classmethod
     def from_official(cls, token2wav_config: dict, state_dict: dict[str, torch.Tensor]) -> "OmniToken2WavPipeline":
@@ -74,6 +65,55 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             if weights:
                 model.load_state_dict(weights, strict=True)
         return cls(dit=dit.float().eval(), scheduler=OmniFlowMatchScheduler(), vocoder=vocoder.float().eval())
+
+    # ---------------------------------------------------------------- saving / loading (also without omni_hf)
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Save as Diffusers does, staged (`omni_hf.common.staged_save`: written whole beside `save_directory`, then
+        moved in), plus the code for `DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` without
+        omni_hf: the pipeline's flat code set at the root, each component's beside its weights, and a
+        `model_index.json` naming those files instead of omni_hf modules."""
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", os.path.basename(os.path.abspath(save_directory)))
+        with staged_save(save_directory, "token2wav") as stage:
+            super().save_pretrained(stage, *args, **kwargs)
+            self._write_remote_code(Path(stage))
+
+    def _write_remote_code(self, folder: Path) -> None:
+        write_code_set([type(self)], folder, import_all_in_entry=True)
+        index = json.loads((folder / "model_index.json").read_text())
+        index["_class_name"] = [Path(inspect.getfile(type(self))).stem, type(self).__name__]
+        for name in ("dit", "scheduler", "vocoder"):
+            component = type(getattr(self, name))
+            write_code_set([component], folder / name, import_all_in_entry=True)
+            index[name] = [Path(inspect.getfile(component)).stem, component.__name__]
+        staged = folder / ".model_index.json.partial"
+        staged.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        os.replace(staged, folder / "model_index.json")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "OmniToken2WavPipeline":
+        """Load `dit/`, `scheduler/`, `vocoder/` with this module's own classes (whatever `model_index.json` names),
+        float32 unless `torch_dtype` is given. `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` also
+        loads a saved folder, through the code saved in it. A local folder left half-written by an interrupted save
+        is refused."""
+        check_complete_if_local(pretrained_model_name_or_path)
+        folder = Path(pretrained_model_name_or_path)
+        hub = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(str(pretrained_model_name_or_path), **hub))
+        if not (folder / "model_index.json").is_file():
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is not a token2wav pipeline folder (no model_index.json)"
+            )
+        dtype = kwargs.pop("torch_dtype", None) or torch.float32
+        if kwargs:
+            raise TypeError(f"OmniToken2WavPipeline.from_pretrained got unsupported arguments: {sorted(kwargs)}")
+        dit = OmniDiTModel.from_pretrained(folder / "dit", torch_dtype=dtype)
+        vocoder = BigVGANVocoder.from_pretrained(folder / "vocoder", torch_dtype=dtype)
+        scheduler = OmniFlowMatchScheduler.from_pretrained(folder / "scheduler")
+        return cls(dit=dit.eval(), scheduler=scheduler, vocoder=vocoder.eval())
 
     def check_inputs(self, codes, reference_mel, speaker_embedding, num_inference_steps):
         if not torch.is_tensor(codes) or codes.dim() not in (1, 2):
@@ -98,13 +138,31 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             return OmniFlowMatchScheduler.from_config(self.scheduler.config, **overrides)
         return self.scheduler
 
-    def solve(self, sample, conditioning, scheduler, num_inference_steps: int, guidance_scale: float, progress=False):
-        """Integrate the flow ODE from noise `sample` `(batch, frames, mel_dim)` to the mel (same layout)."""
+    def solve(
+        self,
+        sample,
+        conditioning,
+        scheduler,
+        num_inference_steps: int,
+        guidance_scale: float,
+        progress=False,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+    ):
+        """Integrate the flow ODE from noise `sample` `(batch, frames, mel_dim)` to the mel (same layout).
+
+        `callback_on_step_end(pipeline, step, timestep, {"latents": ...})` runs after each step, as in Diffusers'
+        pipelines; the `latents` it returns (if any) replace the current sample."""
         scheduler.set_timesteps(num_inference_steps, device=sample.device)
         bar = self.progress_bar(total=len(scheduler.timesteps)) if progress else None
-        for t in scheduler.timesteps:
+        for i, t in enumerate(scheduler.timesteps):
             velocity = self.dit(sample, t, conditioning, guidance_scale=guidance_scale).sample
             sample = scheduler.step(velocity, t, sample).prev_sample
+            if callback_on_step_end is not None:
+                available = {"latents": sample}
+                callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
+                outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                sample = outputs.pop("latents", sample)
             if bar is not None:
                 bar.update()
         if bar is not None:
@@ -126,6 +184,8 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         output_type: str = "pt",
         return_dict: bool = True,
         window: StreamingWindow | None = None,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ):
         """
         Args:
@@ -140,11 +200,25 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             output_type: `"pt"` / `"np"` waveforms `(batch, codes * 2 * 240)`, or `"mel"` for `(batch, 80, frames)`.
             window: decode in the streaming windows of this [`StreamingWindow`] (exactly what `stream` plays, with
                 bounded memory for long audio) instead of one global ODE (the reference's numerics).
+            callback_on_step_end: called after each ODE step as `callback(pipeline, step, timestep, callback_kwargs)`
+                (or a Diffusers `PipelineCallback` / `MultiPipelineCallbacks`); it may return `{"latents": ...}` to
+                replace the sample `(batch, frames, mel_dim)`. Not with `window`.
+            callback_on_step_end_tensor_inputs: the tensors passed in `callback_kwargs` (default `["latents"]`).
 
         Returns:
             [`AudioPipelineOutput`] with `audios`, or a tuple when `return_dict=False`.
         """
         self.check_inputs(codes, reference_mel, speaker_embedding, num_inference_steps)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or self._callback_tensor_inputs)
+        unknown = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs has {unknown}: only {self._callback_tensor_inputs} are available"
+            )
+        if callback_on_step_end is not None and window is not None:
+            raise ValueError("callback_on_step_end is not supported with window= (streaming windows)")
         codes = codes.unsqueeze(0) if codes.dim() == 1 else codes
         device, dtype = self._execution_device, self.dit.dtype
         batch = codes.shape[0]
@@ -161,7 +235,16 @@ class OmniToken2WavPipeline(DiffusionPipeline):
                 codes.to(device), reference_mel, speaker_embedding, guidance_scale > 0
             )
             scheduler = self.scheduler_for(solver, sway_coefficient)
-            sample = self.solve(sample, conditioning, scheduler, num_inference_steps, guidance_scale, progress=True)
+            sample = self.solve(
+                sample,
+                conditioning,
+                scheduler,
+                num_inference_steps,
+                guidance_scale,
+                progress=True,
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            )
             mel = sample.transpose(1, 2)  # (batch, 80, frames)
         else:  # what `stream` plays, decoded at once
             mel, audios = [], []

@@ -1,0 +1,123 @@
+"""Export back: write a full model in the official `qwen2_5_omni` layout that transformers'
+`Qwen2_5OmniForConditionalGeneration.from_pretrained` loads (the inverse of our official-checkpoint import).
+
+Layout written: `config.json` (`model_type: qwen2_5_omni`, official sub-config model types, `token2wav_config` from the
+pipeline's component configs), `model.safetensors` (`thinker.*`, `talker.*` as they are, the token2wav pipeline under
+`token2wav.code2wav_dit_model.*` / `token2wav.code2wav_bigvgan_model.*`), `spk_dict.pt` (the official speaker format,
+`{name: {"bos_token", "cond", "ref_mel"}}`: a `torch.save` file only because that is what transformers reads) and
+`generation_config.json`. Everything is written into a staging folder first and moved into place at the end.
+"""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers.utils import logging
+
+from ..token2wav.pipeline_token2wav import DIT_PREFIX, VOCODER_PREFIX
+from ..voices.speakers import OFFICIAL_SPEAKERS
+
+logger = logging.get_logger(__name__)
+
+# Our model types → the official ones (the inverse of the translation done when loading an official config).
+OFFICIAL_MODEL_TYPES = {
+    "omni_hf": "qwen2_5_omni",
+    "omni_hf_thinker": "qwen2_5_omni_thinker",
+    "omni_hf_audio_encoder": "qwen2_5_omni_audio_encoder",
+    "omni_hf_vision_encoder": "qwen2_5_omni_vision_encoder",
+    "omni_hf_text": "qwen2_5_omni_text",
+    "omni_hf_talker": "qwen2_5_omni_talker",
+}
+_DROP = ("auto_map", "architectures", "_name_or_path", "transformers_version")
+
+
+def _officialize(config: dict) -> dict:
+    """A config dict with official model types, recursively, without our `auto_map`."""
+    out = {}
+    for key, value in config.items():
+        if key in _DROP:
+            continue
+        if isinstance(value, dict):
+            value = _officialize(value)
+        elif key == "model_type":
+            value = OFFICIAL_MODEL_TYPES.get(value, value)
+        out[key] = value
+    return out
+
+
+def _component_config(component, model_type: str) -> dict:
+    """A Diffusers component's registered config as an official sub-config dict."""
+    return {"model_type": model_type, **{k: v for k, v in component.config.items() if not k.startswith("_")}}
+
+
+def official_config_dict(model) -> dict:
+    """The official `qwen2_5_omni` config dict of an [`OmniForConditionalGeneration`]."""
+    config = _officialize(model.config.to_dict())
+    config["architectures"] = ["Qwen2_5OmniForConditionalGeneration"]
+    if model.token2wav is not None:
+        config["token2wav_config"] = {
+            "model_type": "qwen2_5_omni_token2wav",
+            "dit_config": _component_config(model.token2wav.dit, "qwen2_5_omni_dit"),
+            "bigvgan_config": _component_config(model.token2wav.vocoder, "qwen2_5_omni_bigvgan"),
+        }
+    return config
+
+
+def official_state_dict(model) -> dict[str, torch.Tensor]:
+    """`thinker.*` / `talker.*` tensors as they are, token2wav's under the official `token2wav.code2wav_*` names."""
+    tensors = {name: tensor for name, tensor in model.state_dict().items()}
+    if model.token2wav is not None:
+        for prefix, component in ((DIT_PREFIX, model.token2wav.dit), (VOCODER_PREFIX, model.token2wav.vocoder)):
+            tensors.update({prefix + name: tensor for name, tensor in component.state_dict().items()})
+    return {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
+
+
+def official_speakers(model) -> dict:
+    """The speakers in the official `spk_dict.pt` structure."""
+    return {
+        name: {"bos_token": speaker.bos_token_id, "cond": speaker.cond.clone(), "ref_mel": speaker.ref_mel.clone()}
+        for name, speaker in ((name, model.speakers[name]) for name in model.speakers.names())
+    }
+
+
+def export_official(model, destination: str | os.PathLike, processor=None, overwrite: bool = False) -> Path:
+    """Write `model` (an [`OmniForConditionalGeneration`]) in the official layout at `destination`.
+
+    Args:
+        processor: an `OmniProcessor` whose tokenizer files and chat template are copied (optional).
+        overwrite: replace a non-empty `destination` (otherwise a `ValueError`, before any work).
+    """
+    destination = Path(destination)
+    if destination.exists() and any(destination.iterdir()) and not overwrite:
+        raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass overwrite=True")
+    if model.voices.names:
+        raise ValueError(
+            f"Voice adapters {model.voices.names} are loaded: merge (model.voices.merge) or unload them before exporting"
+        )
+    staging = destination.with_name(f".{destination.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        (staging / "config.json").write_text(json.dumps(official_config_dict(model), indent=2, sort_keys=True) + "\n")
+        save_file(official_state_dict(model), staging / "model.safetensors", metadata={"format": "pt"})
+        if len(model.speakers):
+            torch.save(official_speakers(model), staging / OFFICIAL_SPEAKERS)
+        model.thinker.generation_config.save_pretrained(staging)
+        if processor is not None:
+            processor.tokenizer.save_pretrained(staging)
+            if processor.chat_template:
+                (staging / "chat_template.jinja").write_text(processor.chat_template)
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("Exported %s in the official qwen2_5_omni layout", destination)
+    return destination
+
+
+__all__ = ["export_official", "official_config_dict", "official_speakers", "official_state_dict"]
