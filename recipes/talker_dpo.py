@@ -168,7 +168,7 @@ def main(argv=None) -> dict:
     eval_texts = read_texts(args.eval_texts) if args.eval_texts else []
     before = evaluate_talker_speech(model, processor, eval_texts, **evaluate) if eval_texts else None
     if args.adapter:
-        model.voices.load(args.adapter, name=ADAPTER)  # ValueError if made for another base model
+        model.voice_adapters.load(args.adapter, name=ADAPTER)  # ValueError if made for another base model
     peft_config = (
         voice_lora_config(r=args.lora_r, alpha=args.lora_alpha) if args.use_peft and not args.adapter else None
     )
@@ -187,7 +187,7 @@ def main(argv=None) -> dict:
         "last_margin": history[-1].get("rewards/margins") if history else None, "saved": str(saved),
     }  # fmt: skip
     if eval_texts:
-        voice = ADAPTER if model.voices.peft is not None else None
+        voice = ADAPTER if model.voice_adapters.peft is not None else None
         after = evaluate_talker_speech(model, processor, eval_texts, voice=voice, **evaluate)
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}

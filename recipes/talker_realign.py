@@ -15,7 +15,7 @@ Tiny CPU run (random demo model; the thinker may be any fine-tuned copy of it):
 
 `--prompts`: a .txt (one text per line, spoken as given), a .jsonl (`{"conversation": [...], "reply": ...}`; without
 "reply" the fine-tuned Thinker answers), or synthetic:N. Output: `final/<adapter_name>/` (the adapter, loadable
-with `model.voices.load`) or with full fine-tuning `final/` (the whole model: fine-tuned Thinker + re-aligned
+with `model.voice_adapters.load`) or with full fine-tuning `final/` (the whole model: fine-tuned Thinker + re-aligned
 Talker), each with its card, and `realign_metrics.json`.
 """
 
@@ -105,8 +105,8 @@ def main(argv=None) -> dict:
     final = output / "final"
     base = args.base_model or (args.model if "/" in args.model and not Path(args.model).exists() else None)
     if args.use_peft:
-        saved = model.voices.save(args.adapter_name, final)
-        card = model.voices.card(
+        saved = model.voice_adapters.save(args.adapter_name, final)
+        card = model.voice_adapters.card(
             args.adapter_name, f"YOUR_USER/{args.adapter_name}", results=realign_results(metrics), base_model=base,
             heading=f"Re-aligned Talker adapter `{args.adapter_name}`", trained_with="Talker re-alignment recipe",
         )  # fmt: skip

@@ -4,7 +4,7 @@ Data: a JSON-lines manifest, one utterance per line, either `{"text": "...", "au
 come from a speech tokenizer, `--speech_tokenizer`; see recipes/speech_tokenizer.py) or `{"text": "...", "codes":
 [...]}` (with or without its audio). Rows whose audio cannot be decoded are skipped and counted. With `--dit_lora`
 a second adapter of the same voice name is trained on token2wav's DiT (flow-matching loss on the rows' audio), so the
-timbre follows the recordings too; `model.voices.load` loads both parts.
+timbre follows the recordings too; `model.voice_adapters.load` loads both parts.
 
 A real checkpoint on a GPU:
 
@@ -20,7 +20,7 @@ The tiny CPU run (a stand-in "voice" that only uses 64 of the 8193 codes; about 
 Every `TrainingArguments` field of the Talker part is a flag (`--warmup_steps`, `--report_to`, ...);
 `--push_to_hub --hub_model_id you/voice-alice` publishes the adapter with its card.
 
-Then: `model.voices.load("voices/alice")` and `model.generate(..., voice="alice")` / `model.stream(..., voice="alice")`.
+Then: `model.voice_adapters.load("voices/alice")` and `model.generate(..., voice_adapter="alice")` / `model.stream(..., voice_adapter="alice")`.
 """
 
 import json
@@ -104,7 +104,7 @@ def main(argv=None) -> dict:
             max_steps=args.dit_max_steps, learning_rate=args.dit_learning_rate,
             batch_size=training.per_device_train_batch_size, seed=training.seed,
         )  # fmt: skip
-    saved = model.voices.save(args.voice, output)
+    saved = model.voice_adapters.save(args.voice, output)
     metrics["adapter_dir"] = str(saved)
     if synthetic:
         metrics["voice_code_share_before"] = before

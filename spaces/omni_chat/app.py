@@ -69,7 +69,7 @@ def load_model():
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = OmniForConditionalGeneration.from_pretrained(MODEL_ID, dtype=dtype).to(device).eval()
     processor = OmniProcessor.from_pretrained(MODEL_ID)
-    voices = [model.voices.load(v.strip()) for v in os.environ.get("OMNI_VOICES", "").split(",") if v.strip()]
+    voices = [model.voice_adapters.load(v.strip()) for v in os.environ.get("OMNI_VOICES", "").split(",") if v.strip()]
     return model, processor, voices
 
 
@@ -172,7 +172,7 @@ def build_demo(model, processor, voices: list[str], output_dir: str | os.PathLik
                     **inputs,
                     speaker=speaker or "Chelsie",
                     return_audio=speak,
-                    voice=None if voice in (None, NO_VOICE) else voice,
+                    voice_adapter=None if voice in (None, NO_VOICE) else voice,
                     tokenizer=processor,
                     thinker_max_new_tokens=MAX_NEW_TOKENS,
                     talker_max_new_tokens=MAX_SPEECH_CODES,

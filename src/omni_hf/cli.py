@@ -270,7 +270,7 @@ def speaker(args) -> None:
     )
 
 
-PUSH_KINDS = ["model", "thinker", "token2wav", "speakers", "voice", "dataset"]
+PUSH_KINDS = ["model", "thinker", "token2wav", "speakers", "voice-adapter", "voice", "dataset"]  # "voice": deprecated
 
 
 def _publish(args, dry_run: bool):
@@ -307,9 +307,9 @@ def _publish(args, dry_run: bool):
             processor = None
         return hub.push_thinker(thinker, args.repo_id, processor=processor, **common)
     if not args.model:
-        raise ValueError("push/card voice needs --model: the base model the adapter was trained on")
+        raise ValueError("push/card voice-adapter needs --model: the base model the adapter was trained on")
     model = OmniForConditionalGeneration.from_pretrained(args.model)
-    name = model.voices.load(source, name=args.voice)
+    name = model.voice_adapters.load(source, name=args.voice_adapter)
     common.setdefault("base_model", args.model)
     return hub.push_voice_adapter(model, name, args.repo_id, **common)
 
@@ -351,8 +351,13 @@ def _publish_arguments(parser: argparse.ArgumentParser) -> None:
         "--results", action="append", help="measured figures (JSON, see omni_hf.hub.cards); repeatable"
     )
     parser.add_argument("--base-model", help="Hub id of the base model (card metadata)")
-    parser.add_argument("--model", help="voice: the base model folder or repo to load the adapter onto")
-    parser.add_argument("--voice", help="voice: the adapter's name (default: from voice.json)")
+    parser.add_argument("--model", help="voice-adapter: the base model folder or repo to load the adapter onto")
+    parser.add_argument(
+        "--voice-adapter",
+        "--voice",  # deprecated spelling
+        dest="voice_adapter",
+        help="voice-adapter: the adapter's name (default: from voice.json)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,17 +158,17 @@ def main(work: Path, report_path: Path) -> None:
     }
 
     # voice adapter (LoRA weights made non-zero so "equal" means something)
-    model.voices.add("bright")
+    model.voice_adapters.add("bright")
     with torch.no_grad():
-        for name, param in model.voices.peft.named_parameters():
+        for name, param in model.voice_adapters.peft.named_parameters():
             if ".bright." in name:
                 param.normal_(0, 0.02)
-    expected = {n: p.detach().clone() for n, p in model.voices.peft.named_parameters() if ".bright." in n}
+    expected = {n: p.detach().clone() for n, p in model.voice_adapters.peft.named_parameters() if ".bright." in n}
     repo = f"{USER}/voice-bright"
     omni_hub.push_voice_adapter(model, "bright", repo, base_model=f"{USER}/tiny-omni", **SNIPPET_LENGTHS)
     fresh = OmniForConditionalGeneration.from_pretrained(f"{USER}/tiny-omni")
-    fresh.voices.load(repo, name="bright")
-    got = {n: p.detach() for n, p in fresh.voices.peft.named_parameters() if ".bright." in n}
+    fresh.voice_adapters.load(repo, name="bright")
+    got = {n: p.detach() for n, p in fresh.voice_adapters.peft.named_parameters() if ".bright." in n}
     card = card_summary(repo)
     report["voice"] = {
         "files": sorted(api.list_repo_files(repo)),
@@ -177,7 +177,7 @@ def main(work: Path, report_path: Path) -> None:
         "text": card["text"],
         "snippet": run_snippets(card["python"]),
     }
-    model.voices.unload()
+    model.voice_adapters.unload()
 
     # preference dataset (given as a save_to_disk folder)
     rows = {

@@ -57,7 +57,7 @@ def test_speaker_bank_is_a_hub_mixin(hub_report):
 def test_voice_card_points_at_base_model(hub_report):
     voice = hub_report[0]["voice"]
     assert voice["metadata"]["base_model"] == "tester/tiny-omni"
-    assert 'model.voices.load("tester/voice-bright", name="bright")' in voice["text"]
+    assert 'model.voice_adapters.load("tester/voice-bright", name="bright")' in voice["text"]
 
 
 def test_dataset_round_trip_keeps_push_to_hub_metadata(hub_report):

@@ -144,18 +144,18 @@ def test_thinker_and_pipeline_saves_are_staged(saved, tmp_path, monkeypatch):
 def test_failed_voice_adapter_save_leaves_the_old_adapter(saved, tmp_path, monkeypatch):
     pytest.importorskip("peft")
     folder, model = saved
-    model.voices.add("robo")
-    adapter_dir = model.voices.save("robo", tmp_path / "voice")
+    model.voice_adapters.add("robo")
+    adapter_dir = model.voice_adapters.save("robo", tmp_path / "voice")
     (adapter_dir.parent / "my-recording.wav").write_bytes(b"user audio")
     before = {p: p.read_bytes() for p in adapter_dir.parent.rglob("*") if p.is_file()}
     with torch.no_grad():  # trained further: the new weights must not land beside the old card
-        for name, parameter in model.voices.peft.named_parameters():
+        for name, parameter in model.voice_adapters.peft.named_parameters():
             if "lora_B" in name:
                 parameter.add_(0.5)
-    monkeypatch.setattr(type(model.voices), "_write_card", lambda *a: (_ for _ in ()).throw(OSError("killed")))
+    monkeypatch.setattr(type(model.voice_adapters), "_write_card", lambda *a: (_ for _ in ()).throw(OSError("killed")))
     with pytest.raises(OSError, match="killed"):
-        model.voices.save("robo", tmp_path / "voice")  # the card is written after the weights
+        model.voice_adapters.save("robo", tmp_path / "voice")  # the card is written after the weights
     assert {p: p.read_bytes() for p in adapter_dir.parent.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-    model.voices.unload()
-    assert model.voices.load(adapter_dir) == "robo"
+    model.voice_adapters.unload()
+    assert model.voice_adapters.load(adapter_dir) == "robo"

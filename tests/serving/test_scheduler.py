@@ -108,11 +108,11 @@ def test_replies_submitted_together_are_batched_and_equal_model_stream(tiny_serv
 def test_voice_adapters_per_request_in_one_batch(tiny_served):
     pytest.importorskip("peft")
     model, processor = tiny_served
-    model.voices.add("bright")
-    model.voices.peft.eval()  # a fresh adapter is left in training mode; per-row adapters need eval mode
+    model.voice_adapters.add("bright")
+    model.voice_adapters.peft.eval()  # a fresh adapter is left in training mode; per-row adapters need eval mode
     try:
         torch.manual_seed(1)
-        for name, param in model.voices.peft.named_parameters():
+        for name, param in model.voice_adapters.peft.named_parameters():
             if "lora_B" in name:
                 param.data.normal_(0, 0.2)
         engine = BatchScheduler(model, processor)
@@ -128,7 +128,7 @@ def test_voice_adapters_per_request_in_one_batch(tiny_served):
         assert base.speech_code_ids == _reference(model, PROMPTS[0], "Chelsie")[1]
         assert bright.speech_code_ids != base.speech_code_ids
     finally:
-        model.voices.unload()
+        model.voice_adapters.unload()
 
 
 def test_slots_cancel_and_a_failing_request(tiny_served):

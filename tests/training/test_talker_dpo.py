@@ -45,7 +45,7 @@ def test_recipe_end_to_end(recipe_run, new_model):
     assert "2503.20215" in card and "# Talker DPO adapter `talker_dpo`" in card and "voice recipe" not in card
     assert not list((out / "checkpoints").rglob("README.md"))
     model = new_model()
-    assert model.voices.load(saved) == "talker_dpo"
+    assert model.voice_adapters.load(saved) == "talker_dpo"
 
 
 def test_recipe_resumes_from_last_checkpoint(recipe_run, recipe, tmp_path):

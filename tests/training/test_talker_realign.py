@@ -52,7 +52,7 @@ def test_recipe_recovers_the_teachers_codes(tiny_model_dir, tuned_dir, new_model
     assert metrics["steps"] == 40 and metrics["prompts"] == 4
     model = new_model()
     saved = out / "final" / "realigned"
-    assert metrics["saved"] == str(saved) and model.voices.load(saved) == "realigned"
+    assert metrics["saved"] == str(saved) and model.voice_adapters.load(saved) == "realigned"
     card = (saved / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["base_model"] == "Qwen/Qwen2.5-Omni-7B" and "# Re-aligned Talker adapter `realigned`" in card

@@ -43,7 +43,7 @@ def dit_voice(tiny_voice_model_dir, speech_clip, tmp_path_factory):
 
 def _mel(model, voice=None, seed=0):
     speaker = model.speakers["Chelsie"]
-    with torch.no_grad(), model.voices.use_dit(voice):
+    with torch.no_grad(), model.voice_adapters.use_dit(voice):
         out = model.token2wav(
             CODES, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, num_inference_steps=2,
             generator=torch.Generator().manual_seed(seed), output_type="mel",
@@ -69,20 +69,20 @@ def test_dit_part_switches_per_request_and_leaves_the_base_exact(dit_voice, tiny
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     base = _mel(model)
-    model.voices.load(Path(dit_voice["adapter_dir"]))
-    assert model.voices.names == ["robo"] and model.voices.dit_names == ["robo"]
+    model.voice_adapters.load(Path(dit_voice["adapter_dir"]))
+    assert model.voice_adapters.names == ["robo"] and model.voice_adapters.dit_names == ["robo"]
     assert torch.equal(_mel(model), base)  # outside the voice: the base DiT, exactly
     voiced = _mel(model, "robo")
     assert (voiced - base).abs().max() > 1e-3
     assert torch.equal(_mel(model, None), base)
     # generate and stream switch the DiT part with the voice, and switch it back
     _, wave_base = model.generate(PROMPT, generator=torch.Generator().manual_seed(0), **GREEDY)
-    _, wave_voice = model.generate(PROMPT, voice="robo", generator=torch.Generator().manual_seed(0), **GREEDY)
+    _, wave_voice = model.generate(PROMPT, voice_adapter="robo", generator=torch.Generator().manual_seed(0), **GREEDY)
     assert wave_base.shape == wave_voice.shape and (wave_base - wave_voice).abs().max() > 1e-4
-    chunks = [e.audio for e in model.stream(PROMPT, voice="robo", **GREEDY) if isinstance(e, AudioChunk)]
+    chunks = [e.audio for e in model.stream(PROMPT, voice_adapter="robo", **GREEDY) if isinstance(e, AudioChunk)]
     assert chunks and torch.equal(_mel(model), base)
-    model.voices.merge("robo")
-    assert model.voices.dit_names == [] and (_mel(model) - voiced).abs().max() < 1e-4
+    model.voice_adapters.merge("robo")
+    assert model.voice_adapters.dit_names == [] and (_mel(model) - voiced).abs().max() < 1e-4
 
 
 def test_dit_part_for_another_dit_is_refused(dit_voice, tiny_voice_model_dir, tmp_path, foreign_voice):
@@ -91,8 +91,8 @@ def test_dit_part_for_another_dit_is_refused(dit_voice, tiny_voice_model_dir, tm
     foreign = foreign_voice(Path(dit_voice["adapter_dir"]), "dit", 16)
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
     with pytest.raises(ValueError, match="DiT part that does not fit"):
-        model.voices.load(foreign)
-    assert model.voices.names == [] and model.voices.dit_names == []  # nothing half-loaded
+        model.voice_adapters.load(foreign)
+    assert model.voice_adapters.names == [] and model.voice_adapters.dit_names == []  # nothing half-loaded
     with pytest.raises(SystemExit, match="no row has audio"):
         load_recipe("voice_lora").main(
             ["--model", str(tiny_voice_model_dir), "--data", "synthetic:2", "--output_dir", str(tmp_path / "x"),

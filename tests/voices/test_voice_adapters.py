@@ -29,7 +29,7 @@ def trained_voice(tiny_voice_model_dir, tmp_path_factory):
 
 
 def _talker_logits(model, voice=None, batch=1):
-    with torch.no_grad(), model.voices.use(voice):
+    with torch.no_grad(), model.voice_adapters.use(voice):
         embeds = torch.randn(batch, 12, model.talker.config.embedding_size, generator=torch.Generator().manual_seed(0))
         codes = torch.full((batch, 12), model.talker.config.tts_codec_mask_token_id)
         return model.talker(input_ids=codes, inputs_embeds=embeds).logits
@@ -50,7 +50,7 @@ def test_recipe_trains_only_the_adapter(trained_voice, tiny_voice_model_dir):
     assert any(v.abs().max() > 0 for k, v in lora.items() if "lora_B" in k)  # B starts at zero: it was trained
     base = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
-    model.voices.load(adapter_dir)
+    model.voice_adapters.load(adapter_dir)
     base_weights = base.talker.state_dict()
     for name, tensor in model.talker.state_dict().items():
         if "lora_" not in name:  # frozen base weights are exactly the checkpoint's
@@ -62,10 +62,10 @@ def test_switching_disabling_batching_and_merging(trained_voice, tiny_voice_mode
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
     model.token2wav.set_progress_bar_config(disable=True)
     base = _talker_logits(model)
-    assert model.voices.load(adapter_dir) == "robo"
-    assert model.voices.load(adapter_dir, name="robo2") == "robo2"
+    assert model.voice_adapters.load(adapter_dir) == "robo"
+    assert model.voice_adapters.load(adapter_dir, name="robo2") == "robo2"
     with torch.no_grad():  # make the second voice different
-        for name, p in model.voices.peft.named_parameters():
+        for name, p in model.voice_adapters.peft.named_parameters():
             if "lora_B" in name and "robo2" in name:
                 p.add_(0.05)
     robo, robo2 = _talker_logits(model, "robo"), _talker_logits(model, "robo2")
@@ -75,14 +75,14 @@ def test_switching_disabling_batching_and_merging(trained_voice, tiny_voice_mode
     assert (mixed[0] - robo[0]).abs().max() < 1e-5
     assert (mixed[1] - _talker_logits(model, None, batch=2)[1]).abs().max() < 1e-5
     assert (mixed[1] - _talker_logits(model, "robo", batch=2)[1]).abs().max() > 1e-4
-    seq_a, wave_a = model.generate(PROMPT, voice="robo", generator=torch.Generator().manual_seed(0), **GREEDY)
-    seq_b, wave_b = model.generate(PROMPT, voice=None, generator=torch.Generator().manual_seed(0), **GREEDY)
+    seq_a, wave_a = model.generate(PROMPT, voice_adapter="robo", generator=torch.Generator().manual_seed(0), **GREEDY)
+    seq_b, wave_b = model.generate(PROMPT, voice_adapter=None, generator=torch.Generator().manual_seed(0), **GREEDY)
     assert torch.equal(seq_a, seq_b)  # the Thinker is untouched
-    assert list(model.stream(PROMPT, voice="robo", **GREEDY))[-1].speech_codes == 16
+    assert list(model.stream(PROMPT, voice_adapter="robo", **GREEDY))[-1].speech_codes == 16
     with pytest.raises(ValueError, match="Voice adapters"):
         model.save_pretrained(tmp_path / "refused")
-    model.voices.merge("robo")
-    assert model.voices.names == [] and (_talker_logits(model) - robo).abs().max() < 1e-4
+    model.voice_adapters.merge("robo")
+    assert model.voice_adapters.names == [] and (_talker_logits(model) - robo).abs().max() < 1e-4
     model.save_pretrained(tmp_path / "merged")  # a plain model again
     again = OmniForConditionalGeneration.from_pretrained(tmp_path / "merged")
     assert (_talker_logits(again) - robo).abs().max() < 1e-4
@@ -92,16 +92,16 @@ def test_bad_input(trained_voice, tiny_voice_model_dir, tmp_path, foreign_voice)
     adapter_dir, _ = trained_voice
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir)
     with pytest.raises(ValueError, match="No voice adapters"):
-        with model.voices.use("robo"):
+        with model.voice_adapters.use("robo"):
             pass
-    model.voices.load(adapter_dir)
+    model.voice_adapters.load(adapter_dir)
     with pytest.raises(ValueError, match="loaded already"):
-        model.voices.load(adapter_dir)
+        model.voice_adapters.load(adapter_dir)
     with pytest.raises(ValueError, match="Unknown voice"):
-        model.generate(PROMPT, voice="nobody", **GREEDY)
+        model.generate(PROMPT, voice_adapter="nobody", **GREEDY)
     foreign = foreign_voice(adapter_dir, "talker", 64)
     with pytest.raises(ValueError, match="another base model"):
-        model.voices.load(foreign, name="foreign")
+        model.voice_adapters.load(foreign, name="foreign")
     recipe = _recipe()
     manifest = tmp_path / "data.jsonl"
     manifest.write_text(json.dumps({"audio": "a.wav"}) + "\n")
@@ -123,23 +123,23 @@ def test_overwrite_replaces_a_loaded_voice_only_when_the_new_one_fits(
 ):
     adapter_dir, _ = trained_voice
     model = OmniForConditionalGeneration.from_pretrained(tiny_voice_model_dir).eval()
-    model.voices.load(adapter_dir)
+    model.voice_adapters.load(adapter_dir)
     saved = _talker_logits(model, "robo")
     with torch.no_grad():  # the loaded voice drifts away from its saved weights
-        for name, p in model.voices.peft.named_parameters():
+        for name, p in model.voice_adapters.peft.named_parameters():
             if "lora_B" in name and ".robo." in name:
                 p.add_(0.05)
     drifted = _talker_logits(model, "robo")
     assert (drifted - saved).abs().max() > 1e-4
     with pytest.raises(ValueError, match="overwrite=True"):
-        model.voices.load(adapter_dir)
+        model.voice_adapters.load(adapter_dir)
     foreign = foreign_voice(adapter_dir, "talker", 64)
     with pytest.raises(ValueError, match="another base model"):
-        model.voices.load(foreign, name="robo", overwrite=True)
-    assert model.voices.names == ["robo"] and torch.equal(_talker_logits(model, "robo"), drifted)  # kept
-    assert model.voices.load(adapter_dir, overwrite=True) == "robo"
-    assert model.voices.names == ["robo"] and torch.allclose(_talker_logits(model, "robo"), saved, atol=1e-6)
-    model.voices.remove("robo")
-    assert model.voices.names == [] and model.voices.peft is None
+        model.voice_adapters.load(foreign, name="robo", overwrite=True)
+    assert model.voice_adapters.names == ["robo"] and torch.equal(_talker_logits(model, "robo"), drifted)  # kept
+    assert model.voice_adapters.load(adapter_dir, overwrite=True) == "robo"
+    assert model.voice_adapters.names == ["robo"] and torch.allclose(_talker_logits(model, "robo"), saved, atol=1e-6)
+    model.voice_adapters.remove("robo")
+    assert model.voice_adapters.names == [] and model.voice_adapters.peft is None
     with pytest.raises(ValueError, match="Invalid voice name"):
-        model.voices.load(adapter_dir, name="a.b")
+        model.voice_adapters.load(adapter_dir, name="a.b")

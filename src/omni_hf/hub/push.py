@@ -6,7 +6,7 @@
 | full model | `HfApi.upload_folder` of `save_pretrained` (its `token2wav/` pipeline is two folders deep, which transformers' `push_to_hub` does not upload) | one |
 | token2wav | `DiffusionPipeline.push_to_hub` | pipeline, card |
 | speaker set | `SpeakerBank.push_to_hub` (`huggingface_hub.ModelHubMixin`, card from our template) | one |
-| voice adapter | `HfApi.upload_folder` of `model.voices.save` (PEFT files + `voice.json` + DiT part + card) | one |
+| voice adapter | `HfApi.upload_folder` of `model.voice_adapters.save` (PEFT files + `voice.json` + DiT part + card) | one |
 | preference pairs | `datasets.Dataset.push_to_hub` | data, card |
 
 Every `push_*` checks its inputs first (repo id, token, card figures) before anything is uploaded. The card is
@@ -281,19 +281,19 @@ def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=N
 def push_voice_adapter(
     model, name: str, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card
 ):
-    """Push voice adapter `name` loaded in `model.voices` (PEFT files + voice.json + DiT part) with its card in one
+    """Push voice adapter `name` loaded in `model.voice_adapters` (PEFT files + voice.json + DiT part) with its card in one
     commit. `base_model` (card keyword) should be the Hub id of the model the adapter was trained on."""
-    if name not in model.voices:
-        known = ", ".join(model.voices.names) or "none loaded"
+    if name not in model.voice_adapters:
+        known = ", ".join(model.voice_adapters.names) or "none loaded"
         raise ValueError(f"Unknown voice {name!r}; loaded voices: {known}")
     base = card.pop("base_model", None) or model.config._name_or_path
-    text = model.voices.card(name, repo_id, results=results, base_model=base, **card)
+    text = model.voice_adapters.card(name, repo_id, results=results, base_model=base, **card)
     check_repo_id(repo_id)
     if dry_run:
         return text
     resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="omni_hf_voice_") as stage:
-        saved = model.voices.save(name, stage)
+        saved = model.voice_adapters.save(name, stage)
         hub = dict(token=token, private=private, commit_message=f"Upload voice adapter {name}")
         return publish_folder(saved, repo_id, text, **hub)
 

@@ -93,9 +93,9 @@ def export_official(model, destination: str | os.PathLike, processor=None, overw
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()) and not overwrite:
         raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass overwrite=True")
-    if model.voices.names:
+    if model.voice_adapters.names:
         raise ValueError(
-            f"Voice adapters {model.voices.names} are loaded: merge (model.voices.merge) or unload them before exporting"
+            f"Voice adapters {model.voice_adapters.names} are loaded: merge (model.voice_adapters.merge) or unload them before exporting"
         )
     staging = destination.with_name(f".{destination.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -58,7 +58,7 @@ class ServerState:
         return list(self.model.speakers.names()) if self.model.has_talker else []
 
     def adapters(self) -> list[str]:
-        return list(self.model.voices.names)
+        return list(self.model.voice_adapters.names)
 
 
 def error_response(message: str, status: int, param=None, kind=None, code=None, headers=None) -> JSONResponse:

@@ -53,7 +53,7 @@ class RequestTimeout(RuntimeError):
 class ReplyRequest:
     """What to generate. `inputs`: processor outputs for one prompt (`input_ids` `(1, length)`, media tensors).
 
-    `speaker`: a name in `model.speakers` (None: text only); `voice_adapter`: a loaded LoRA voice (`model.voices`).
+    `speaker`: a name in `model.speakers` (None: text only); `voice_adapter`: a loaded LoRA voice (`model.voice_adapters`).
     Sampling: `do_sample` False is greedy for both the Thinker and the Talker; `seed` seeds the token2wav noise.
     """
 
@@ -345,7 +345,7 @@ class BatchScheduler:
         )
         job.eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
         job.pad = text_entry(model.thinker, model.talker.config.tts_text_pad_token_id, 1)
-        with model.voices.use(request.voice_adapter):
+        with model.voice_adapters.use(request.voice_adapter):
             code = job.talker.step()
         self._took_code(job, code)
 
@@ -369,7 +369,7 @@ class BatchScheduler:
     def _talker_step(self, jobs: list[Job]) -> None:
         adapters = [job.request.voice_adapter for job in jobs]
         try:
-            with self.model.voices.use(adapters[0] if len(set(adapters)) == 1 else adapters):
+            with self.model.voice_adapters.use(adapters[0] if len(set(adapters)) == 1 else adapters):
                 codes = batched_step(self.model.talker, [job.talker for job in jobs], OmniTalkerOutput)
         except Exception as error:  # noqa: BLE001
             for job in jobs:
@@ -395,7 +395,9 @@ class BatchScheduler:
             return
         try:
             dit = []
-            audio = decode_together([job.speech for job in jobs], self.model.voices.use_dit, dit, self.align_codes)
+            audio = decode_together(
+                [job.speech for job in jobs], self.model.voice_adapters.use_dit, dit, self.align_codes
+            )
         except Exception as error:  # noqa: BLE001
             for job in jobs:
                 self._end(job, error)

@@ -39,7 +39,7 @@ def load_for_serving(model_path: str, device: str = "cpu", dtype: str = "auto", 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
     model = OmniForConditionalGeneration.from_pretrained(model_path, dtype=torch_dtype).to(device).eval()
     for adapter in voice_adapters:
-        model.voices.load(adapter)
+        model.voice_adapters.load(adapter)
     return model, OmniProcessor.from_pretrained(model_path)
 
 

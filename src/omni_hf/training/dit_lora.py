@@ -1,6 +1,6 @@
 """The DiT side of a voice: a LoRA adapter on token2wav's DiT (diffusers' PEFT mixin), trained with the flow-matching
 loss on recordings of the voice, so that the mel (timbre, recording conditions) follows the speaker, not only the
-Talker's codes. It lives beside the Talker adapter of the same voice name (`model.voices`) and is saved in its `dit/`
+Talker's codes. It lives beside the Talker adapter of the same voice name (`model.voice_adapters`) and is saved in its `dit/`
 subfolder. Training runs on transformers' `Trainer` (`DiTFlowMatching` wraps the DiT and its loss).
 
 Each example pairs a recording's codes with its log-mel: `mel` `(2 * n, 80)` (token2wav's front end, 100 frames/s,
@@ -131,7 +131,7 @@ def train_dit_voice_adapter(
         trainer.train()
     dit.requires_grad_(False)
     after = dit_voice_loss(dit, examples, voice)
-    dit.disable_adapters()  # outside `model.voices.use_dit(name)` the DiT is the base one
+    dit.disable_adapters()  # outside `model.voice_adapters.use_dit(name)` the DiT is the base one
     logger.info(f"DiT voice adapter {name!r}: flow-matching loss {before:.4f} -> {after:.4f}")
     return {
         "dit_loss_before": before,

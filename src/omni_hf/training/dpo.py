@@ -182,8 +182,8 @@ class TalkerDPOTrainer(DPOTrainer):
     Args:
         model: the `OmniForConditionalGeneration`; only its Talker (or a LoRA adapter on it) is trained.
         peft_config: a `peft.LoraConfig` (e.g. `voice_lora_config()`): train a new LoRA adapter on the Talker (in
-            `model.voices`, named "default" as TRL expects). Without it, an adapter already loaded as "default"
-            (`model.voices.load(path, name="default")`, checked against this base model) is trained further;
+            `model.voice_adapters`, named "default" as TRL expects). Without it, an adapter already loaded as "default"
+            (`model.voice_adapters.load(path, name="default")`, checked against this base model) is trained further;
             with no adapters loaded, the whole Talker is fine-tuned. With adapters, TRL keeps a frozen copy "ref"
             of the starting adapter as reference policy (for a new adapter that is exactly the base Talker).
         ref_model: full fine-tuning: a reference Talker (default per `args.reference`).
@@ -227,16 +227,16 @@ class TalkerDPOTrainer(DPOTrainer):
         self.omni_model, self.adapter_name = model, adapter_name
         model.thinker.requires_grad_(False)
         if peft_config is not None:
-            if ADAPTER in model.voices:
+            if ADAPTER in model.voice_adapters:
                 raise ValueError(f"an adapter named {ADAPTER!r} is loaded already: pass peft_config=None to train it")
-            model.voices.add(ADAPTER, peft_config)
-        if model.voices.peft is not None:
-            if ADAPTER not in model.voices:
+            model.voice_adapters.add(ADAPTER, peft_config)
+        if model.voice_adapters.peft is not None:
+            if ADAPTER not in model.voice_adapters:
                 raise ValueError(
-                    f"adapters {model.voices.names} are loaded but none is named {ADAPTER!r}: load the adapter to "
-                    f"train with model.voices.load(path, name={ADAPTER!r}) (TRL trains 'default', copies it as 'ref')"
+                    f"adapters {model.voice_adapters.names} are loaded but none is named {ADAPTER!r}: load the adapter to "
+                    f"train with model.voice_adapters.load(path, name={ADAPTER!r}) (TRL trains 'default', copies it as 'ref')"
                 )
-            policy = model.voices.peft
+            policy = model.voice_adapters.peft
             policy.set_adapter(ADAPTER)
             policy.peft_config[ADAPTER].inference_mode = False
             for name, param in policy.named_parameters():  # only this adapter learns
@@ -338,11 +338,11 @@ class TalkerDPOTrainer(DPOTrainer):
 
     # ------------------------------------------------------------------ results
     def save_result(self, directory: str | Path) -> Path:
-        """Save what was trained: the adapter (`model.voices.save`, loadable with `model.voices.load`) or, for full
+        """Save what was trained: the adapter (`model.voice_adapters.save`, loadable with `model.voice_adapters.load`) or, for full
         fine-tuning, the whole model in omni_hf's layout."""
         directory = Path(directory)
-        if self.omni_model.voices.peft is not None:
-            saved = self.omni_model.voices.save(ADAPTER, directory)
+        if self.omni_model.voice_adapters.peft is not None:
+            saved = self.omni_model.voice_adapters.save(ADAPTER, directory)
             meta = json.loads((saved / "voice.json").read_text())
             (saved / "voice.json").write_text(json.dumps({**meta, "voice": self.adapter_name}, indent=2) + "\n")
             return saved
@@ -392,7 +392,7 @@ def evaluate_talker_speech(
         waveform = None
         if getattr(scorer, "needs_audio", True):
             noise = torch.Generator().manual_seed(seed + i)
-            with model.voices.use(voice):
+            with model.voice_adapters.use(voice):
                 wave = model.codes_to_waveform(
                     codes, model.speakers[speaker], generator=noise, **(token2wav_kwargs or {})
                 )

@@ -37,10 +37,10 @@ def finish_dpo_outputs(trainer, pairs, saved: Path, output: Path, metrics: dict,
             prosody[name] = result["prosody"]
     results = dpo_results(metrics, prosody)
     model = trainer.omni_model
-    if model.voices.peft is not None:
+    if model.voice_adapters.peft is not None:
         from .dpo import ADAPTER
 
-        card = model.voices.card(
+        card = model.voice_adapters.card(
             ADAPTER, f"YOUR_USER/{trainer.adapter_name}", results=results, base_model=base_model,
             heading=f"Talker DPO adapter `{trainer.adapter_name}`", voice_name=trainer.adapter_name,
             trained_with="Talker DPO recipe (TRL's DPOTrainer, Eq. 1 of the paper, on ranked pairs)",

@@ -146,7 +146,7 @@ def sample_candidates(
     bos = model.speakers[speaker].bos_token_id
     inputs = build_talker_inputs(model.thinker, model.talker.config, full[:, :p], full, track, bos)
     inputs = {k: v.repeat(num_candidates, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
-    with model.voices.use(voice):
+    with model.voice_adapters.use(voice):
         generated = model.talker.generate(
             **inputs, **repeat_layout(layout, num_candidates), max_new_tokens=max_new_tokens, **sampling
         )
@@ -356,7 +356,7 @@ def build_preference_pairs(
 def vocode_codes(model, codes, speaker, voice, seed: int, token2wav_kwargs: dict | None = None):
     """Speech codes `(m,)` → float32 waveform `(samples,)` at 24 kHz (token2wav noise seeded by `seed`)."""
     noise = torch.Generator().manual_seed(seed)
-    with model.voices.use(voice):
+    with model.voice_adapters.use(voice):
         wave = model.codes_to_waveform(codes, speaker, generator=noise, **(token2wav_kwargs or {}))
     return wave.float().cpu().numpy()
 

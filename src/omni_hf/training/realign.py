@@ -225,7 +225,7 @@ def realign_talker(
         figures = train_voice_adapter(
             model, examples, adapter_name, str(output_dir), lora_config, **common, **training_args
         )
-        student, voice = model.voices.peft, adapter_name
+        student, voice = model.voice_adapters.peft, adapter_name
     else:
         figures = train_full_talker(model, examples, str(output_dir), **common, **training_args)
         student, voice = model.talker, None

@@ -143,7 +143,7 @@ def train_voice_adapter(
     resume_from_checkpoint: str | bool | None = None,
     **training_args,
 ) -> dict:
-    """Add adapter `name` to `model.voices` (unless it is loaded already) and train it on `examples`.
+    """Add adapter `name` to `model.voice_adapters` (unless it is loaded already) and train it on `examples`.
 
     `output_dir` is the checkpoint folder, or the whole `TrainingArguments` (a recipe's parsed flags; then the
     other training keywords are ignored).
@@ -151,9 +151,9 @@ def train_voice_adapter(
     Returns the mean loss before and after training and the numbers of trainable / total Talker parameters."""
     if not examples:
         raise ValueError("No training examples")
-    if name not in model.voices:
-        model.voices.add(name, lora_config or voice_lora_config())
-    peft = model.voices.peft
+    if name not in model.voice_adapters:
+        model.voice_adapters.add(name, lora_config or voice_lora_config())
+    peft = model.voice_adapters.peft
     peft.set_adapter(name)  # only this adapter is trainable
     before = mean_loss(peft, examples)
     args = output_dir if isinstance(output_dir, TrainingArguments) else None

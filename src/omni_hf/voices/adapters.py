@@ -51,7 +51,7 @@ def dit_fingerprint(dit) -> dict:
 
 
 class VoiceAdapters:
-    """The voice adapters of one `OmniForConditionalGeneration` (reach it as `model.voices`)."""
+    """The voice adapters of one `OmniForConditionalGeneration` (reach it as `model.voice_adapters`)."""
 
     def __init__(self, model):
         self.model = model
