@@ -23,6 +23,7 @@ from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_id
 from ..processing.streaming_log_mel import StreamingLogMel
 from .events import TextDelta
 from .generation_omni import ReplyPrompt
+from .prefill import encode_audio_chunk, forward_into_cache
 
 logger = logging.getLogger(__name__)
 
@@ -340,8 +341,7 @@ class OmniConversation:
     @torch.no_grad()
     def _prefill_audio_chunk(self, features: np.ndarray) -> None:
         self._clip_chunks.append(features)
-        tensor = torch.from_numpy(features).to(self.thinker.device)
-        tokens = self.thinker.audio_tower(tensor, feature_lens=torch.tensor([features.shape[1]])).last_hidden_state
+        tokens = encode_audio_chunk(self.thinker, features)
         n = tokens.shape[0]
         local = torch.arange(self._audio_tokens, self._audio_tokens + n, device=tokens.device) + self._media_base
         ids = torch.full((1, n), self.audio_token_id, device=tokens.device)
@@ -367,10 +367,8 @@ class OmniConversation:
         self.pending, self.tail, self._pending_images = [], None, []
 
     def _prefill(self, ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor) -> None:
-        embeds = embeds.to(self.thinker.dtype)
-        out = self.thinker.model(inputs_embeds=embeds, position_ids=positions, cache=self.cache, use_cache=True)
-        self.cache = out.cache
-        self.track.append((embeds, out.last_hidden_state))
+        self.cache, embeds, hidden = forward_into_cache(self.thinker, self.cache, embeds, positions)
+        self.track.append((embeds, hidden))
         self.input_ids = torch.cat([self.input_ids, ids], dim=1)
         self.positions = torch.cat([self.positions, positions], dim=-1)
 

@@ -1,7 +1,24 @@
 """The part of a prompt already in the Thinker's KV cache (chunked prefill)."""
 
+import numpy as np
 import torch
 from transformers.cache_utils import DynamicCache
+
+
+@torch.no_grad()
+def encode_audio_chunk(thinker, features: np.ndarray) -> torch.Tensor:
+    """Audio tokens `(n, hidden)` of one audio-encoder chunk of log-mel features `(mels, frames)`."""
+    tensor = torch.from_numpy(features).to(thinker.device)
+    return thinker.audio_tower(tensor, feature_lens=torch.tensor([features.shape[1]])).last_hidden_state
+
+
+@torch.no_grad()
+def forward_into_cache(thinker, cache, embeds: torch.Tensor, positions: torch.Tensor):
+    """Run the Thinker's decoder over `embeds` `(1, m, hidden)` at TMRoPE `positions` `(3, 1, m)`, appending them to
+    `cache`; returns `(cache, embeds, last_hidden_state)` (the Thinker track of these positions)."""
+    embeds = embeds.to(thinker.dtype)
+    out = thinker.model(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True)
+    return out.cache, embeds, out.last_hidden_state
 
 
 class PrefilledPrompt:
@@ -24,10 +41,8 @@ class PrefilledPrompt:
     @torch.no_grad()
     def append(self, ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor) -> None:
         """Prefill `ids` `(1, m)` with their embeddings `(1, m, hidden)` at TMRoPE `positions` `(3, 1, m)`."""
-        embeds = embeds.to(self.thinker.dtype)
-        out = self.thinker.model(inputs_embeds=embeds, position_ids=positions, cache=self.cache, use_cache=True)
-        self.cache = out.cache
-        self._track.append((embeds, out.last_hidden_state))
+        self.cache, embeds, hidden = forward_into_cache(self.thinker, self.cache, embeds, positions)
+        self._track.append((embeds, hidden))
         self.input_ids = torch.cat([self.input_ids, ids], dim=1)
         self.positions = torch.cat([self.positions, positions], dim=-1)
 
@@ -41,4 +56,4 @@ class PrefilledPrompt:
         self._track.clear()
 
 
-__all__ = ["PrefilledPrompt"]
+__all__ = ["PrefilledPrompt", "encode_audio_chunk", "forward_into_cache"]

@@ -24,7 +24,7 @@ from ..processing.media import as_video_clip
 from ..processing.streaming_log_mel import StreamingLogMel
 from .events import AudioChunk, StreamStats, TextDelta
 from .generation_omni import ReplyPrompt
-from .prefill import PrefilledPrompt
+from .prefill import PrefilledPrompt, encode_audio_chunk
 
 
 class OmniSession:
@@ -256,8 +256,7 @@ class OmniSession:
     def _encode_audio(self, features: np.ndarray) -> None:
         """Encode one audio chunk `(mels, frames ≤ chunk)`; an audio-only turn prefills it at once."""
         self._feature_chunks.append(features)
-        tensor = torch.from_numpy(features).to(self.thinker.device)
-        tokens = self.thinker.audio_tower(tensor, feature_lens=torch.tensor([features.shape[1]])).last_hidden_state
+        tokens = encode_audio_chunk(self.thinker, features)
         if self.video_fps is None:
             self._prefill_audio(tokens)
         else:
