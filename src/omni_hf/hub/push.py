@@ -233,6 +233,7 @@ def push_token2wav(pipeline, repo_id: str, *, results=None, token=None, private=
     """Push an `OmniToken2WavPipeline` (e.g. `model.token2wav`) with `DiffusionPipeline.push_to_hub`, then its card."""
     from ..token2wav import OmniToken2WavPipeline
 
+    pipeline = getattr(pipeline, "pipeline", pipeline)  # the full model's registered part wraps the pipeline
     if not isinstance(pipeline, OmniToken2WavPipeline):
         raise TypeError(f"push_token2wav takes an OmniToken2WavPipeline, got {type(pipeline).__name__}")
     parts = dict(dit_parameters=count_parameters(pipeline.dit), vocoder_parameters=count_parameters(pipeline.vocoder))

@@ -68,7 +68,8 @@ def official_config_dict(model) -> dict:
 
 def official_state_dict(model) -> dict[str, torch.Tensor]:
     """`thinker.*` / `talker.*` tensors as they are, token2wav's under the official `token2wav.code2wav_*` names."""
-    tensors = {name: tensor for name, tensor in model.state_dict().items()}
+    # token2wav is a registered part (`token2wav.dit.*` / `token2wav.vocoder.*`): renamed below, not kept twice.
+    tensors = {name: tensor for name, tensor in model.state_dict().items() if not name.startswith("token2wav.")}
     if model.token2wav is not None:
         for prefix, component in ((DIT_PREFIX, model.token2wav.dit), (VOCODER_PREFIX, model.token2wav.vocoder)):
             tensors.update({prefix + name: tensor for name, tensor in component.state_dict().items()})
