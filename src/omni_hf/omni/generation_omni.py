@@ -30,6 +30,7 @@ from ..token2wav.streaming import StreamingWindow, Token2WavStream
 from ..voices.speakers import Speaker
 from .decoding import StepDecoder
 from .events import AudioChunk, StreamStats, TextDelta
+from .pipeline_compat import pipeline_generate_arguments
 from .worker import BackgroundToken2Wav, InlineToken2Wav
 
 SUBMODEL_PREFIXES = ("thinker_", "talker_", "token2wav_")
@@ -145,6 +146,7 @@ class OmniGenerationMixin(GenerationMixin):
 
     # ---------------------------------------------------------------- whole replies
     @torch.no_grad()
+    @pipeline_generate_arguments
     def generate(
         self, input_ids: torch.LongTensor | None = None, attention_mask: torch.Tensor | None = None, **kwargs
     ):
