@@ -133,6 +133,7 @@ def test_thinker_and_pipeline_saves_are_staged(saved, tmp_path, monkeypatch):
         model.thinker.lm_head.weight.add_(1.0)
     with pytest.raises(OSError, match="killed"):
         model.thinker.save_pretrained(target)  # the code set is written after the weights
+    monkeypatch.undo()
     reloaded = OmniThinkerForConditionalGeneration.from_pretrained(target)
     assert not torch.equal(reloaded.lm_head.weight, model.thinker.lm_head.weight)
     pipe_dir = tmp_path / "t2w"

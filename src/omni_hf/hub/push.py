@@ -153,7 +153,7 @@ def publish_folder(
             folder_path=folder,
             repo_type=repo_type,
             commit_message=commit_message,
-            ignore_patterns=ignore_patterns,
+            ignore_patterns=[*(ignore_patterns or []), ".omni_hf_*"],  # the staged-save bookkeeping stays local
         )
     except UPLOAD_ERRORS as error:
         if created:

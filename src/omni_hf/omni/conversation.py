@@ -104,7 +104,9 @@ class OmniConversation:
         """The chat template's text around each part of a message (the system message is rendered once)."""
         system = self._render([])
         audio = self.tokenizer.convert_ids_to_tokens(self.audio_token_id)
-        user = self._render([{"role": "user", "content": [{"type": "audio", "audio": None}, {"type": "text"}]}])
+        user = self._render(
+            [{"role": "user", "content": [{"type": "audio", "audio": None}, {"type": "text", "text": ""}]}]
+        )
         user = user[len(system) :].replace(audio, _SENTINEL, 1)
         reply = self._render([{"role": "assistant", "content": [{"type": "text", "text": _SENTINEL}]}])
         audio_before, audio_after = user.split(_SENTINEL)

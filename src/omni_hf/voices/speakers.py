@@ -122,15 +122,17 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
     # ---------------------------------------------------------------- our format
     def save(self, directory: str | os.PathLike) -> None:
         """Write `speakers.safetensors` + `speakers.json` into `directory`."""
-        directory = Path(directory)
+        with staged_save(directory, "speakers") as stage:  # both files or neither: never half a speaker set
+            self._write(Path(stage))
+
+    def _write(self, directory: Path) -> None:
         tensors, index = {}, {"format": FORMAT, "speakers": {}}
         for name, speaker in self._speakers.items():
             tensors[f"{name}.cond"] = speaker.cond.contiguous().clone()  # speakers may share a base tensor
             tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous().clone()
             index["speakers"][name] = {"bos_token_id": speaker.bos_token_id}
-        with staged_save(directory, "speakers") as stage:  # both files or neither: never half a speaker set
-            save_file(tensors, stage / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
-            (stage / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+        save_file(tensors, directory / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
+        (directory / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "SpeakerBank":
@@ -160,7 +162,7 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
 
     # ---------------------------------------------------------------- Hub (ModelHubMixin)
     def _save_pretrained(self, save_directory: Path) -> None:
-        self.save(save_directory)
+        self._write(Path(save_directory))  # the hub mixin's own fresh folder: nothing to stage, no save manifest
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision, cache_dir, force_download, local_files_only, token, **_):
