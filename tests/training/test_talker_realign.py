@@ -34,10 +34,10 @@ def shifted_thinker(model, scale=0.05, seed=0):
 
 @pytest.fixture(scope="module")
 def tuned_dir(tiny_model_dir, tmp_path_factory):
-    from conftest import load_model
+    from omni_hf import OmniForConditionalGeneration
 
     path = tmp_path_factory.mktemp("tuned_thinker")
-    shifted_thinker(load_model(tiny_model_dir)).save_pretrained(path)
+    shifted_thinker(OmniForConditionalGeneration.from_pretrained(tiny_model_dir).eval()).save_pretrained(path)
     return path
 
 

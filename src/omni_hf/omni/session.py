@@ -277,7 +277,9 @@ class OmniSession:
         )
         self._grid = grid
         grid_thw = torch.tensor([grid], device=self.thinker.device)
-        tokens = self.thinker.get_video_features(torch.from_numpy(patches).to(self.thinker.device), grid_thw)
+        tokens = self.thinker.get_video_features(
+            torch.from_numpy(patches).to(self.thinker.device), grid_thw
+        ).pooler_output
         t_id = video_temporal_ids(self._groups + 1, self.second_per_grid, self.rope_tokens.position_id_per_seconds)[
             -1:
         ]
