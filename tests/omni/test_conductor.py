@@ -132,3 +132,14 @@ def test_prompt_and_reply_beyond_the_context_are_refused_before_work(tiny_omni):
     for call in (model.generate, model.stream):
         with pytest.raises(ValueError, match=f"context of {context}"):
             call(PROMPT, **(GREEDY | {"thinker_max_new_tokens": context}))
+
+
+def test_a_stream_started_in_inference_mode_continues_outside_it(tiny_omni):
+    """A Space's generator can be resumed on another thread, where `torch.inference_mode` is not active."""
+    model, _ = tiny_omni
+    plain = list(model.stream(PROMPT, **GREEDY))[-1].token_ids
+    stream = model.stream(PROMPT, **GREEDY)
+    with torch.inference_mode():
+        head = [next(stream), next(stream)]  # the prefill and a first decode step
+    events = head + list(stream)
+    assert events[-1].token_ids == plain

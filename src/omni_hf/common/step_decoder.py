@@ -97,7 +97,7 @@ class StepDecoder:
         if self.position is None:
             self.position = self.model_kwargs["position_ids"][..., -1:].clone()
         else:
-            self.position += 1
+            self.position = self.position + 1  # not in place: the tensor may come from inference mode
         hidden = self.model.decode_step_hidden(
             self.sequences[:, -1], self.position, self.model_kwargs["cache"], self.model_kwargs
         )
