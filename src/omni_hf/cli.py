@@ -200,6 +200,7 @@ def convert(args) -> None:
         raise NotADirectoryError(f"{destination} exists and is not a folder")
     if destination.exists() and any(destination.iterdir()) and not args.overwrite:
         raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass --overwrite")
+    check_model_path(args.source, "SRC")
     model = OmniForConditionalGeneration.from_pretrained(args.source)
     # Staged saves: only the files a previous save of ours wrote are replaced or removed; other files are kept.
     model.save_pretrained(args.destination)
@@ -226,6 +227,7 @@ def export(args) -> None:
     destination = Path(args.destination)
     if destination.exists() and any(destination.iterdir()) and not args.overwrite:
         raise ValueError(f"{destination} exists and is not empty: choose a new directory or pass --overwrite")
+    check_model_path(args.source, "SRC")
     model = OmniForConditionalGeneration.from_pretrained(args.source)
     try:
         from .processing import OmniProcessor
@@ -428,8 +430,19 @@ def build_parser() -> argparse.ArgumentParser:
     from .serving.server import add_serve_arguments, serve
 
     add_serve_arguments(s)
-    s.set_defaults(func=serve)
+    s.set_defaults(func=checked_serve(serve))
     return parser
+
+
+def checked_serve(serve):
+    """`omni-hf serve` with the model path and device checked before any weights load (as `chat` does)."""
+
+    def run(args) -> None:
+        check_model_path(args.model, "MODEL")
+        check_device(args.device)
+        serve(args)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,16 @@ def test_bad_arguments_are_refused_before_loading(tiny_omni_dir, tmp_path, capsy
     assert "--device gpu0: not a device" in capsys.readouterr().err
 
 
+def test_export_and_serve_check_the_model_before_loading(tiny_omni_dir, tmp_path, capsys, no_loading, monkeypatch):
+    assert cli.main(["export", str(tmp_path / "no-such-model"), str(tmp_path / "out")]) == 2
+    assert "SRC" in (err := capsys.readouterr().err) and "no such local folder" in err
+    assert cli.main(["serve", str(tmp_path / "no-such-model")]) == 2
+    assert "MODEL" in (err := capsys.readouterr().err) and "no such local folder" in err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["serve", str(tiny_omni_dir), "--device", "cuda"]) == 2
+    assert "--device cuda: this machine has no CUDA device" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("problem", ["speaker", "input"])
 def test_stream_output_is_not_truncated_before_the_checks(tiny_omni_dir, tmp_path, capsys, problem):
     existing = tmp_path / "existing.wav"
