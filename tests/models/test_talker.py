@@ -1,5 +1,7 @@
 """The Talker against transformers' reference (same weights): prefill logits, 40 greedy codes, loss, sampling rules."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -166,3 +168,38 @@ def test_lean_decoding_of_one_row_matches_reference(pair, talker_inputs):
     expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
     got = ours.generate(**row, **kwargs)
     assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["static-cache", "compiled-step"])
+def test_static_cache_and_compiled_step_match_reference(pair, talker_inputs, compiled):
+    """With `cache_implementation="static"` the lean step attends to the filled cache positions only; with a
+    `compile_config` too it runs `torch.compile`d (inductor where a C++ compiler exists, else aot_eager): both give
+    the reference's codes."""
+    from transformers import CompileConfig
+
+    from omni_hf.common.compiled_step import compile_warmup_seconds
+
+    reference, ours = pair
+    config = talker_generation_config(ours.config)
+    row = {k: v[:1] for k, v in talker_inputs.items()}
+    kwargs = dict(
+        do_sample=False,
+        max_new_tokens=30,
+        min_new_tokens=30,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        suppress_tokens=config.suppress_tokens,
+        repetition_penalty=1.1,
+    )
+    reference.talker.rope_deltas = None
+    expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
+    extra = dict(cache_implementation="static")
+    if compiled:
+        backend = "inductor" if shutil.which("g++") or shutil.which("c++") else "aot_eager"
+        extra["compile_config"] = CompileConfig(backend=backend, mode="default")
+    got = ours.generate(**row, **kwargs, **extra)
+    assert torch.equal(got, expected)
+    again = ours.generate(**row, **kwargs, **extra)  # the compiled step is reused, its cache refilled
+    assert torch.equal(again, expected)
+    if compiled:
+        assert "OmniTalkerForConditionalGeneration" in compile_warmup_seconds or backend == "aot_eager"

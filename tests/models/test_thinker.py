@@ -160,3 +160,19 @@ def test_lean_screened_greedy_decoding_matches_reference(reference_thinker, our_
     got = our_thinker.generate(**mixed, **kwargs)
     assert torch.equal(got, expected)
     assert lean_steps == [True] * 9  # every step after the prefill, all screened
+
+
+def test_compiled_decode_step_matches_reference(reference_thinker, our_thinker, mixed):
+    """`cache_implementation="static"` plus a `compile_config` on CPU: the lean step runs compiled (inductor where a
+    C++ compiler exists, else aot_eager) over a static cache, with the reference's greedy tokens."""
+    import shutil
+
+    from transformers import CompileConfig
+
+    backend = "inductor" if shutil.which("g++") or shutil.which("c++") else "aot_eager"
+    kwargs = dict(max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=TOKENS["pad"])
+    expected = reference_thinker.generate(**mixed, **kwargs)
+    got = our_thinker.generate(
+        **mixed, **kwargs, cache_implementation="static", compile_config=CompileConfig(backend=backend)
+    )
+    assert torch.equal(got, expected)

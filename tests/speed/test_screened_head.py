@@ -85,3 +85,29 @@ def test_stale_weights_are_detected(head):
         assert screened_head(layer, owner) is not first
     finally:
         module.MIN_SCREENED_WEIGHTS = small
+
+
+def test_cached_suppression_mask_gives_the_same_scores():
+    from omni_hf.common.screened_head import MaskedSuppressTokens, with_cached_masks
+
+    plain = LogitsProcessorList([SuppressTokensLogitsProcessor([3, 7, 99], device="cpu")])
+    cached = with_cached_masks(plain)
+    assert isinstance(cached[0], MaskedSuppressTokens) and processors_are_monotone(cached)
+    history = torch.zeros(1, 2, dtype=torch.long)
+    for width in (100, 100, 120):  # the mask is rebuilt when the vocabulary width changes
+        scores = torch.randn(1, width)
+        assert torch.equal(cached(history, scores.clone()), plain(history, scores.clone()))
+
+
+def test_compiled_step_cache_write_rejects_a_full_cache():
+    from omni_hf.common.compiled_step import append_and_attend
+
+    keys, values = torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8)
+    length = torch.tensor(0)
+    query, key = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 1, 8)
+    for filled in range(3):
+        out = append_and_attend(query, key * (filled + 1), key, keys, values, length, 0.5)
+        assert out.shape == (1, 4, 1, 8) and int(length) == filled + 1
+    torch.testing.assert_close(keys[:, :, 2:3], key * 3)
+    with pytest.raises(ValueError, match="static cache is full"):
+        append_and_attend(query, key, key, keys, values, length, 0.5)

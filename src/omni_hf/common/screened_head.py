@@ -30,6 +30,29 @@ from transformers import (
     SuppressTokensLogitsProcessor,
 )
 
+
+class MaskedSuppressTokens(SuppressTokensLogitsProcessor):
+    """`SuppressTokensLogitsProcessor` with its vocabulary mask built once instead of on every step (the same
+    scores: -inf at the suppressed tokens)."""
+
+    def __init__(self, processor: SuppressTokensLogitsProcessor):
+        self.suppress_tokens = processor.suppress_tokens
+        self.mask = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.mask is None or self.mask.shape[-1] != scores.shape[-1] or self.mask.device != scores.device:
+            vocabulary = torch.arange(scores.shape[-1], device=scores.device)
+            self.mask = torch.isin(vocabulary, self.suppress_tokens.to(scores.device))
+        return scores.masked_fill(self.mask, -math.inf)
+
+
+def with_cached_masks(processors: LogitsProcessorList) -> LogitsProcessorList:
+    """A copy of `processors` where token suppression keeps its mask between steps (same scores)."""
+    return LogitsProcessorList(
+        MaskedSuppressTokens(p) if type(p) is SuppressTokensLogitsProcessor else p for p in processors
+    )
+
+
 # Processors that map each score to a non-decreasing function of itself (or to -inf): bounds stay bounds.
 MONOTONE_PROCESSORS = (
     MinLengthLogitsProcessor,
@@ -147,4 +170,11 @@ def screened_head(head: nn.Linear, cache_owner) -> ScreenedArgmaxHead | None:
     return cached
 
 
-__all__ = ["ScreenedArgmaxHead", "processors_are_monotone", "screened_head", "screening_supported"]
+__all__ = [
+    "MaskedSuppressTokens",
+    "ScreenedArgmaxHead",
+    "with_cached_masks",
+    "processors_are_monotone",
+    "screened_head",
+    "screening_supported",
+]

@@ -6,18 +6,21 @@ ids) and passes the result to the callable, which keeps it instead of looping. E
 of the sampling loop of `GenerationMixin` (prefill first, then one cached forward per token), with the same logits
 processors, sampling and stopping rules, so greedy decoding reproduces `generate` token for token.
 
-Lean decoding: for one unpadded sequence on a model with `decode_step_hidden` / `decode_head` (the Thinker and the
+Lean decoding: for one unpadded sequence on a model with `decode_step_embeds` / `decode_head` (the Thinker and the
 Talker), each step after the prefill skips `prepare_inputs_for_generation`, mask building and the kwargs update:
 the model embeds the last token, runs its decoder on the cache with no mask (one query sees every cached position)
-and returns the last hidden state; the head follows. Greedy steps over a large float32 vocabulary on CPU choose the
-token with `ScreenedArgmaxHead` (exact argmax, a quarter of the weight bytes). `LeanGenerationMixin` routes
-`generate`'s greedy / sampling loop through this decoder when it applies.
+and returns the last hidden state; the head follows. With a `StaticCache` the step attends to the filled positions
+only, and with a `compile_config` on CPU it is compiled (`omni_hf.common.compiled_step`). Greedy steps over a large
+float32 vocabulary on CPU choose the token with `ScreenedArgmaxHead` (exact argmax, a quarter of the weight bytes).
+`LeanGenerationMixin` routes `generate`'s greedy / sampling loop through this decoder when it applies.
 """
 
 import torch
 from torch import nn
+from transformers.cache_utils import StaticCache
 
-from .screened_head import processors_are_monotone, screened_head
+from .compiled_step import CompiledStepRunner, compiled_decoding_applies, static_decode_step
+from .screened_head import processors_are_monotone, screened_head, with_cached_masks
 
 _UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num_return_sequences")
 
@@ -25,7 +28,7 @@ _UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num
 def lean_decoding_applies(model, input_ids: torch.Tensor, model_kwargs: dict) -> bool:
     """Whether `model` can decode `input_ids` `(batch, seq)` with the lean step (one row, no padding, full
     attention, a cache)."""
-    if not hasattr(model, "decode_step_hidden") or input_ids.shape[0] != 1:
+    if not hasattr(model, "decode_step_embeds") or input_ids.shape[0] != 1:
         return False
     if not model_kwargs.get("use_cache", True) or model_kwargs.get("position_ids") is None:
         return False
@@ -55,8 +58,12 @@ class StepDecoder:
         self.steps = 0
         self.lean = lean_decoding_applies(model, input_ids, model_kwargs)
         self.position = None  # (3, 1, 1) TMRoPE ids of the next token, in lean mode
-        self.screen = None
-        if self.lean and not generation_config.do_sample and processors_are_monotone(logits_processor):
+        self.screen = self.compiled = None
+        if self.lean:
+            self.logits_processor = with_cached_masks(logits_processor)
+            if compiled_decoding_applies(model, generation_config, model_kwargs):
+                self.compiled = generation_config.compile_config  # the runner is built after the prefill
+        if self.lean and not generation_config.do_sample and processors_are_monotone(self.logits_processor):
             self.screen = screened_head(model.decode_head(), model)
 
     @classmethod
@@ -98,9 +105,7 @@ class StepDecoder:
             self.position = self.model_kwargs["position_ids"][..., -1:].clone()
         else:
             self.position = self.position + 1  # not in place: the tensor may come from inference mode
-        hidden = self.model.decode_step_hidden(
-            self.sequences[:, -1], self.position, self.model_kwargs["cache"], self.model_kwargs
-        )
+        hidden = self.decode_step(self.model.decode_step_embeds(self.sequences[:, -1], self.model_kwargs))
         scores = None
         if self.screen is not None:
             scores = self.screen.scores(hidden[:, -1], self.sequences, self.logits_processor)
@@ -108,6 +113,18 @@ class StepDecoder:
             logits = self.model.decode_head()(hidden)[:, -1].to(dtype=torch.float32, device=self.sequences.device)
             scores = self.logits_processor(self.sequences, logits)
         return scores
+
+    def decode_step(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
+        """The decoder on one new position `(1, 1, hidden)` → final hidden state `(1, 1, hidden)`."""
+        cache = self.model_kwargs["cache"]
+        if isinstance(self.compiled, CompiledStepRunner):
+            return self.compiled(inputs_embeds, self.position, cache)
+        if self.compiled is not None:
+            self.compiled = CompiledStepRunner(self.model, self.compiled, cache)
+            return self.compiled(inputs_embeds, self.position, cache)
+        if isinstance(cache, StaticCache):  # attend to the filled positions only
+            return static_decode_step(self.model.model, inputs_embeds, self.position, cache)
+        return self.model.model.decode_step(inputs_embeds, self.position, cache)
 
     @torch.no_grad()
     def step(self) -> torch.Tensor:
@@ -150,8 +167,8 @@ class StepDecoder:
 
 class LeanGenerationMixin:
     """Routes `generate`'s greedy / sampling loop through a lean `StepDecoder` when it applies (one unpadded row,
-    no streamer, no per-step outputs requested, no compiled forward); otherwise `GenerationMixin._sample` runs.
-    Put it before `GenerationMixin` in the bases. The model provides `decode_step_hidden` and `decode_head`."""
+    no streamer, no per-step outputs requested, no CUDA-compiled forward); otherwise `GenerationMixin._sample`
+    runs. Put it before `GenerationMixin` in the bases. The model provides `decode_step_embeds` and `decode_head`."""
 
     def _sample(
         self,
@@ -168,8 +185,11 @@ class LeanGenerationMixin:
             and streamer is None
             and not generation_config.return_dict_in_generate
             and not generation_config.is_assistant
-            and not self._valid_auto_compile_criteria(model_kwargs, generation_config)
             and lean_decoding_applies(self, input_ids, model_kwargs)
+            and (
+                compiled_decoding_applies(self, generation_config, model_kwargs)
+                or not self._valid_auto_compile_criteria(model_kwargs, generation_config)
+            )
         )
         if not lean:
             return super()._sample(

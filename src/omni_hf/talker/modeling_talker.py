@@ -180,14 +180,13 @@ class OmniTalkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMixi
         )
 
     # ---------------------------------------------------------------- generation
-    def decode_step_hidden(self, tokens, position_ids, cache, model_kwargs) -> torch.Tensor:
-        """Lean decode step (see `omni_hf.common.step_decoder`): the previous code `tokens` `(1,)` plus the next
-        entry of `model_kwargs["thinker_reply_part"]` (consumed; the last one repeats) at TMRoPE `position_ids`
-        `(3, 1, 1)` → final hidden state `(1, 1, hidden)`; the cache grows by one."""
+    def decode_step_embeds(self, tokens, model_kwargs) -> torch.Tensor:
+        """Lean decode step input (see `omni_hf.common.step_decoder`): the previous code `tokens` `(1,)` plus the
+        next entry of `model_kwargs["thinker_reply_part"]` (consumed; the last one repeats), projected → decoder
+        input `(1, 1, hidden)`."""
         part = model_kwargs["thinker_reply_part"]
         model_kwargs["thinker_reply_part"] = part[:, 1:] if part.shape[1] > 1 else part
-        hidden = part[:, :1] + self.embed_codes(tokens[:, None])
-        return self.model.decode_step(self.thinker_to_talker_proj(hidden), position_ids, cache)
+        return self.thinker_to_talker_proj(part[:, :1] + self.embed_codes(tokens[:, None]))
 
     def decode_head(self) -> nn.Linear:
         return self.codec_head

@@ -341,10 +341,9 @@ class OmniThinkerForConditionalGeneration(OmniPreTrainedModel, LeanGenerationMix
         return output if return_dict else output.to_tuple()
 
     # ---------------------------------------------------------------- generation
-    def decode_step_hidden(self, tokens, position_ids, cache, model_kwargs) -> torch.Tensor:
-        """Lean decode step (see `omni_hf.common.step_decoder`): `tokens` `(1,)` at TMRoPE `position_ids`
-        `(3, 1, 1)` after the cached positions → final hidden state `(1, 1, hidden)`; the cache grows by one."""
-        return self.model.decode_step(self.model.embed_tokens(tokens[:, None]), position_ids, cache)
+    def decode_step_embeds(self, tokens, model_kwargs) -> torch.Tensor:
+        """Lean decode step input (see `omni_hf.common.step_decoder`): `tokens` `(1,)` → embeddings `(1, 1, hidden)`."""
+        return self.model.embed_tokens(tokens[:, None])
 
     def decode_head(self) -> nn.Linear:
         return self.lm_head
