@@ -132,7 +132,6 @@ class CompiledStepRunner:
     """Runs a model's decoder one position at a time through the compiled step (see the module docstring)."""
 
     def __init__(self, model, compile_config, cache: StaticCache):
-        self.decoder = model.model
         self.step_fn = compiled_decode_step(compile_config)
         self.name = type(model).__name__
         self.first = True
@@ -140,11 +139,12 @@ class CompiledStepRunner:
             torch._dynamo.mark_dynamic(cached.keys, 2)
             torch._dynamo.mark_dynamic(cached.values, 2)
 
-    def __call__(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    def __call__(self, decoder, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: StaticCache):
+        """`static_decode_step(decoder, ...)`, compiled."""
         if not self.first:
-            return self.step_fn(self.decoder, inputs_embeds, position_ids, cache)
+            return self.step_fn(decoder, inputs_embeds, position_ids, cache)
         start = time.perf_counter()
-        hidden = self.step_fn(self.decoder, inputs_embeds, position_ids, cache)
+        hidden = self.step_fn(decoder, inputs_embeds, position_ids, cache)
         seconds = time.perf_counter() - start
         self.first = False
         if seconds > 1.0 and self.name not in compile_warmup_seconds:

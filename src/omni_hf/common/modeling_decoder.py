@@ -2,13 +2,14 @@
 
 import torch
 from torch import nn
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache, DynamicCache, StaticCache
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2RMSNorm
 from transformers.utils import logging
 
+from .compiled_step import static_decode_step
 from .modeling_utils import OmniPreTrainedModel
 from .tmrope import mrope_axis_per_frequency
 
@@ -105,6 +106,12 @@ class OmniDecoderModel(OmniPreTrainedModel):
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
+        step_fn = kwargs.pop("decode_step_fn", None)
+        if attention_mask is NO_MASK and isinstance(cache, StaticCache):  # a lean step over a static cache
+            if inputs_embeds is None:
+                inputs_embeds = self.embed_tokens(input_ids)
+            hidden = (step_fn or static_decode_step)(self, inputs_embeds, position_ids, cache)
+            return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -184,11 +191,20 @@ class OmniDecoderModel(OmniPreTrainedModel):
             attentions=tuple(attentions) if output_attentions else None,
         )
 
-    def decode_step(self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Cache) -> torch.Tensor:
+    def decode_step(
+        self, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: Cache, step_fn=None
+    ) -> torch.Tensor:
         """One new position `(1, 1, width)` at TMRoPE `position_ids` `(3, 1, 1)` after the cached ones, with no
-        mask (full attention layers only) → final hidden state `(1, 1, hidden)`; the cache grows by one."""
+        mask (full attention layers only) → final hidden state `(1, 1, hidden)`; the cache grows by one. A
+        `StaticCache` runs `static_decode_step` (attending to its filled positions), or `step_fn` (the same step,
+        compiled) when given. Goes through `forward`, so forward hooks see every step."""
         return self(
-            inputs_embeds=inputs_embeds, attention_mask=NO_MASK, position_ids=position_ids, cache=cache, use_cache=True
+            inputs_embeds=inputs_embeds,
+            attention_mask=NO_MASK,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=True,
+            decode_step_fn=step_fn,
         ).last_hidden_state
 
 

@@ -17,9 +17,8 @@ float32 vocabulary on CPU choose the token with `ScreenedArgmaxHead` (exact argm
 
 import torch
 from torch import nn
-from transformers.cache_utils import StaticCache
 
-from .compiled_step import CompiledStepRunner, compiled_decoding_applies, static_decode_step
+from .compiled_step import CompiledStepRunner, compiled_decoding_applies
 from .screened_head import processors_are_monotone, screened_head, with_cached_masks
 
 _UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num_return_sequences")
@@ -117,14 +116,9 @@ class StepDecoder:
     def decode_step(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """The decoder on one new position `(1, 1, hidden)` → final hidden state `(1, 1, hidden)`."""
         cache = self.model_kwargs["cache"]
-        if isinstance(self.compiled, CompiledStepRunner):
-            return self.compiled(inputs_embeds, self.position, cache)
-        if self.compiled is not None:
+        if self.compiled is not None and not isinstance(self.compiled, CompiledStepRunner):
             self.compiled = CompiledStepRunner(self.model, self.compiled, cache)
-            return self.compiled(inputs_embeds, self.position, cache)
-        if isinstance(cache, StaticCache):  # attend to the filled positions only
-            return static_decode_step(self.model.model, inputs_embeds, self.position, cache)
-        return self.model.model.decode_step(inputs_embeds, self.position, cache)
+        return self.model.model.decode_step(inputs_embeds, self.position, cache, step_fn=self.compiled)
 
     @torch.no_grad()
     def step(self) -> torch.Tensor:

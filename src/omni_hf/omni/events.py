@@ -32,9 +32,10 @@ class AudioChunk:
 class StreamStats:
     """Timings of one streamed reply (seconds since `stream()` was called, wall clock).
 
-    `stage_seconds` is the compute time of each stage (`thinker`, `talker`, `dit`, `vocoder`); `rtf` is each stage's
-    time divided by the audio duration, plus `total` (wall time / audio duration; below 1 means a player never
-    starves once the first chunk is out). `token_ids` / `speech_code_ids` are the whole reply's Thinker tokens and
+    `stage_seconds` is the compute time of each stage (`thinker`, `talker`, `dit`, `vocoder`), and
+    `stage_seconds_to_first_audio` the same up to the first audio chunk (what its latency is made of); `rtf` is each
+    stage's time divided by the audio duration, plus `total` (wall time / audio duration; below 1 means a player
+    never starves once the first chunk is out). `token_ids` / `speech_code_ids` are the whole reply's Thinker tokens and
     speech codes (end tokens excluded for the codes).
     """
 
@@ -45,6 +46,7 @@ class StreamStats:
     speech_codes: int = 0
     audio_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds_to_first_audio: dict[str, float] = field(default_factory=dict)
     rtf: dict[str, float] = field(default_factory=dict)
     token_ids: list[int] = field(default_factory=list)
     speech_code_ids: list[int] = field(default_factory=list)

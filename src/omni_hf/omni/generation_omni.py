@@ -483,6 +483,7 @@ class _ReplyLoop:
             for chunk in self.speech.finish() if talker.finished else self.speech.poll():
                 if self.stats.time_to_first_audio is None:
                     self.stats.time_to_first_audio = self.clock.since_start()
+                    self.stats.stage_seconds_to_first_audio = dict(self.clock.seconds)
                 yield AudioChunk(chunk.cpu().numpy(), start=self.audio_samples / SAMPLING_RATE)
                 self.audio_samples += chunk.numel()
 
