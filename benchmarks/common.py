@@ -6,12 +6,21 @@ import sys
 from pathlib import Path
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (MB) since start or the last `reset_peak_rss()`."""
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB) since start or the last `reset_peak_rss()`."""
+    return _status_mb("VmHWM")
+
+
+def rss_mb() -> float:
+    """This process's resident memory (MB) now."""
+    return _status_mb("VmRSS")
 
 
 def reset_peak_rss() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from common import peak_rss_mb, report, reset_peak_rss, run_child
+from common import peak_rss_mb, report, reset_peak_rss, rss_mb, run_child
 
 
 def build_checkpoint(path: Path) -> None:
@@ -74,6 +74,16 @@ def prompt():
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
+COMPILE = False  # --compile: ours decodes with the compiled step over a static cache (see decode.py)
+
+
+def compiled_kwargs(prefix: str = "") -> dict:
+    from transformers import CompileConfig
+
+    config = CompileConfig(options={"cpp_wrapper": True})
+    return {f"{prefix}cache_implementation": "static", f"{prefix}compile_config": config}
+
+
 def run_talker(impl: str, path: str, codes: int) -> dict:
     from omni_hf.talker.talker_inputs import build_talker_inputs
 
@@ -102,7 +112,10 @@ def run_talker(impl: str, path: str, codes: int) -> dict:
         eos_token_id=8294,
         pad_token_id=8292,
     )
-    talker_inputs.pop("attention_mask")
+    if impl != "ours":
+        talker_inputs.pop("attention_mask")  # (ours keeps its all-ones mask: one unpadded row decodes lean)
+    elif COMPILE:
+        kwargs |= compiled_kwargs()
 
     def call():
         extra = {"inputs_embeds": talker_inputs["inputs_embeds"].clone()}
@@ -163,17 +176,48 @@ def run_end_to_end(impl: str, path: str, codes: int) -> dict:
         kwargs["talker_logits_processor"] = speech_code_filter()
     else:
         model.talker.generation_config.suppress_tokens = list(speech_code_filter()[0].suppress_tokens.tolist())
+    warmup = 0.0
+    if impl == "ours" and COMPILE:
+        kwargs |= compiled_kwargs("thinker_") | compiled_kwargs("talker_")
+        start = time.perf_counter()
+        with torch.no_grad():
+            model.generate(
+                **inputs, **fixed_reply_kwargs(24), **compiled_kwargs("thinker_"), **compiled_kwargs("talker_")
+            )
+        warmup = time.perf_counter() - start
     with torch.no_grad():
         start = time.perf_counter()
         _, wave = model.generate(**inputs, **kwargs)
         elapsed = time.perf_counter() - start
-    # Whole-process peak (weights included): both implementations load the same checkpoint in a fresh process.
-    return {"e2e_s": elapsed, "audio_s": wave.numel() / 24000, "e2e_peak_mb": peak_rss_mb()}
+    # Both implementations load the same checkpoint in a fresh process: the process peak, weights included.
+    return {"e2e_s": elapsed, "audio_s": wave.numel() / 24000, "e2e_peak_mb": peak_rss_mb(), "warmup_s": warmup}
+
+
+def run_reply_memory(impl: str, path: str, codes: int) -> dict:
+    """The reply's working memory in a fresh process: peak resident memory above the loaded model, once every weight
+    is resident (safetensors are memory-mapped: untouched weights are not resident yet). Never compiled."""
+    model = load(impl, path)
+    kwargs = fixed_reply_kwargs(codes)
+    if impl != "ours":
+        kwargs["talker_logits_processor"] = speech_code_filter()
+    else:
+        model.talker.generation_config.suppress_tokens = list(speech_code_filter()[0].suppress_tokens.tolist())
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            tensor.sum()  # page every weight in
+        loaded = rss_mb()
+        reset_peak_rss()
+        model.generate(**prompt(), **kwargs)
+    return {"reply_mb": peak_rss_mb() - loaded}
 
 
 def child(args) -> None:
+    global COMPILE
     torch.set_num_threads(2)
-    if args.child == "talker":
+    COMPILE = args.compile
+    if args.child == "memory":
+        report(run_reply_memory(args.impl, args.path, args.codes))
+    elif args.child == "talker":
         report(run_talker(args.impl, args.path, args.codes))
     elif args.child == "token2wav":
         report(run_token2wav(args.impl, args.path, args.child_seconds))
@@ -190,6 +234,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each implementation (best kept)")
     parser.add_argument("--skip-token2wav", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="ours decodes with the compiled step (static cache)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
@@ -208,7 +253,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 for i, impl in enumerate(("reference", "ours")):
                     found = run_child(
-                        __file__, ["--child", kind, "--impl", impl, "--path", tmp, "--codes", str(codes), *extra]
+                        __file__,
+                        ["--child", kind, "--impl", impl, "--path", tmp, "--codes", str(codes), *extra]
+                        + ["--compile"] * args.compile,
                     )
                     for key, value in found.items():
                         keep_max = key.endswith("per_s")
@@ -226,10 +273,26 @@ def main() -> None:
             ref, ours = both("token2wav", "--child-seconds", str(seconds))
             add(f"token2wav RTF, {seconds:g} s", ref, ours, "rtf", ref_over_ours)
             add(f"token2wav peak MB, {seconds:g} s", ref, ours, "peak_mb", ours_over_ref)
+        targets = []
         for codes in args.reply_codes:
             ref, ours = both("e2e", codes=codes)
+            memory = [
+                run_child(__file__, ["--child", "memory", "--impl", impl, "--path", tmp, "--codes", str(codes)])
+                for impl in ("reference", "ours")
+            ]
+            ref, ours = ref | memory[0], ours | memory[1]
             add(f"spoken reply, {ours['audio_s']:.1f} s audio (s)", ref, ours, "e2e_s", ref_over_ours)
-            add(f"spoken reply, {ours['audio_s']:.1f} s, peak MB", ref, ours, "e2e_peak_mb", ours_over_ref)
+            add(f"spoken reply, {ours['audio_s']:.1f} s, process peak MB", ref, ours, "e2e_peak_mb", ours_over_ref)
+            add(f"spoken reply, {ours['audio_s']:.1f} s, working MB", ref, ours, "reply_mb", ours_over_ref)
+            speed, memory = ref["e2e_s"] / ours["e2e_s"], ours["e2e_peak_mb"] / ref["e2e_peak_mb"]
+            working = ours["reply_mb"] / ref["reply_mb"]
+            targets.append(
+                f"TARGET end to end, {ours['audio_s']:.0f} s spoken reply: >= 2x faster -> {speed:.2f}x: "
+                f"{'met' if speed >= 2 else 'NOT met'}; peak memory <= 0.7x -> process {memory:.2f}x "
+                f"({'met' if memory <= 0.7 else 'NOT met'}), the reply's working memory {working:.2f}x "
+                f"({'met' if working <= 0.7 else 'NOT met'})"
+                + (f" (compile warm-up, paid once: {ours['warmup_s']:.1f} s)" if args.compile else "")
+            )
     print(
         f"Speech benchmark: small config, 2 torch threads, best of {args.rounds} alternated runs "
         "(ratios: ref/ours for time, ours/ref for memory and codes/s)"
@@ -237,6 +300,8 @@ def main() -> None:
     print(f"{'metric':<36}{'reference':>12}{'omni_hf':>12}{'ratio':>9}")
     for label, ref_value, our_value, ratio in rows:
         print(f"{label:<36}{ref_value:>12.3f}{our_value:>12.3f}{ratio:>8.2f}x")
+    for line in targets:
+        print(line)
 
 
 if __name__ == "__main__":

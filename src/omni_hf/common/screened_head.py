@@ -95,23 +95,29 @@ class ScreenedArgmaxHead:
         self.version = weight._version
         self.max_candidates = max_candidates
         self.hidden = weight.shape[1]
-        scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
-        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; fbgemm's kernels still ship
-            warnings.simplefilter("ignore", UserWarning)
-            zero = torch.zeros_like(scale, dtype=torch.long)
-            qweight = torch.quantize_per_channel(weight, scale, zero, 0, torch.qint8)
-            self.packed = torch.ops.quantized.linear_prepack(qweight, None)
-        integers = qweight.int_repr()
-        # Worst rows of each term, so that a step needs one scalar bound (few full-vocabulary ops: on a busy
-        # machine every parallel op costs a scheduling slice). Computed in row blocks to bound the extra memory.
+        # Everything in row blocks, so building costs little beyond the int8 copies: worst rows of each term, so
+        # that a step needs one scalar bound (few full-vocabulary ops: on a busy machine every parallel op costs a
+        # scheduling slice).
+        integers = torch.empty(weight.shape, dtype=torch.int8)
+        scale = torch.empty(weight.shape[0], dtype=torch.float64)
         self.weight_error = self.qweight_norm = self.abs_sum = 0.0
-        for rows in torch.arange(weight.shape[0]).split(16384):
-            dequant = integers[rows].double() * scale[rows, None]
+        for start in range(0, weight.shape[0], 2048):
+            rows = slice(start, start + 2048)
             exact = weight[rows].double()
+            scale[rows] = (exact.abs().amax(dim=1) / 127).clamp_min(1e-12)
+            block = torch.round(exact / scale[rows, None]).clamp_(-127, 127)
+            integers[rows] = block.to(torch.int8)
+            dequant = block.mul_(scale[rows, None])
             self.weight_error = max(self.weight_error, float((exact - dequant).norm(dim=1).max()))
             self.qweight_norm = max(self.qweight_norm, float(dequant.norm(dim=1).max()))
             self.abs_sum = max(self.abs_sum, float(exact.abs().sum(dim=1).max()))
-        del qweight, integers
+        with warnings.catch_warnings():  # quantized tensors are deprecated in torch; fbgemm's kernels still ship
+            warnings.simplefilter("ignore", UserWarning)
+            zero = torch.zeros_like(scale, dtype=torch.long)
+            qweight = torch._make_per_channel_quantized_tensor(integers, scale, zero, 0)
+            del integers  # (copied): at most two int8 copies exist at once
+            self.packed = torch.ops.quantized.linear_prepack(qweight, None)
+        del qweight
 
     def is_current(self, head: nn.Linear) -> bool:
         return head is self.head and head.weight._version == self.version
