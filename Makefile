@@ -33,11 +33,12 @@ style: $(STAMP)
 	$(PY) -m ruff check --fix src tests benchmarks recipes spaces
 	$(PY) -m ruff format src tests benchmarks recipes spaces
 
+# Each script alternates the reference and omni_hf (best of 3 where timing is noisy) and prints TARGET lines.
 bench: $(STAMP)
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/thinker.py
-	$(PY) benchmarks/speech.py
-	$(PY) benchmarks/latency.py
+	$(PY) benchmarks/speech.py --compile
+	$(PY) benchmarks/latency.py --compile --compare-fixed
 	$(PY) benchmarks/quantization.py
 
 clean:

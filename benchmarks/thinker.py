@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--audio-seconds", type=float, default=20.0)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each implementation")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each implementation")
     parser.add_argument("--skip-processor", action="store_true")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)

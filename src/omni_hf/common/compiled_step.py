@@ -101,38 +101,42 @@ def compiled_decoding_applies(model, generation_config, model_kwargs: dict) -> b
     """Whether a lean decode of `model` should run the compiled step: a CPU model, a `StaticCache`, and a
     `compile_config` in `generation_config`."""
     cache = model_kwargs.get("cache")
+    quantizer = getattr(model, "hf_quantizer", None)
     return (
         generation_config.compile_config is not None
         and type(cache) is StaticCache
         and model.device.type == "cpu"
-        and getattr(model, "hf_quantizer", None) is None
+        and (quantizer is None or quantizer.is_compileable)
     )
 
 
 def compiled_decode_step(compile_config):
-    """`static_decode_step` compiled with `compile_config` (a transformers `CompileConfig`), built once per setting.
+    """`static_decode_step` and `apply_head` compiled with `compile_config` (a transformers `CompileConfig`), built
+    once per setting.
     CUDA-graph modes (`reduce-overhead`) do not apply on CPU and compile in the default mode; `options` (inductor's,
     e.g. `{"cpp_wrapper": True}`) take precedence over `mode`."""
     options = dict(compile_config.options or {})
     mode = None if options or compile_config.mode in ("reduce-overhead", "max-autotune") else compile_config.mode
     key = (compile_config.backend, mode, tuple(sorted(options.items())))
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(
-            static_decode_step,
-            fullgraph=True,
-            dynamic=False,
-            backend=compile_config.backend,
-            mode=mode,
-            options=options or None,
+        settings = dict(
+            fullgraph=True, dynamic=False, backend=compile_config.backend, mode=mode, options=options or None
         )
+        _COMPILED[key] = (torch.compile(static_decode_step, **settings), torch.compile(apply_head, **settings))
     return _COMPILED[key]
+
+
+def apply_head(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`head(hidden)` `(1, 1, hidden)` → float32 logits `(1, vocab)` (compiled: an int8 weight-only head is
+    dequantized inside its matrix-vector product instead of materialised every step)."""
+    return head(hidden)[:, -1].float()
 
 
 class CompiledStepRunner:
     """Runs a model's decoder one position at a time through the compiled step (see the module docstring)."""
 
     def __init__(self, model, compile_config, cache: StaticCache):
-        self.step_fn = compiled_decode_step(compile_config)
+        self.step_fn, self.head_fn = compiled_decode_step(compile_config)
         self.name = type(model).__name__
         self.first = True
         for cached in cache.layers:  # one graph for every cache size
@@ -152,10 +156,15 @@ class CompiledStepRunner:
             logger.info(f"Compiled the {self.name} decode step in {seconds:.1f} s (once per model and setting)")
         return hidden
 
+    def head(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """`apply_head(head, hidden)`, compiled."""
+        return self.head_fn(head, hidden)
+
 
 __all__ = [
     "CompiledStepRunner",
     "append_and_attend",
+    "apply_head",
     "compile_warmup_seconds",
     "compiled_decode_step",
     "compiled_decoding_applies",

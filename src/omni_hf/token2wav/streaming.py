@@ -29,6 +29,8 @@ class StreamingWindow:
     Args:
         chunk_blocks: blocks per chunk, in order; the last value repeats. Small first chunks give early audio,
             larger later ones cost less (each chunk also recomputes its `past_blocks + future_blocks` context).
+            A first chunk of 2 blocks is the smallest that sounds at once: the vocoder emits a frame only when its
+            receptive field (39 frames of the official BigVGAN) follows it, and 1 block is 24 frames.
         past_blocks: context blocks before the chunk (official: 2, the DiT's look-back reach per evaluation).
         future_blocks: look-ahead blocks after the chunk (official: 1); a chunk is decoded once their codes exist.
     """
