@@ -152,6 +152,13 @@ def test_lean_decoding_of_one_row_matches_reference(pair, talker_inputs):
     """Row 0 (unpadded) alone takes the lean step path (no per-step kwargs, masks or input preparation) and
     matches the reference's row 0 of the batch (the reference's own batch-of-one run diverges from its batched
     row from the first code, so the batched run is the oracle)."""
+    row, kwargs, expected = _first_row_and_reference_codes(pair, talker_inputs)
+    got = pair[1].generate(**row, **kwargs)
+    assert torch.equal(got, expected)
+
+
+def _first_row_and_reference_codes(pair, talker_inputs):
+    """Row 0's inputs, 30-code greedy kwargs, and the reference's row 0 of the batched run (its oracle)."""
     reference, ours = pair
     config = talker_generation_config(ours.config)
     row = {k: v[:1] for k, v in talker_inputs.items()}
@@ -165,9 +172,7 @@ def test_lean_decoding_of_one_row_matches_reference(pair, talker_inputs):
         repetition_penalty=1.1,
     )
     reference.talker.rope_deltas = None  # the reference keeps TMRoPE state from its previous call
-    expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
-    got = ours.generate(**row, **kwargs)
-    assert torch.equal(got, expected)
+    return row, kwargs, reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["static-cache", "compiled-step"])
@@ -179,20 +184,8 @@ def test_static_cache_and_compiled_step_match_reference(pair, talker_inputs, com
 
     from omni_hf.common.compiled_step import compile_warmup_seconds
 
-    reference, ours = pair
-    config = talker_generation_config(ours.config)
-    row = {k: v[:1] for k, v in talker_inputs.items()}
-    kwargs = dict(
-        do_sample=False,
-        max_new_tokens=30,
-        min_new_tokens=30,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        suppress_tokens=config.suppress_tokens,
-        repetition_penalty=1.1,
-    )
-    reference.talker.rope_deltas = None
-    expected = reference.talker.generate(**_reference_kwargs(talker_inputs), **kwargs)[:1]
+    ours = pair[1]
+    row, kwargs, expected = _first_row_and_reference_codes(pair, talker_inputs)
     extra = dict(cache_implementation="static")
     if compiled:
         backend = "inductor" if shutil.which("g++") or shutil.which("c++") else "aot_eager"

@@ -181,3 +181,30 @@ def test_early_stop_joins_the_token2wav_worker(tiny_omni):
     assert [t for t in threading.enumerate() if t.name == "omni-hf-token2wav"]  # the worker is running
     stream.close()
     assert not [t for t in threading.enumerate() if t.name == "omni-hf-token2wav"]  # the worker was joined
+
+
+def test_compiled_decode_steps_stream_the_same_reply(tiny_omni):
+    """`thinker_/talker_cache_implementation="static"` with a `compile_config`: both decoders run the compiled lean
+    step (its forward hook still records the Thinker track the Talker reads): same text, codes and audio; the first
+    audio's stage breakdown is reported."""
+    from transformers import CompileConfig
+
+    model, processor = tiny_omni
+    compiled = {}
+    for stage in ("thinker", "talker"):
+        compiled |= {
+            f"{stage}_cache_implementation": "static",
+            f"{stage}_compile_config": CompileConfig(backend="aot_eager"),
+        }
+    runs = []
+    for extra in ({}, compiled):
+        events = list(
+            model.stream(PROMPT, tokenizer=processor, generator=torch.Generator().manual_seed(0), **GREEDY, **extra)
+        )
+        runs.append(_split(events))
+    (text, audio, stats), (text_c, audio_c, stats_c) = runs
+    assert stats_c.token_ids == stats.token_ids and stats_c.speech_code_ids == stats.speech_code_ids
+    eager = torch.cat([torch.from_numpy(e.audio) for e in audio])
+    assert torch.equal(torch.cat([torch.from_numpy(e.audio) for e in audio_c]), eager)
+    assert set(stats_c.stage_seconds_to_first_audio) == {"thinker", "talker", "dit", "vocoder"}
+    assert sum(stats_c.stage_seconds_to_first_audio.values()) <= stats_c.time_to_first_audio
