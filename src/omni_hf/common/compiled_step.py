@@ -111,8 +111,7 @@ def compiled_decoding_applies(model, generation_config, model_kwargs: dict) -> b
 
 
 def compiled_decode_step(compile_config):
-    """`static_decode_step` and `apply_head` compiled with `compile_config` (a transformers `CompileConfig`), built
-    once per setting.
+    """`static_decode_step` compiled with `compile_config` (a transformers `CompileConfig`), built once per setting.
     CUDA-graph modes (`reduce-overhead`) do not apply on CPU and compile in the default mode; `options` (inductor's,
     e.g. `{"cpp_wrapper": True}`) take precedence over `mode`."""
     options = dict(compile_config.options or {})
@@ -122,21 +121,15 @@ def compiled_decode_step(compile_config):
         settings = dict(
             fullgraph=True, dynamic=False, backend=compile_config.backend, mode=mode, options=options or None
         )
-        _COMPILED[key] = (torch.compile(static_decode_step, **settings), torch.compile(apply_head, **settings))
+        _COMPILED[key] = torch.compile(static_decode_step, **settings)
     return _COMPILED[key]
-
-
-def apply_head(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """`head(hidden)` `(1, 1, hidden)` → float32 logits `(1, vocab)` (compiled: an int8 weight-only head is
-    dequantized inside its matrix-vector product instead of materialised every step)."""
-    return head(hidden)[:, -1].float()
 
 
 class CompiledStepRunner:
     """Runs a model's decoder one position at a time through the compiled step (see the module docstring)."""
 
     def __init__(self, model, compile_config, cache: StaticCache):
-        self.step_fn, self.head_fn = compiled_decode_step(compile_config)
+        self.step_fn = compiled_decode_step(compile_config)
         self.name = type(model).__name__
         self.first = True
         for cached in cache.layers:  # one graph for every cache size
@@ -156,15 +149,10 @@ class CompiledStepRunner:
             logger.info(f"Compiled the {self.name} decode step in {seconds:.1f} s (once per model and setting)")
         return hidden
 
-    def head(self, head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        """`apply_head(head, hidden)`, compiled."""
-        return self.head_fn(head, hidden)
-
 
 __all__ = [
     "CompiledStepRunner",
     "append_and_attend",
-    "apply_head",
     "compile_warmup_seconds",
     "compiled_decode_step",
     "compiled_decoding_applies",

@@ -109,11 +109,7 @@ class StepDecoder:
         if self.screen is not None:
             scores = self.screen.scores(hidden[:, -1], self.sequences, self.logits_processor)
         if scores is None:
-            head = self.model.decode_head()
-            if isinstance(self.compiled, CompiledStepRunner) and type(head.weight.data) is not torch.Tensor:
-                logits = self.compiled.head(head, hidden).to(self.sequences.device)  # a quantized head: fused
-            else:
-                logits = head(hidden)[:, -1].to(dtype=torch.float32, device=self.sequences.device)
+            logits = self.model.decode_head()(hidden)[:, -1].to(dtype=torch.float32, device=self.sequences.device)
             scores = self.logits_processor(self.sequences, logits)
         return scores
 
