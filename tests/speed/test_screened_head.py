@@ -99,15 +99,22 @@ def test_cached_suppression_mask_gives_the_same_scores():
         assert torch.equal(cached(history, scores.clone()), plain(history, scores.clone()))
 
 
-def test_compiled_step_cache_write_rejects_a_full_cache():
+def test_static_cache_step_appends_attends_to_the_filled_part_and_rejects_a_full_cache():
+    from types import SimpleNamespace
+
     from omni_hf.common.compiled_step import append_and_attend
 
-    keys, values = torch.zeros(1, 2, 3, 8), torch.zeros(1, 2, 3, 8)
-    length = torch.tensor(0)
+    cached = SimpleNamespace(
+        keys=torch.zeros(1, 2, 3, 8), values=torch.zeros(1, 2, 3, 8), cumulative_length=torch.tensor(0)
+    )
     query, key = torch.randn(1, 4, 1, 8), torch.randn(1, 2, 1, 8)
     for filled in range(3):
-        out = append_and_attend(query, key * (filled + 1), key, keys, values, length, 0.5)
-        assert out.shape == (1, 4, 1, 8) and int(length) == filled + 1
-    torch.testing.assert_close(keys[:, :, 2:3], key * 3)
-    with pytest.raises(ValueError, match="static cache is full"):
-        append_and_attend(query, key, key, keys, values, length, 0.5)
+        out = append_and_attend(query, key * (filled + 1), key * (filled + 1), cached, 0.5)
+        # only the filled positions count: the result equals attention over them alone
+        keys = cached.keys[:, :, : filled + 1]
+        expected = torch.nn.functional.scaled_dot_product_attention(query, keys, keys, scale=0.5, enable_gqa=True)
+        torch.testing.assert_close(out, expected)
+        assert int(cached.cumulative_length) == filled + 1
+    torch.testing.assert_close(cached.keys[:, :, 2:3], key * 3)
+    with pytest.raises(RuntimeError, match="static cache is full"):
+        append_and_attend(query, key, key, cached, 0.5)

@@ -3,8 +3,8 @@
 transformers compiles the whole forward when generating with `cache_implementation="static"` and a
 `compile_config`, and attends over the full static length with a mask: right for CUDA graphs, but on CPU every step
 then reads the whole preallocated cache and pays the generic `generate` loop. Here the decoder's layers are
-traced once per model (one graph: norms, projections, rotary, MLPs fused by inductor) and the cache write plus
-attention is one opaque op (`omni_hf::append_and_attend`) that attends to the filled positions only. The buffers'
+traced once per model into one graph (norms, projections, rotary, MLPs fused by inductor), with the cache write
+and an attention over the filled positions only: the filled length is read as a data-dependent size. The buffers'
 length dimension is marked dynamic, so one compile serves every cache size; the warm-up is paid on the first step of
 each model (see `compile_warmup_seconds`).
 
@@ -27,51 +27,24 @@ _COMPILED: dict[tuple, object] = {}
 compile_warmup_seconds: dict[str, float] = {}  # model class name -> seconds of its first compiled step
 
 
-def _append_and_attend(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    length: torch.Tensor,
-    scaling: float,
-) -> torch.Tensor:
-    """Write one position's `key`, `value` `(1, kv_heads, 1, head_dim)` at index `length` of the static buffers
-    `keys`, `values` `(1, kv_heads, capacity, head_dim)`, advance `length` (a 0-d long tensor) and attend `query`
-    `(1, heads, 1, head_dim)` to the filled positions → `(1, heads, 1, head_dim)`."""
-    filled = int(length)
-    if filled >= keys.shape[2]:
-        raise ValueError(f"The static cache is full ({keys.shape[2]} positions); generate with a larger max_length")
-    keys[:, :, filled : filled + 1] = key
-    values[:, :, filled : filled + 1] = value
+def append_and_attend(query, key, value, cached, scaling: float) -> torch.Tensor:
+    """Write one position's `key`, `value` `(1, kv_heads, 1, head_dim)` into the static cache layer `cached` at its
+    `cumulative_length`, advance it, and attend `query` `(1, heads, 1, head_dim)` to the filled positions only →
+    `(1, heads, 1, head_dim)`. Compiled, the filled length is a data-dependent size (`capture_scalar_outputs`)."""
+    length = cached.cumulative_length
+    filled = length.item()
+    torch._check(filled >= 0)
+    torch._check(filled < cached.keys.shape[2], lambda: "The static cache is full: generate with a larger max_length")
+    cached.keys.index_copy_(2, length.view(1), key)
+    cached.values.index_copy_(2, length.view(1), value)
     length.add_(1)
     return nn.functional.scaled_dot_product_attention(
         query,
-        keys[:, :, : filled + 1],
-        values[:, :, : filled + 1],
+        cached.keys[:, :, : filled + 1],
+        cached.values[:, :, : filled + 1],
         scale=scaling,
-        enable_gqa=query.shape[1] != keys.shape[1],
+        enable_gqa=query.shape[1] != cached.keys.shape[1],
     )
-
-
-def _define_op() -> None:
-    """Register `omni_hf::append_and_attend` once per process (a checkpoint's remote-code copy of this module may
-    be imported beside the package). A plain library op: `torch.library.custom_op` adds ~40 us per call."""
-    if hasattr(torch.ops.omni_hf, "append_and_attend"):
-        return
-    library = torch.library.Library("omni_hf", "FRAGMENT")
-    library.define(
-        "append_and_attend(Tensor query, Tensor key, Tensor value, Tensor(a!) keys, Tensor(b!) values, "
-        "Tensor(c!) length, float scaling) -> Tensor"
-    )
-    library.impl("append_and_attend", _append_and_attend, "CompositeExplicitAutograd")
-    torch.library.register_fake("omni_hf::append_and_attend", lambda query, *args: torch.empty_like(query))
-    _LIBRARIES.append(library)  # the registration lives as long as the library object
-
-
-_LIBRARIES: list = []
-_define_op()
-append_and_attend = torch.ops.omni_hf.append_and_attend.default
 
 
 def static_decode_step(decoder, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: StaticCache):
@@ -89,9 +62,7 @@ def static_decode_step(decoder, inputs_embeds: torch.Tensor, position_ids: torch
         key = attention.k_proj(states).view(heads).transpose(1, 2)
         value = attention.v_proj(states).view(heads).transpose(1, 2)
         query, key = apply_rotary_pos_emb(query, key, cos, sin)
-        attended = append_and_attend(
-            query, key, value, cached.keys, cached.values, cached.cumulative_length, attention.scaling
-        )
+        attended = append_and_attend(query, key, value, cached, attention.scaling)
         hidden = hidden + attention.o_proj(attended.transpose(1, 2).reshape(1, 1, -1))
         hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
     return decoder.norm(hidden)
@@ -139,15 +110,26 @@ class CompiledStepRunner:
     def __call__(self, decoder, inputs_embeds: torch.Tensor, position_ids: torch.Tensor, cache: StaticCache):
         """`static_decode_step(decoder, ...)`, compiled."""
         if not self.first:
-            return self.step_fn(decoder, inputs_embeds, position_ids, cache)
+            return self._run(decoder, inputs_embeds, position_ids, cache)
         start = time.perf_counter()
-        hidden = self.step_fn(decoder, inputs_embeds, position_ids, cache)
+        hidden = self._run(decoder, inputs_embeds, position_ids, cache)
         seconds = time.perf_counter() - start
         self.first = False
         if seconds > 1.0 and self.name not in compile_warmup_seconds:
             compile_warmup_seconds[self.name] = seconds
             logger.info(f"Compiled the {self.name} decode step in {seconds:.1f} s (once per model and setting)")
         return hidden
+
+    def _run(self, *args):
+        # The cache's filled length becomes a traced size only with this dynamo setting; it is read while tracing,
+        # so it is set around each call rather than for the whole process (a plain attribute: cheap).
+        config = torch._dynamo.config
+        previous = config.capture_scalar_outputs
+        config.capture_scalar_outputs = True
+        try:
+            return self.step_fn(*args)
+        finally:
+            config.capture_scalar_outputs = previous
 
 
 __all__ = [
