@@ -18,7 +18,7 @@ float32 vocabulary on CPU choose the token with `ScreenedArgmaxHead` (exact argm
 import torch
 from torch import nn
 
-from .compiled_step import CompiledStepRunner, compiled_decoding_applies
+from .compiled_step import CompiledStepRunner, compiled_decode_step, compiled_decoding_applies
 from .screened_head import processors_are_monotone, screened_head, with_cached_masks
 
 _UNSUPPORTED = ("num_beams", "assistant_model", "prompt_lookup_num_tokens", "num_return_sequences")
@@ -61,6 +61,7 @@ class StepDecoder:
         if self.lean:
             self.logits_processor = with_cached_masks(logits_processor)
             if compiled_decoding_applies(model, generation_config, model_kwargs):
+                compiled_decode_step(generation_config.compile_config)  # a bad backend fails now, before the prefill
                 self.compiled = generation_config.compile_config  # the runner is built after the prefill
         if self.lean and not generation_config.do_sample and processors_are_monotone(self.logits_processor):
             self.screen = screened_head(model.decode_head(), model)
