@@ -1,19 +1,22 @@
 # omni_hf developer commands. Each target creates or refreshes the local virtualenv (.venv) first.
 # The venv sees the system's site-packages, so an existing (GPU) torch is reused, never replaced;
 # only when no torch is importable is the pinned CPU build installed (torch==2.13.0).
+# Every other package is installed at the version in requirements/lock.txt (the suite was green on those);
+# `scripts/lock.sh` refreshes the lock, `make test-latest` tries the newest versions pyproject.toml allows.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.omni_hf-installed
+LOCK := requirements/lock.txt
 TORCH_CPU ?= torch==2.13.0
 DEMO_DIR ?= demo_assets
 
-.PHONY: venv demo test quality style bench clean
+.PHONY: venv demo test test-latest quality style bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_CPU)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[dev,quantization]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -24,6 +27,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	@scripts/ensure_test_deps.sh $(PY)
 	$(PY) -m pytest -q
+
+# The newest versions the pyproject ranges allow, in their own venv (.venv-latest): runs the suite, then names each
+# package whose newer release breaks a test (by putting it back to its locked version and re-running the failures).
+test-latest:
+	$(PYTHON) scripts/test_latest.py --venv .venv-latest --lock $(LOCK) --torch "$(TORCH_CPU)"
 
 quality: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks recipes spaces
@@ -42,4 +50,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/quantization.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-latest $(DEMO_DIR) .pytest_cache .ruff_cache

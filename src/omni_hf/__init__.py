@@ -1,62 +1,66 @@
 """omni_hf: Qwen2.5-Omni in the Hugging Face ecosystem.
 
-Importing the package registers its classes with transformers' Auto classes (`AutoConfig`, `AutoModel`,
-`AutoModelForCausalLM`, `AutoProcessor`).
+`import omni_hf` is fast and quiet: it imports neither torch nor transformers. Each public name loads its module on
+first use, and omni_hf registers its classes with transformers' Auto classes (`AutoConfig`, `AutoModel`,
+`AutoModelForCausalLM`, `AutoProcessor`, ...) as soon as those are loaded (`omni_hf.lazy_registration`).
 """
 
-from .auto import register_auto_classes
-from .omni import (
-    AudioChunk,
-    OmniConfig,
-    OmniForConditionalGeneration,
-    OmniSession,
-    StreamingWindow,
-    StreamStats,
-    TextDelta,
-)
-from .processing import OmniProcessor
-from .talker import OmniTalkerConfig, OmniTalkerForConditionalGeneration
-from .thinker import (
-    OmniAudioEncoder,
-    OmniAudioEncoderConfig,
-    OmniTextConfig,
-    OmniThinkerConfig,
-    OmniThinkerForConditionalGeneration,
-    OmniThinkerModel,
-    OmniVisionEncoder,
-    OmniVisionEncoderConfig,
-)
-from .token2wav import BigVGANVocoder, OmniDiTModel, OmniFlowMatchScheduler, OmniToken2WavPipeline
-from .voices import Speaker, SpeakerBank
+import importlib
+
+from . import lazy_registration, log_filters
 
 __version__ = "0.1.0"
 
-register_auto_classes()
+# Public name -> the subpackage that defines it.
+_EXPORTS = {
+    "AudioChunk": "omni",
+    "OmniConfig": "omni",
+    "OmniForConditionalGeneration": "omni",
+    "OmniSession": "omni",
+    "StreamStats": "omni",
+    "StreamingWindow": "omni",
+    "TextDelta": "omni",
+    "OmniProcessor": "processing",
+    "OmniTalkerConfig": "talker",
+    "OmniTalkerForConditionalGeneration": "talker",
+    "OmniAudioEncoder": "thinker",
+    "OmniAudioEncoderConfig": "thinker",
+    "OmniTextConfig": "thinker",
+    "OmniThinkerConfig": "thinker",
+    "OmniThinkerForConditionalGeneration": "thinker",
+    "OmniThinkerModel": "thinker",
+    "OmniVisionEncoder": "thinker",
+    "OmniVisionEncoderConfig": "thinker",
+    "BigVGANVocoder": "token2wav",
+    "OmniDiTModel": "token2wav",
+    "OmniFlowMatchScheduler": "token2wav",
+    "OmniToken2WavPipeline": "token2wav",
+    "Speaker": "voices",
+    "SpeakerBank": "voices",
+}
 
-__all__ = [
-    "AudioChunk",
-    "OmniSession",
-    "StreamStats",
-    "StreamingWindow",
-    "TextDelta",
-    "BigVGANVocoder",
-    "OmniAudioEncoder",
-    "OmniAudioEncoderConfig",
-    "OmniConfig",
-    "OmniDiTModel",
-    "OmniFlowMatchScheduler",
-    "OmniForConditionalGeneration",
-    "OmniTalkerConfig",
-    "OmniTalkerForConditionalGeneration",
-    "OmniToken2WavPipeline",
-    "Speaker",
-    "SpeakerBank",
-    "OmniProcessor",
-    "OmniTextConfig",
-    "OmniThinkerConfig",
-    "OmniThinkerForConditionalGeneration",
-    "OmniThinkerModel",
-    "OmniVisionEncoder",
-    "OmniVisionEncoderConfig",
-    "__version__",
-]
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'omni_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    lazy_registration.try_register()
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+def register_auto_classes() -> None:
+    """Register omni_hf's classes with transformers' Auto classes now (normally automatic, see the module doc)."""
+    from .auto import register_auto_classes as register
+
+    register()
+
+
+log_filters.install()
+lazy_registration.install()
+
+__all__ = [*sorted(_EXPORTS), "__version__", "register_auto_classes"]

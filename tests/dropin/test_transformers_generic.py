@@ -3,8 +3,11 @@ run against `OmniThinkerForConditionalGeneration` through a small tester: a batc
 image (4x4 patches) and an audio clip (40 mel frames). Tests that do not apply are skipped with the reason below
 (listed in tests/dropin/README.md)."""
 
+import importlib.metadata
 import unittest
+from pathlib import Path
 
+import pytest
 import torch
 
 from omni_hf import OmniThinkerConfig, OmniThinkerForConditionalGeneration
@@ -12,7 +15,18 @@ from omni_hf.common.tmrope import audio_token_lengths
 from omni_hf.testing.tiny import TINY_TOKEN_IDS, tiny_thinker_config_dict
 from omni_hf.thinker.configuration_thinker import translate_official_thinker_config
 
-from ._transformers_tests.test_modeling_common import ModelTesterMixin, floats_tensor
+VENDORED_VERSION = (Path(__file__).parent / "_transformers_tests" / "VERSION").read_text().strip()
+INSTALLED_VERSION = importlib.metadata.version("transformers")
+try:
+    from ._transformers_tests.test_modeling_common import ModelTesterMixin, floats_tensor
+except ImportError as error:  # the vendored tests need helpers of their own transformers release
+    if INSTALLED_VERSION == VENDORED_VERSION:
+        raise
+    pytest.skip(
+        f"the vendored transformers tests are from transformers {VENDORED_VERSION} but {INSTALLED_VERSION} is "
+        f"installed, which lacks what they import ({error}); run scripts/refresh_transformers_tests.py",
+        allow_module_level=True,
+    )
 
 # test name prefix → why it is skipped (each is also listed in tests/dropin/README.md)
 SKIPPED = {

@@ -4,6 +4,11 @@ A new folder appears in one `rename`, so a reader sees nothing or the whole arti
 files are moved in under a marker (`.omni_hf_incomplete`): a save killed part-way leaves the marker, and every
 omni_hf loader then refuses the folder with a clear error (`check_complete`) instead of loading a mix of old and new.
 
+Several processes may save into one folder at once (every rank of a training run, two `omni-hf speaker add`):
+commits into one parent folder take turns under a lock on that folder, so each save lands whole, one after the other,
+and the last one's files are what the folder holds. A save killed before its commit leaves a hidden staging folder;
+the next save beside it removes those of processes that no longer run on this host.
+
 Each save names the `part` it writes ("model", "processor", "speakers", ...). The folder's manifest
 (`.omni_hf_saved.json`) records the files of each part, so an overwrite removes what the same part wrote last time
 and is not written now (nothing stale), while files no part of ours wrote — the user's — are kept.
@@ -20,6 +25,7 @@ import errno
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,13 +106,62 @@ def _prune_empty_parents(path: Path, root: Path) -> None:
         folder = folder.parent
 
 
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on `folder` itself (flock on its descriptor: nothing is written into it), held while a
+    save commits beside it. Where flock is missing (Windows), saves are not serialised."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+def _staging_prefix(directory: Path) -> str:
+    return f".{directory.name}.staging-"
+
+
+def _remove_abandoned_stagings(directory: Path) -> None:
+    """Remove the staging folders beside `directory` that saves killed on this host left behind (their process no
+    longer runs). Another host's (a shared file system) are left alone: their processes cannot be checked here."""
+    host = socket.gethostname().replace("-", "_")
+    for staging in directory.parent.glob(_staging_prefix(directory) + "*"):
+        fields = staging.name[len(_staging_prefix(directory)) :].split("-")
+        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit():
+            continue
+        try:
+            os.kill(int(fields[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+            logger.info("Removed %s, left by a save that was killed", staging)
+        except PermissionError:  # another user's live process
+            continue
+
+
 def commit(staging: Path, directory: Path, part: str) -> None:
-    """Move the files of `staging` into `directory` as `part` (see the module docstring)."""
+    """Move the files of `staging` into `directory` as `part` (see the module docstring). Commits into one parent
+    folder take turns, so two processes saving the same folder both land whole, one after the other."""
+    with _folder_lock(directory.parent):
+        _commit_locked(staging, directory, part)
+
+
+def _commit_locked(staging: Path, directory: Path, part: str) -> None:
     written = _files(staging)
     if not directory.exists():
         _write_manifest(staging / MANIFEST, {part: written})
-        os.rename(staging, directory)  # one step: the folder appears whole
-        return
+        try:
+            os.rename(staging, directory)  # one step: the folder appears whole
+            return
+        except OSError as error:  # created meanwhile by a writer that does not take the lock: merge into it
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not directory.is_dir():
+                raise
+            (staging / MANIFEST).unlink()
     if not directory.is_dir():
         raise NotADirectoryError(f"Cannot save into {directory}: it exists and is not a folder")
     clashes = [name for name in written if (directory / name).is_dir() and not (directory / name).is_symlink()]
@@ -136,7 +191,9 @@ def staged_save(directory: str | os.PathLike, part: str) -> Iterator[Path]:
     `directory` as `part`. On error the staging folder is removed and `directory` is untouched."""
     directory = Path(os.path.abspath(directory))
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.staging-", dir=directory.parent))
+    _remove_abandoned_stagings(directory)
+    owner = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}-"  # host and process: see the cleanup above
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(directory) + owner, dir=directory.parent))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # a new folder gets the usual permissions, not mkdtemp's 0700

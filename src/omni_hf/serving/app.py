@@ -305,7 +305,7 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
         while True:
             try:
                 event = await asyncio.wait_for(events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 if await request.is_disconnected():
                     return error_response("Client disconnected", 499)
                 continue

@@ -265,6 +265,8 @@ class BigVGANVocoder(ModelMixin, ConfigMixin):
     """
 
     sampling_rate = 24000
+    # Every top-level part: a pipeline load with `torch_dtype=`/`dtype=` keeps token2wav float32 (the official policy).
+    _keep_in_fp32_modules = ["activation_post", "conv_post", "conv_pre", "resblocks", "ups"]
 
     @register_to_config
     def __init__(

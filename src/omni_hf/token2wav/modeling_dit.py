@@ -370,6 +370,8 @@ class OmniDiTModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["DiTBlock"]
+    # Every top-level part: a pipeline load with `torch_dtype=`/`dtype=` keeps token2wav float32 (the official policy).
+    _keep_in_fp32_modules = ["input_embed", "norm_out", "proj_out", "text_embed", "time_embed", "transformer_blocks"]
 
     @register_to_config
     def __init__(

@@ -11,6 +11,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..common.remote_code import write_code_set
@@ -19,6 +20,36 @@ from .bigvgan import BigVGANVocoder
 from .modeling_dit import OmniDiTModel
 from .scheduling_flow_match import OmniFlowMatchScheduler
 from .streaming import StreamingWindow, Token2WavStream, stream_token2wav
+
+logger = logging.get_logger(__name__)
+_FLOAT32_NOTE = (
+    "token2wav keeps float32 (as the official model does: its ODE solve and the vocoder's filters are not reliable "
+    "in half precision), so the dtype %s asked for is not applied to it; cast explicitly with `pipe.to(dtype)` to "
+    "run it in another dtype anyway"
+)
+
+
+def _keep_float32(*modules: torch.nn.Module) -> None:
+    """Load-time policy: whichever entry point loaded token2wav (our `from_pretrained`, `DiffusionPipeline` with
+    `dtype=`, the full model), its models are float32."""
+    asked = {m.dtype for m in modules if m.dtype != torch.float32}
+    if asked:
+        logger.warning(_FLOAT32_NOTE, ", ".join(sorted(str(d) for d in asked)))
+        for module in modules:
+            module.to(torch.float32)
+
+
+def _load_device(device_map) -> torch.device:
+    """The one device a `device_map` names for this small pipeline (it is not split across devices)."""
+    if device_map in ("auto", "balanced"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device_map, (str, int, torch.device)):
+        return torch.device(device_map)
+    raise ValueError(
+        f"device_map for the token2wav pipeline must be 'auto', 'balanced' or one device (e.g. 'cuda:0'), got "
+        f"{device_map!r}: it is small and runs on a single device"
+    )
+
 
 SAMPLING_RATE = 24000
 DIT_PREFIX = "token2wav.code2wav_dit_model."
@@ -47,6 +78,7 @@ class OmniToken2WavPipeline(DiffusionPipeline):
 
     def __init__(self, dit: OmniDiTModel, scheduler: OmniFlowMatchScheduler, vocoder: BigVGANVocoder):
         super().__init__()
+        _keep_float32(dit, vocoder)
         self.register_modules(dit=dit, scheduler=scheduler, vocoder=vocoder)
 
     @classmethod
@@ -93,9 +125,10 @@ class OmniToken2WavPipeline(DiffusionPipeline):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "OmniToken2WavPipeline":
         """Load `dit/`, `scheduler/`, `vocoder/` with this module's own classes (whatever `model_index.json` names),
-        float32 unless `torch_dtype` is given. `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` also
-        loads a saved folder, through the code saved in it. A local folder left half-written by an interrupted save
-        is refused."""
+        always in float32 (`dtype=` / `torch_dtype=` other than float32 are noted and not applied, as for the full
+        model), on the device `device_map` names ("auto": the GPU when there is one).
+        `DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` also loads a saved folder, through the code
+        saved in it, with the same dtype policy. A local folder left half-written by an interrupted save is refused."""
         check_complete_if_local(pretrained_model_name_or_path)
         folder = Path(pretrained_model_name_or_path)
         hub = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
@@ -107,13 +140,18 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             raise ValueError(
                 f"{pretrained_model_name_or_path} is not a token2wav pipeline folder (no model_index.json)"
             )
-        dtype = kwargs.pop("torch_dtype", None) or torch.float32
+        asked = [kwargs.pop(key) for key in ("dtype", "torch_dtype") if key in kwargs]
+        device_map = kwargs.pop("device_map", None)
         if kwargs:
             raise TypeError(f"OmniToken2WavPipeline.from_pretrained got unsupported arguments: {sorted(kwargs)}")
-        dit = OmniDiTModel.from_pretrained(folder / "dit", torch_dtype=dtype)
-        vocoder = BigVGANVocoder.from_pretrained(folder / "vocoder", torch_dtype=dtype)
+        device = _load_device(device_map) if device_map is not None else None
+        if any(dtype not in (None, "auto", torch.float32, "float32") for dtype in asked):
+            logger.warning(_FLOAT32_NOTE, ", ".join(str(d) for d in asked))
+        dit = OmniDiTModel.from_pretrained(folder / "dit", torch_dtype=torch.float32)
+        vocoder = BigVGANVocoder.from_pretrained(folder / "vocoder", torch_dtype=torch.float32)
         scheduler = OmniFlowMatchScheduler.from_pretrained(folder / "scheduler")
-        return cls(dit=dit.eval(), scheduler=scheduler, vocoder=vocoder.eval())
+        pipe = cls(dit=dit.eval(), scheduler=scheduler, vocoder=vocoder.eval())
+        return pipe.to(device) if device is not None else pipe
 
     def check_inputs(self, codes, reference_mel, speaker_embedding, num_inference_steps):
         if not torch.is_tensor(codes) or codes.dim() not in (1, 2):

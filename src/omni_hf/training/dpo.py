@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from accelerate.utils import broadcast_object_list
 from transformers.utils import logging
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
@@ -339,15 +340,17 @@ class TalkerDPOTrainer(DPOTrainer):
     # ------------------------------------------------------------------ results
     def save_result(self, directory: str | Path) -> Path:
         """Save what was trained: the adapter (`model.voice_adapters.save`, loadable with `model.voice_adapters.load`) or, for full
-        fine-tuning, the whole model in omni_hf's layout."""
-        directory = Path(directory)
-        if self.omni_model.voice_adapters.peft is not None:
-            saved = self.omni_model.voice_adapters.save(ADAPTER, directory)
-            meta = json.loads((saved / "voice.json").read_text())
-            (saved / "voice.json").write_text(json.dumps({**meta, "voice": self.adapter_name}, indent=2) + "\n")
-            return saved
-        self.omni_model.save_pretrained(directory)
-        return directory
+        fine-tuning, the whole model in omni_hf's layout. Under several processes only the main one writes; the
+        others wait for it, and every process returns the same path."""
+        saved = [Path(directory)]
+        if self.is_world_process_zero():
+            if self.omni_model.voice_adapters.peft is not None:
+                saved[0] = self.omni_model.voice_adapters.save(ADAPTER, directory, voice_label=self.adapter_name)
+            else:
+                self.omni_model.save_pretrained(directory)
+        if self.accelerator.num_processes > 1:
+            broadcast_object_list(saved)  # waits for the main process's save
+        return saved[0]
 
 
 @torch.no_grad()

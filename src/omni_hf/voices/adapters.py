@@ -132,15 +132,20 @@ class VoiceAdapters:
             self.remove(name)  # the Talker part loaded already: take it back
             raise ValueError(f"Voice adapter {str(path)!r} has a DiT part that does not fit: {problem}")
 
-    def save(self, name: str, directory: str | os.PathLike) -> Path:
-        """Write adapter `name` (PEFT files + its card + `voice.json`) into `directory`."""
+    def save(self, name: str, directory: str | os.PathLike, voice_label: str | None = None) -> Path:
+        """Write adapter `name` (PEFT files + its card + `voice.json`) into `directory`; `voice.json` names the
+        voice `voice_label` (default: `name`)."""
         self._require(name)
         directory = Path(directory)
         with staged_save(directory, "voice") as stage:  # staged: an interrupted save leaves the old adapter
             self.peft.save_pretrained(stage, selected_adapters=[name])
             sub = name if (stage / name).is_dir() else ""
             saved = stage / sub
-            meta = {"voice": name, "talker": talker_fingerprint(self.model.talker), "library": "omni_hf"}
+            meta = {
+                "voice": voice_label or name,
+                "talker": talker_fingerprint(self.model.talker),
+                "library": "omni_hf",
+            }
             if name in self.dit_names:
                 dit = self._dit()
                 dit.save_lora_adapter(saved / DIT_FOLDER, adapter_name=name)
