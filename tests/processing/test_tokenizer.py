@@ -1,7 +1,5 @@
 """The tiny Qwen2-style tokenizer: exact special ids, single-token roles, speed, save/load, reference compatibility."""
 
-import time
-
 from transformers import AutoTokenizer, Qwen2Tokenizer
 
 from omni_hf.processing import OmniProcessor
@@ -40,10 +38,11 @@ def test_roles_are_single_tokens_and_text_round_trips():
     assert tok.decode(ids) == text and max(ids) < len(tok)
 
 
-def test_builds_fast():
-    start = time.perf_counter()
-    build_tiny_tokenizer()
-    assert time.perf_counter() - start < 2.0
+def test_builds_the_same_tokenizer_each_time():
+    first, second = build_tiny_tokenizer(), build_tiny_tokenizer()
+    assert first.get_vocab() == second.get_vocab()
+    text = "<|im_start|>user\nHello<|im_end|>"
+    assert first.encode(text, add_special_tokens=False) == second.encode(text, add_special_tokens=False)
 
 
 def test_save_load_and_reference_attributes(tmp_path, reference):
