@@ -28,6 +28,7 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
+from accelerate import PartialState
 from transformers import TrainingArguments
 
 from omni_hf.training.recipe_config import OutputArguments, parse_recipe_args
@@ -104,6 +105,10 @@ def main(argv=None) -> dict:
             max_steps=args.dit_max_steps, learning_rate=args.dit_learning_rate,
             batch_size=training.per_device_train_batch_size, seed=training.seed,
         )  # fmt: skip
+    state = PartialState()
+    if not state.is_main_process:  # under several processes only the main one writes, measures and pushes
+        state.wait_for_everyone()
+        return metrics
     saved = model.voice_adapters.save(args.voice, output)
     metrics["adapter_dir"] = str(saved)
     if synthetic:
@@ -117,6 +122,7 @@ def main(argv=None) -> dict:
         info = push_voice_adapter(model, args.voice, training.hub_model_id, results={"voice": figures}, **hub)
         metrics["pushed_to"] = info.commit_url
     print(json.dumps(metrics, indent=2))
+    state.wait_for_everyone()
     return metrics
 
 

@@ -105,6 +105,10 @@ def main() -> int:
         upgrade = ["--upgrade", "--upgrade-strategy", "eager", "-e", ".[dev,quantization]"]
         if args.newest_torch:
             upgrade.append("torch")
+        else:  # eager upgrades would replace torch too (on PyPI: a CUDA build of several GB)
+            keep = venv / "keep-torch.txt"
+            keep.write_text(f"torch=={installed_versions(python)['torch']}\n")
+            upgrade += ["-c", str(keep)]
         if not pip_install(python, *upgrade):
             return 2
     if run(["bash", "scripts/ensure_test_deps.sh", python]).returncode:
