@@ -60,14 +60,14 @@ def register_auto_classes() -> None:
     global _REGISTERED
     if _REGISTERED:
         return
+    from .processing import OmniProcessor  # imported before anything is registered: an import error registers nothing
+
     for config_class, model_class in AUTO_MODELS.items():
         AutoConfig.register(config_class.model_type, config_class)
         AutoModel.register(config_class, model_class)
     for auto_class, models in TASK_MODELS.items():
         for config_class, model_class in models.items():
             auto_class.register(config_class, model_class)
-
-    from .processing import OmniProcessor
 
     AutoProcessor.register(OmniThinkerConfig, OmniProcessor)
     AutoProcessor.register(OmniConfig, OmniProcessor)
