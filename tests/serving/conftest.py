@@ -177,3 +177,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """`live_server(app)`: a context manager serving `app` with uvicorn on 127.0.0.1 (`LiveServer`)."""
+    return LiveServer
+
+
+@pytest.fixture(scope="session")
+def server_limits():
+    """The serving tests' input limits and reply lengths."""
+    return ServerLimits(**LIMITS)

@@ -1,7 +1,6 @@
 """The app on Ray Serve with two CPU replicas behind one HTTP endpoint (local Ray, 127.0.0.1)."""
 
 import socket
-import time
 
 import httpx
 import pytest
@@ -15,9 +14,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_replicas_behind_one_endpoint(tiny_omni_dir):
+def test_two_replicas_behind_one_endpoint(tiny_omni_dir, monkeypatch):
     import openai
     from ray import serve
+    from ray.serve._private import api as serve_api
+
+    # No wall-clock limits: Ray gives its HTTP proxy 60 s to start, which a loaded 2-core machine can exceed.
+    monkeypatch.setattr(serve_api, "HTTP_PROXY_TIMEOUT", 900, raising=False)
 
     from omni_hf.serving import ServerLimits
     from omni_hf.serving.ray_deployment import build_ray_app
@@ -38,11 +41,12 @@ def test_two_replicas_behind_one_endpoint(tiny_omni_dir):
         serve.run(app, route_prefix="/", name="omni-hf")
         url = f"http://127.0.0.1:{port}"
         replicas = set()
-        deadline = time.monotonic() + 60
-        while len(replicas) < 2 and time.monotonic() < deadline:
-            health = httpx.get(url + "/health", timeout=30).json()
+        for _ in range(200):  # requests go to a replica at random: 200 that all miss one would be a bug
+            health = httpx.get(url + "/health", timeout=300).json()
             assert health["status"] == "ok"
             replicas.add(health["replica"])
+            if len(replicas) == 2:
+                break
         assert len(replicas) == 2, replicas
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused")
         stream = client.chat.completions.create(

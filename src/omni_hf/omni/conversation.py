@@ -22,6 +22,7 @@ from transformers.cache_utils import DynamicCache
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
 from ..processing.streaming_log_mel import StreamingLogMel
 from .events import TextDelta
+from .forward_recording import record_thinker_forwards
 from .generation_omni import ReplyPrompt
 from .prefill import encode_audio_chunk, forward_into_cache
 
@@ -237,13 +238,10 @@ class OmniConversation:
 
     def _keep_reply(self, events, input_ids, positions, header_length):
         """Pass the events on; afterwards (also when stopped early) add what the Thinker forwarded to the history."""
-        recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
-        handle = self.thinker.model.register_forward_hook(
-            lambda module, args, kwargs, out: recorded.append((kwargs["inputs_embeds"], out.last_hidden_state)),
-            with_kwargs=True,
-        )
         generated: list[int] = []
         self._busy = True
+        recorder = record_thinker_forwards(self.thinker)
+        recorded = recorder.__enter__()
         try:
             for event in events:
                 if isinstance(event, TextDelta):
@@ -251,7 +249,7 @@ class OmniConversation:
                 yield event
         finally:
             events.close()
-            handle.remove()
+            recorder.__exit__(None, None, None)
             self._busy = False
             self._after_reply(recorded, generated, input_ids, positions, header_length)
 

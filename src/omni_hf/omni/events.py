@@ -1,8 +1,11 @@
 """What `OmniForConditionalGeneration.stream()` yields: text deltas, audio chunks, and one final stats event."""
 
+import contextvars
 from dataclasses import dataclass, field
 
 import numpy as np
+
+_STEP_MARKERS: contextvars.ContextVar = contextvars.ContextVar("omni_hf_step_markers", default=False)
 
 
 @dataclass
@@ -67,3 +70,20 @@ class StreamStats:
 
 
 __all__ = ["AudioChunk", "StreamStats", "TextDelta"]
+
+
+class StepTaken:
+    """Yielded by a reply between two of its model steps, only where `enable_step_markers()` was called in the
+    current context (the serving engine does, so that it can interleave replies step by step); never otherwise."""
+
+
+STEP_TAKEN = StepTaken()
+
+
+def enable_step_markers() -> None:
+    """Make replies started in the current context yield `STEP_TAKEN` between model steps (see `StepTaken`)."""
+    _STEP_MARKERS.set(True)
+
+
+def step_markers_enabled() -> bool:
+    return _STEP_MARKERS.get()

@@ -29,7 +29,8 @@ from ..talker.talker_inputs import build_talker_inputs, talker_prompt, text_entr
 from ..token2wav.streaming import StreamingWindow, Token2WavStream
 from ..voices.speakers import Speaker
 from .decoding import StepDecoder
-from .events import AudioChunk, StreamStats, TextDelta
+from .events import STEP_TAKEN, AudioChunk, StreamStats, TextDelta, step_markers_enabled
+from .forward_recording import record_thinker_forwards
 from .pipeline_compat import pipeline_generate_arguments
 from .worker import BackgroundToken2Wav, InlineToken2Wav
 
@@ -288,20 +289,10 @@ class OmniGenerationMixin(GenerationMixin):
         return _ReplyLoop(self, request, prompt, tokenizer, window, background_token2wav).run()
 
     # ---------------------------------------------------------------- internals
-    @contextlib.contextmanager
     def _thinker_track(self):
-        """Record, for every Thinker forward, its input embeddings and final hidden states (what the Talker reads),
-        instead of keeping every layer's hidden states as `output_hidden_states=True` would."""
-        track: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-        def record(module, args, kwargs, output):
-            track.append((kwargs["inputs_embeds"], output.last_hidden_state))
-
-        handle = self.thinker.model.register_forward_hook(record, with_kwargs=True)
-        try:
-            yield track
-        finally:
-            handle.remove()
+        """Record, for every Thinker forward of this reply, its input embeddings and final hidden states (what the
+        Talker reads), instead of keeping every layer's hidden states as `output_hidden_states=True` would."""
+        return record_thinker_forwards(self.thinker)
 
     def _codec_ends(self) -> torch.Tensor:
         return torch.tensor(self.talker.config.codec_eos_token_ids, device=self.talker.device)
@@ -364,6 +355,7 @@ class _ReplyLoop:
         self.entries: list[torch.Tensor | None] = []  # Talker entry of reply token k at index k
         self.prompt_track = None
         self.audio_samples = 0
+        self.markers = step_markers_enabled()
 
     def run(self) -> Iterator[TextDelta | AudioChunk | StreamStats]:
         with self.model._thinker_track() as track:
@@ -480,12 +472,15 @@ class _ReplyLoop:
                 self.speech.push(code)
                 self.stats.speech_codes += 1
                 self.stats.speech_code_ids.append(int(code))
-            for chunk in self.speech.finish() if talker.finished else self.speech.poll():
+            chunks = self.speech.finish() if talker.finished else self.speech.poll()
+            for chunk in chunks:
                 if self.stats.time_to_first_audio is None:
                     self.stats.time_to_first_audio = self.clock.since_start()
                     self.stats.stage_seconds_to_first_audio = dict(self.clock.seconds)
                 yield AudioChunk(chunk.cpu().numpy(), start=self.audio_samples / SAMPLING_RATE)
                 self.audio_samples += chunk.numel()
+            if not chunks and self.markers:
+                yield STEP_TAKEN  # the serving engine may run another reply's step here
 
     def _final_stats(self) -> StreamStats:
         stats, clock = self.stats, self.clock

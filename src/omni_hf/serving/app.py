@@ -163,7 +163,8 @@ def _add_realtime(add_routes, app: FastAPI) -> None:
     if len(parameters) == 1:
         add_routes(app)
         return
-    kwargs = {k: v for k, v in (("api_key", state.api_key), ("model_name", state.model_id)) if k in parameters}
+    given = (("api_key", state.api_key), ("model_name", state.model_id), ("engine", state.engine))
+    kwargs = {k: v for k, v in given if k in parameters}
     add_routes(app, state.model, state.processor, **kwargs)
 
 

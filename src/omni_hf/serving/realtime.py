@@ -19,23 +19,27 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import threading
-import weakref
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from .realtime_events import EventError, error_event
 from .realtime_session import RealtimeSession
+from .scheduler import BatchScheduler
 
 logger = logging.getLogger(__name__)
 
 
-_LOCKS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def model_lock(model) -> threading.Lock:
-    """The lock that every realtime connection (and any other route serving `model`) holds while running it."""
-    return _LOCKS.setdefault(model, threading.Lock())
+def _engine_of(app: FastAPI, model, processor):
+    """The engine serving `model` on `app`: the OpenAI-compatible server's (`create_app`), else one made for the
+    realtime routes, shared by all of them."""
+    state = getattr(app.state, "omni", None)
+    if state is not None and getattr(state, "model", None) is model:
+        return state.engine
+    if not hasattr(app.state, "realtime_engines"):
+        app.state.realtime_engines = {}
+    if id(model) not in app.state.realtime_engines:
+        app.state.realtime_engines[id(model)] = BatchScheduler(model.eval(), processor)
+    return app.state.realtime_engines[id(model)]
 
 
 def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
@@ -50,7 +54,8 @@ def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
 
 
 def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None = None, model_name: str = "omni_hf",
-                        generation_kwargs: dict | None = None, seed: int | None = 0, path: str = "/v1/realtime"):  # fmt: skip
+                        generation_kwargs: dict | None = None, seed: int | None = 0, path: str = "/v1/realtime",
+                        engine: BatchScheduler | None = None):  # fmt: skip
     """Register the Realtime WebSocket on `app`.
 
     Args:
@@ -61,13 +66,15 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
         generation_kwargs: defaults of every reply, e.g. `{"thinker_max_new_tokens": 256, "thinker_do_sample": False}`.
         seed: seed of each reply's noise and sampling (replies are reproducible); None leaves them unseeded.
         path: the route.
+        engine: the `BatchScheduler` running the model (default: the server's when `app` is `create_app`'s, else one
+            made here): every connection's model work runs on it, beside the HTTP requests, with no lock.
 
     Open sessions are listed in `app.state.realtime_sessions` (id → `RealtimeSession`); a session is freed when its
     client disconnects, even in the middle of a reply.
     """
     if not hasattr(app.state, "realtime_sessions"):
         app.state.realtime_sessions = {}
-    lock = model_lock(model)
+    engine = engine or _engine_of(app, model, processor)
 
     @app.websocket(path)
     async def realtime(websocket: WebSocket):
@@ -87,7 +94,7 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
                 event = await outgoing.get()
                 await websocket.send_json(event)
 
-        session = RealtimeSession(model, processor, send, lock, model_name, beta, generation_kwargs, seed)
+        session = RealtimeSession(model, processor, send, engine, model_name, beta, generation_kwargs, seed)
         app.state.realtime_sessions[session.id] = session
         writer = asyncio.create_task(sender())
         try:
@@ -117,4 +124,4 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     return realtime
 
 
-__all__ = ["add_realtime_routes", "model_lock"]
+__all__ = ["add_realtime_routes"]

@@ -1,15 +1,18 @@
 """The per-connection state machine of `/v1/realtime`, on an `OmniConversation` (chunked prefill, multi-turn).
 
-Client events are handled on the event loop at once (checks, VAD, resampling); the model work runs in order on one
-worker per connection, in a thread, holding the model's lock (one model, many connections: their forwards take
-turns). A response streams from that thread; `response.cancel` or barge-in (speech during a reply, server VAD) sets
-its cancel flag, checked between the reply's steps, and the part already generated stays in the conversation.
+Client events are handled on the event loop at once (checks, VAD, resampling); the model work of a connection runs
+in order on the server's one engine (`BatchScheduler`), beside every other request: its chunk prefill through
+`engine.call`, its replies through `engine.submit_stream` (stepped one event per tick beside the batched HTTP
+replies, so connections answer together). `response.cancel` or barge-in (speech during a reply, server VAD) sets the
+reply's cancel flag, checked by the engine between the reply's steps; the part already generated stays in the
+conversation.
 """
 
 import asyncio
 import collections
 import contextlib
 import logging
+import queue
 import threading
 
 import numpy as np
@@ -29,6 +32,7 @@ from .realtime_events import (
     parse_user_item,
     update_settings,
 )
+from .scheduler import SteppedReply
 from .vad import EnergyVAD, StreamingResampler
 
 logger = logging.getLogger(__name__)
@@ -55,16 +59,16 @@ class RealtimeSession:
     Args:
         model, processor: the served `OmniForConditionalGeneration` and its `OmniProcessor`.
         send: called with every server event (a dict), from the event loop.
-        lock: a `threading.Lock` shared by every connection to this model.
+        engine: the `BatchScheduler` that runs every model forward of the server.
         model_name: reported in `session.created`.
         beta: use the beta event names (`OpenAI-Beta: realtime=v1`).
         generation_kwargs: defaults for every reply (e.g. `thinker_max_new_tokens`, `thinker_do_sample`).
         seed: seed of each reply's token2wav noise (and sampling), so a reply is reproducible; None: not seeded.
     """
 
-    def __init__(self, model, processor, send, lock: threading.Lock, model_name: str = "omni_hf", beta: bool = False,
+    def __init__(self, model, processor, send, engine, model_name: str = "omni_hf", beta: bool = False,
                  generation_kwargs: dict | None = None, seed: int | None = 0):  # fmt: skip
-        self.model, self.processor, self.send, self.lock = model, processor, send, lock
+        self.model, self.processor, self.send, self.engine = model, processor, send, engine
         self.model_name, self.beta, self.seed = model_name, beta, seed
         self.generation_kwargs = dict(generation_kwargs or {})
         self.id = new_id("sess")
@@ -248,25 +252,33 @@ class RealtimeSession:
                         self.response = None
 
     def _run(self, kind, payload):
-        with self.lock:
-            if kind == "free":
-                self.conversation.close()
-                return
-            if self.conversation is None:
-                self.conversation = OmniConversation(self.model, self.processor, system=self.settings.instructions)
-            conversation = self.conversation
-            if kind == "begin":
-                conversation.begin_audio()
-            elif kind == "audio":
-                conversation.append_audio(payload)
-            elif kind == "commit":
-                conversation.end_audio()
-            elif kind == "clear":
-                conversation.cancel_audio()
-            elif kind == "item":
-                self._add_item(conversation, payload)
-            elif kind == "respond":
-                self._respond(conversation, *payload)
+        """Run one queued piece of work (in a thread of the event loop's pool): model work goes to the engine."""
+        if kind == "respond":
+            self._respond(self.engine.call(self._conversation).result(), *payload)
+        else:
+            self.engine.call(self._apply, kind, payload).result()
+
+    def _conversation(self) -> OmniConversation:
+        if self.conversation is None:
+            self.conversation = OmniConversation(self.model, self.processor, system=self.settings.instructions)
+        return self.conversation
+
+    def _apply(self, kind, payload):
+        """Apply input to the conversation (on the engine's thread)."""
+        if kind == "free":
+            self.conversation.close()
+            return
+        conversation = self._conversation()
+        if kind == "begin":
+            conversation.begin_audio()
+        elif kind == "audio":
+            conversation.append_audio(payload)
+        elif kind == "commit":
+            conversation.end_audio()
+        elif kind == "clear":
+            conversation.cancel_audio()
+        elif kind == "item":
+            self._add_item(conversation, payload)
 
     def _add_item(self, conversation, parts):
         """Images and text make one typed message; audio (with the text after it) a spoken one."""
@@ -297,9 +309,16 @@ class RealtimeSession:
                              item=self._item(response.item_id, "assistant", [], "in_progress")))  # fmt: skip
             part = {"type": "output_audio" if audio else "output_text", "transcript" if audio else "text": ""}
             emit(self._event("response.content_part.added", part=part, **self._where(response)))
-            events = conversation.stream(speaker=voice, return_audio=audio, generator=generator, **kwargs)
+            events: queue.SimpleQueue = queue.SimpleQueue()
+            reply = self.engine.submit_stream(
+                lambda: conversation.stream(speaker=voice, return_audio=audio, generator=generator, **kwargs),
+                events.put,
+                stop_when=response.cancel,
+            )
             try:
-                for event in events:
+                while (event := events.get()) is not SteppedReply.END:
+                    if isinstance(event, BaseException):
+                        raise event
                     if response.cancel.is_set():
                         status = "cancelled"
                         break
@@ -314,8 +333,11 @@ class RealtimeSession:
                         usage = {"output_tokens": event.text_tokens, "speech_codes": event.speech_codes,
                                  "time_to_first_text": event.time_to_first_text,
                                  "time_to_first_audio": event.time_to_first_audio}  # fmt: skip
+                if response.cancel.is_set():  # cancelled while the engine was ending the reply
+                    status = "cancelled"
             finally:
-                events.close()  # the reply so far stays in the conversation
+                reply.cancel()  # closed by the engine (no-op once finished): the reply so far stays in the conversation
+                reply.wait()
             text = "".join(transcript)
             if status == "completed":
                 if audio:

@@ -16,13 +16,15 @@ Talker reads a per-step Thinker entry. Requests stay here until the app reads th
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
 from transformers.utils import logging
 
-from ..omni.events import AudioChunk, StreamStats, TextDelta
+from ..omni.events import STEP_TAKEN, AudioChunk, StreamStats, TextDelta, enable_step_markers
+from ..omni.forward_recording import owned_context, record_thinker_forwards
 from ..omni.generation_omni import IncrementalText, OmniRequest
 from ..talker.modeling_talker import OmniTalkerOutput
 from ..talker.talker_inputs import talker_prompt, text_entry
@@ -111,8 +113,47 @@ class Job:
         self.done = True
 
 
+class SteppedReply:
+    """A reply that makes its own events (a conversation's turn, `OmniConversation.stream`), run by the engine:
+    `start()` is called on the engine's thread and returns the events' iterator, which the engine advances by one
+    event (or model step: `StepTaken`) per tick beside the batched replies, in a context of its own (its Thinker
+    recording sees only its own forwards). Events go to `sink`, then `SteppedReply.END`; a failure goes to `sink` as the exception, then END.
+    `cancel()` (or `stop_when` being set) closes the iterator on the engine's thread at its next tick."""
+
+    END = object()
+
+    def __init__(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None):
+        self.start, self.sink, self.stop_when = start, sink, stop_when
+        self.cancelled = threading.Event()
+        self.finished = threading.Event()
+        self.context = owned_context()
+        self.context.run(enable_step_markers)  # it yields between model steps, where the engine interleaves it
+        self.events: Iterator | None = None
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def stopping(self) -> bool:
+        return self.cancelled.is_set() or (self.stop_when is not None and self.stop_when.is_set())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the engine has closed the reply (its `finally` blocks have run)."""
+        return self.finished.wait(timeout)
+
+
+@dataclass
+class _Call:
+    function: Callable
+    args: tuple
+    future: Future
+
+
 class BatchScheduler:
     """Serve many replies at once from one model on one worker thread (see the module docstring).
+
+    Every model forward of the server runs on that thread: HTTP replies (`submit`, batched), replies that make their
+    own events such as realtime turns (`submit_stream`, stepped beside them) and other model work such as a
+    conversation's chunk prefill (`call`). So no lock is needed and no request's state is touched by another's.
 
     Args:
         model: an `OmniForConditionalGeneration` (eval mode).
@@ -141,7 +182,7 @@ class BatchScheduler:
         self._lock = threading.Lock()
         self._admitted = 0
         self._jobs: list[Job] = []
-        self._track: list | None = None
+        self._stepped: list[SteppedReply] = []
         self._stop = threading.Event()
         self.ticks = 0
         self.batch_sizes: dict[str, list[int]] = {
@@ -149,7 +190,6 @@ class BatchScheduler:
             "talker": [],
             "dit": [],
         }  # recent batch sizes, for tests
-        self._hook = model.thinker.model.register_forward_hook(self._record, with_kwargs=True)
         self._thread = threading.Thread(target=self._run, name="omni-hf-serve-engine", daemon=True)
         self._thread.start()
 
@@ -160,45 +200,119 @@ class BatchScheduler:
 
     def submit(self, request: ReplyRequest, sink: Callable[[object], None]) -> Job:
         """Admit a request or raise `ServerBusy`; its events go to `sink` (called on the worker thread)."""
+        self._take_slot()
+        job = Job(request, sink)
+        self._inbox.put(job)
+        return job
+
+    def submit_stream(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None):
+        """Admit a reply that makes its own events (see `SteppedReply`) or raise `ServerBusy`; it takes a slot."""
+        self._take_slot()
+        reply = SteppedReply(start, sink, stop_when)
+        self._inbox.put(reply)
+        return reply
+
+    def call(self, function: Callable, *args) -> Future:
+        """Run `function(*args)` on the engine's thread before its next tick; the future holds its result."""
+        if not self._thread.is_alive():
+            raise RuntimeError("The serving engine has stopped")
+        future: Future = Future()
+        self._inbox.put(_Call(function, args, future))
+        return future
+
+    def _take_slot(self) -> None:
         if not self._thread.is_alive():
             raise RuntimeError("The serving engine has stopped")
         with self._lock:
             if self._admitted >= self.max_active:
                 raise ServerBusy(f"All {self.max_active} slots are busy", retry_after=1)
             self._admitted += 1
-        job = Job(request, sink)
-        self._inbox.put(job)
-        return job
 
     def shutdown(self) -> None:
         self._stop.set()
         self._inbox.put(None)
         self._thread.join(timeout=30)
-        self._hook.remove()
 
     # ---------------------------------------------------------------- worker
-    def _record(self, module, args, kwargs, output):
-        if self._track is not None and threading.current_thread() is self._thread:  # only the engine's forwards
-            self._track.append((kwargs["inputs_embeds"], output.last_hidden_state))
-
     def _run(self) -> None:
+        owned_context().run(self._serve)  # the engine's own forwards belong to none of the stepped replies
+
+    def _serve(self) -> None:
         with torch.inference_mode():
             while not self._stop.is_set():
-                self._admit(block=not self._jobs)
+                self._admit(block=not self._jobs and not self._stepped)
                 if self._jobs:
                     self._tick()
+                if self._stepped:
+                    self._step_stepped()
+            for reply in list(self._stepped):  # stopping: close what is still running
+                reply.cancel()
+                self._step_stepped()
 
     def _admit(self, block: bool) -> None:
         try:
             while True:
-                job = self._inbox.get() if block else self._inbox.get_nowait()
+                item = self._inbox.get() if block else self._inbox.get_nowait()
                 block = False
-                if job is None:
+                if item is None:
                     return
-                self._jobs.append(job)
-                self._guard(job, self._prefill)
+                if isinstance(item, _Call):
+                    self._run_call(item)
+                elif isinstance(item, SteppedReply):
+                    self._start_stepped(item)
+                else:
+                    self._jobs.append(item)
+                    self._guard(item, self._prefill)
         except queue.Empty:
             return
+
+    @staticmethod
+    def _run_call(call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.function(*call.args))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            call.future.set_exception(error)
+
+    # ---------------------------------------------------------------- replies that make their own events
+    def _start_stepped(self, reply: SteppedReply) -> None:
+        try:
+            reply.events = reply.context.run(reply.start)
+        except Exception as error:  # noqa: BLE001 - reported to the reply
+            self._end_stepped(reply, error)
+            return
+        self._stepped.append(reply)
+
+    def _step_stepped(self) -> None:
+        """Advance each stepped reply by one event (a cancelled one is closed instead)."""
+        for reply in list(self._stepped):
+            try:
+                if reply.stopping():
+                    reply.context.run(reply.events.close)
+                    self._end_stepped(reply, None)
+                    continue
+                event = reply.context.run(next, reply.events)
+            except StopIteration:
+                self._end_stepped(reply, None)
+            except Exception as error:  # noqa: BLE001 - reported to the reply, the engine keeps serving
+                logger.warning(f"A request failed: {error}")
+                self._end_stepped(reply, error)
+            else:
+                if event is not STEP_TAKEN:
+                    reply.sink(event)
+
+    def _end_stepped(self, reply: SteppedReply, error) -> None:
+        if reply in self._stepped:
+            self._stepped.remove(reply)
+        with self._lock:
+            self._admitted -= 1
+        try:
+            if error is not None:
+                reply.sink(error)
+            reply.sink(SteppedReply.END)
+        finally:
+            reply.finished.set()
 
     def _guard(self, job: Job, action, *args) -> None:
         """Run `action(job, ...)`; a failure ends only that job, reported to its sink."""
@@ -273,8 +387,7 @@ class BatchScheduler:
         job.omni = self._omni_request(request)
         job.layout = job.omni.media_layout
         job.voice = job.omni.speaker
-        self._track = []
-        try:
+        with record_thinker_forwards(self.model.thinker) as track:  # the engine's own forwards only
             job.thinker = BatchableDecoder.start(
                 self.model.thinker,
                 input_ids=inputs["input_ids"],
@@ -282,23 +395,19 @@ class BatchScheduler:
                 **job.omni.thinker_kwargs,
             )
             token = job.thinker.step()
-            embeds, hidden = self._track[-1]
-        finally:
-            self._track = None
+        embeds, hidden = track[-1]
         job.prompt_track = (embeds, hidden)
         self._took_thinker_token(job, token, None)
 
     def _thinker_step(self, jobs: list[Job]) -> None:
-        self._track = []
         try:
-            tokens = batched_step(self.model.thinker, [job.thinker for job in jobs], OmniThinkerOutput)
-            embeds, hidden = self._track[-1]
+            with record_thinker_forwards(self.model.thinker) as track:
+                tokens = batched_step(self.model.thinker, [job.thinker for job in jobs], OmniThinkerOutput)
+            embeds, hidden = track[-1]
         except Exception as error:  # noqa: BLE001
             for job in jobs:
                 self._end(job, error)
             return
-        finally:
-            self._track = None
         self.batch_sizes["thinker"] = (self.batch_sizes["thinker"] + [len(jobs)])[-64:]
         for row, (job, token) in enumerate(zip(jobs, tokens)):
             self._guard(job, self._took_thinker_token, token, hidden[row : row + 1] + embeds[row : row + 1])
@@ -422,4 +531,4 @@ class BatchScheduler:
         self._end(job, stats)
 
 
-__all__ = ["SERVING_WINDOW", "BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy"]
+__all__ = ["SERVING_WINDOW", "BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy", "SteppedReply"]

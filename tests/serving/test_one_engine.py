@@ -1,0 +1,115 @@
+"""One engine for HTTP and realtime: every model forward of the server runs on its `BatchScheduler`. An HTTP stream
+and two realtime turns at once each equal the same request alone, and two realtime sessions answer together."""
+
+import asyncio
+import base64
+import json
+import time
+
+import pytest
+import websockets
+
+REALTIME = dict(thinker_max_new_tokens=6, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=60)
+HTTP_QUESTION = ("Tell me a story.", "Ethan", 10)
+
+
+@pytest.fixture(scope="module")
+def one_engine_server(tiny_omni_dir, live_server, server_limits):
+    """`omni-hf serve`'s app on its own copy of the tiny model, plus a realtime route with short greedy replies."""
+    from omni_hf import OmniForConditionalGeneration, OmniProcessor
+    from omni_hf.serving import create_app
+    from omni_hf.serving.realtime import add_realtime_routes
+
+    model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()
+    model.token2wav.set_progress_bar_config(disable=True)
+    processor = OmniProcessor.from_pretrained(tiny_omni_dir)
+    app = create_app(model, processor, model_id="tiny-omni", limits=server_limits, max_active=6)
+    add_realtime_routes(app, model, processor, generation_kwargs=REALTIME, seed=0, path="/v1/realtime-short")
+    with live_server(app) as live:
+        yield live
+
+
+async def _realtime_turn(url: str, text: str, voice: str, started: list | None = None):
+    """One typed question over `/v1/realtime-short`: (transcript, pcm16 audio bytes, seconds to the first audio)."""
+    async with websockets.connect(url + "/v1/realtime-short") as ws:
+
+        async def recv():
+            return json.loads(await asyncio.wait_for(ws.recv(), 300))
+
+        while (await recv())["type"] != "session.created":
+            pass
+        await ws.send(json.dumps({"type": "session.update", "session": {"voice": voice, "turn_detection": None}}))
+        content = [{"type": "input_text", "text": text}]
+        await ws.send(json.dumps({"type": "conversation.item.create",
+                                  "item": {"type": "message", "role": "user", "content": content}}))  # fmt: skip
+        if started is not None:  # sessions that start together
+            started.append(None)
+            while len(started) < 2:
+                await asyncio.sleep(0.01)
+        await ws.send(json.dumps({"type": "response.create"}))
+        asked, first_audio, transcript, audio = time.perf_counter(), None, [], []
+        while True:
+            event = await recv()
+            kind = event["type"]
+            if kind == "error":
+                raise AssertionError(event)
+            if kind == "response.output_audio.delta":
+                first_audio = first_audio or time.perf_counter() - asked
+                audio.append(base64.b64decode(event["delta"]))
+            elif kind == "response.output_audio_transcript.delta":
+                transcript.append(event["delta"])
+            elif kind == "response.done":
+                assert event["response"]["status"] == "completed", event
+                return "".join(transcript), b"".join(audio), first_audio
+
+
+async def _http_stream(url: str, question: str, voice: str, tokens: int):
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused")
+    stream = await client.chat.completions.create(
+        model="tiny-omni", messages=[{"role": "user", "content": question}], stream=True,
+        audio={"voice": voice, "format": "pcm16"}, modalities=["text", "audio"], temperature=0, seed=0,
+        max_tokens=tokens,
+    )  # fmt: skip
+    text, pcm = [], []
+    async for chunk in stream:
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            text.append(delta.content or "")
+            if getattr(delta, "audio", None) and delta.audio.data:
+                pcm.append(base64.b64decode(delta.audio.data))
+    return "".join(text), b"".join(pcm)
+
+
+def test_http_stream_and_two_realtime_turns_at_once_equal_each_alone(one_engine_server):
+    url, ws_url = one_engine_server.url, one_engine_server.url.replace("http://", "ws://")
+    turns = [("Hello there.", "Chelsie"), ("What is two and two?", "Ethan")]
+    alone_http = asyncio.run(_http_stream(url, *HTTP_QUESTION))
+    alone_realtime = [asyncio.run(_realtime_turn(ws_url, *turn))[:2] for turn in turns]
+    assert alone_http[1] and all(audio for _, audio in alone_realtime)
+
+    async def together():
+        return await asyncio.gather(
+            _http_stream(url, *HTTP_QUESTION), *(_realtime_turn(ws_url, *turn) for turn in turns)
+        )
+
+    for _ in range(2):
+        http, *realtime = asyncio.run(together())
+        assert http == alone_http
+        assert [result[:2] for result in realtime] == alone_realtime
+    engine = one_engine_server.app.state.omni.engine
+    assert engine.active == 0  # every slot was given back
+
+
+def test_two_realtime_sessions_are_answered_together(one_engine_server):
+    ws_url = one_engine_server.url.replace("http://", "ws://")
+
+    async def both():
+        started: list = []
+        return await asyncio.gather(*(_realtime_turn(ws_url, "Hello there.", "Chelsie", started) for _ in range(2)))
+
+    (_, audio_a, seconds_a), (_, audio_b, seconds_b) = asyncio.run(both())
+    assert audio_a == audio_b  # the same question, the same seed: the same reply
+    first, second = sorted([seconds_a, seconds_b])
+    assert second <= 2 * first, (first, second)  # not one after the other (that took 20 s against 0.3 s)
