@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """`make test-latest`: the test suite on the newest versions pyproject.toml allows, and who breaks it.
 
-1. A separate venv (default `.venv-latest`) gets `omni-hf[dev,quantization]` upgraded eagerly to the newest releases
-   the ranges allow (torch stays as installed, or the CPU pin when there is none; `--newest-torch` upgrades it too).
+1. A separate venv (default `.venv-latest`, which does not see the system's packages) gets `omni-hf[dev,quantization]`
+   at the newest releases the ranges allow (torch: the CPU pin; `--newest-torch` takes the newest torch too).
 2. The suite runs there. Each package newer than the lock is listed.
 3. For each failing test, each newer package is put back to its locked version on its own and the failures are run
    again: a package whose locked version makes failures pass is named as the one whose newer release breaks them.
@@ -51,6 +51,14 @@ def _marker_holds(marker: str) -> bool:
     return Marker(marker).evaluate()
 
 
+def _version(text: str):
+    try:
+        from packaging.version import Version
+    except ImportError:  # pip vendors packaging
+        from pip._vendor.packaging.version import Version
+    return Version(text)
+
+
 def installed_versions(python: str) -> dict[str, str]:
     script = "import importlib.metadata as m, json; print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
     out = subprocess.run([python, "-c", script], capture_output=True, text=True, check=True).stdout
@@ -95,10 +103,8 @@ def main() -> int:
     venv = ROOT / args.venv
     python = str(venv / "bin" / "python")
     if not args.skip_install:
-        if (
-            not Path(python).exists()
-            and run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)]).returncode
-        ):
+        # Not seeing the system's packages: an older copy there would satisfy a range and hide the newest release.
+        if not Path(python).exists() and run([sys.executable, "-m", "venv", str(venv)]).returncode:
             return 2
         if run([python, "-c", "import torch"], capture_output=True).returncode and not pip_install(python, args.torch):
             return 2
@@ -117,9 +123,12 @@ def main() -> int:
     locked = read_lock(ROOT / args.lock)
     newest = installed_versions(python)
     newer = {name: (locked[name], newest[name]) for name in locked if name in newest and newest[name] != locked[name]}
-    print("\nPackages newer than the lock:" if newer else "\nEvery locked package is at its locked version.")
+    print("\nPackages at another version than the lock:" if newer else "\nEvery locked package is at its version.")
     for name, (old, new) in sorted(newer.items()):
-        print(f"  {name}: {old} -> {new}")
+        later = _version(new) > _version(old)
+        print(
+            f"  {name}: {old} -> {new}" + ("" if later else "  (older: a copy outside the venv satisfies the range)")
+        )
 
     code, output = pytest(python, list(args.pytest_args), [])
     failing = failures_of(output)
@@ -149,7 +158,9 @@ def main() -> int:
     }
     (venv / "test-latest.json").write_text(json.dumps(summary, indent=2) + "\n")
     print("\n==== make test-latest ====")
-    print(f"{len(newer)} package(s) newer than the lock; the suite {'passed' if code == 0 else 'FAILED'} on them.")
+    print(
+        f"{len(newer)} package(s) at another version than the lock; the suite {'passed' if code == 0 else 'FAILED'}."
+    )
     for name, tests in blamed.items():
         old, new = newer[name]
         print(f"BREAKS: {name} {new} (locked {old}) fails {len(tests)} test(s): {', '.join(tests[:5])}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -27,6 +28,7 @@ from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
 from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
+from omni_hf.serving.scheduler import BatchScheduler, SteppedReply
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
 from live import build_live_tab, serve  # noqa: E402
@@ -138,8 +140,16 @@ def failure_message(error: Exception) -> str:
     return f"The reply failed ({type(error).__name__}); nothing was added to the chat. See the Space logs."
 
 
-def build_demo(model, processor, voices: list[str], output_dir: str | os.PathLike | None = None) -> gr.Blocks:
-    """The chat UI. Spoken replies are written under `output_dir` (the only folder of files the app serves)."""
+def build_demo(
+    model,
+    processor,
+    voices: list[str],
+    output_dir: str | os.PathLike | None = None,
+    engine: BatchScheduler | None = None,
+) -> gr.Blocks:
+    """The chat UI. Spoken replies are written under `output_dir` (the only folder of files the app serves). Replies
+    run on `engine`, the one engine that also serves the live tab's `/v1/realtime` (made here when not given)."""
+    engine = engine or BatchScheduler(model.eval(), processor)
     speakers = model.speakers.names() if model.has_talker else []
     output_dir = Path(output_dir or tempfile.mkdtemp(prefix="omni_chat_"))
 
@@ -167,28 +177,27 @@ def build_demo(model, processor, voices: list[str], output_dir: str | os.PathLik
             ).to(model.device)  # special-token strings typed by the user stay plain text (the processor's default)
             speak = model.has_talker and bool(speaker)
             reply, pieces, latency = "", [], "Generating…"
-            with torch.inference_mode():
-                for event in model.stream(
-                    **inputs,
-                    speaker=speaker or "Chelsie",
-                    return_audio=speak,
-                    voice_adapter=None if voice in (None, NO_VOICE) else voice,
-                    tokenizer=processor,
-                    thinker_max_new_tokens=MAX_NEW_TOKENS,
-                    talker_max_new_tokens=MAX_SPEECH_CODES,
-                ):
-                    if isinstance(event, TextDelta) and event.text:
-                        reply += event.text
-                        chat[-1] = {"role": "assistant", "content": reply}
-                        replied = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
-                        yield gr.skip(), chat, replied, gr.skip(), gr.skip(), gr.skip()
-                    elif isinstance(event, AudioChunk):
-                        if not pieces:
-                            latency = f"First audio after {time.perf_counter() - started:.2f} s…"
-                        pieces.append(event.audio)
-                        yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
-                    elif isinstance(event, StreamStats):
-                        latency = stats_markdown(event)
+            kwargs = dict(
+                speaker=speaker or "Chelsie",
+                return_audio=speak,
+                voice_adapter=None if voice in (None, NO_VOICE) else voice,
+                tokenizer=processor,
+                thinker_max_new_tokens=MAX_NEW_TOKENS,
+                talker_max_new_tokens=MAX_SPEECH_CODES,
+            )
+            for event in engine_events(engine, lambda: model.stream(**inputs, **kwargs)):
+                if isinstance(event, TextDelta) and event.text:
+                    reply += event.text
+                    chat[-1] = {"role": "assistant", "content": reply}
+                    replied = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+                    yield gr.skip(), chat, replied, gr.skip(), gr.skip(), gr.skip()
+                elif isinstance(event, AudioChunk):
+                    if not pieces:
+                        latency = f"First audio after {time.perf_counter() - started:.2f} s…"
+                    pieces.append(event.audio)
+                    yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
+                elif isinstance(event, StreamStats):
+                    latency = stats_markdown(event)
         except Exception as error:  # undo the turn (a broken upload must not break every later message), keep the text
             logger.exception("Reply failed")
             yield free_box(message), before_chat, before_turns, gr.skip(), None, ""
@@ -268,6 +277,21 @@ def stats_markdown(stats: StreamStats) -> str:
     )
 
 
+def engine_events(engine: BatchScheduler, start):
+    """The events of the reply `start()` makes, run on `engine` beside every other reply. Stopping early (Gradio's
+    Stop) closes the reply on the engine before returning."""
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    reply = engine.submit_stream(start, events.put)
+    try:
+        while (event := events.get()) is not SteppedReply.END:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+    finally:
+        reply.cancel()
+        reply.wait()
+
+
 def save_wav(audio: np.ndarray, output_dir: Path) -> str:
     """Write a spoken reply `(samples,)` at 24 kHz into its own subfolder of `output_dir`."""
     path = Path(tempfile.mkdtemp(prefix="reply_", dir=output_dir)) / "reply.wav"
@@ -278,8 +302,10 @@ def save_wav(audio: np.ndarray, output_dir: Path) -> str:
 if __name__ == "__main__":
     model, processor, voices = load_model()
     replies = tempfile.mkdtemp(prefix="omni_chat_replies_")  # the app's own folder: the only files it serves
-    demo = build_demo(model, processor, voices, output_dir=replies).queue(max_size=16 if ON_SPACES else None)
+    engine = BatchScheduler(model.eval(), processor)  # one engine for the chat tab and the live tab
+    demo = build_demo(model, processor, voices, output_dir=replies, engine=engine)
+    demo = demo.queue(max_size=16 if ON_SPACES else None)
     live_kwargs = {"thinker_max_new_tokens": MAX_NEW_TOKENS, "talker_max_new_tokens": MAX_SPEECH_CODES}
     # the chat UI and the live voice tab's `/v1/realtime` WebSocket, on one server
     serve(demo, model, processor, generation_kwargs=live_kwargs, max_file_size=f"{LIMITS.max_file_mb}mb",
-          allowed_paths=[replies])  # fmt: skip
+          allowed_paths=[replies], engine=engine)  # fmt: skip

@@ -125,14 +125,16 @@ def build_live_tab(speakers: list[str]) -> None:
         )
 
 
-def serve(demo: gr.Blocks, model, processor, *, generation_kwargs: dict, **mount_kwargs) -> None:
-    """Serve the Space and `/v1/realtime` from one FastAPI app (host/port from GRADIO_SERVER_NAME/PORT)."""
+def serve(demo: gr.Blocks, model, processor, *, generation_kwargs: dict, engine=None, **mount_kwargs) -> None:
+    """Serve the Space and `/v1/realtime` from one FastAPI app (host/port from GRADIO_SERVER_NAME/PORT); the live
+    tab's sessions run on `engine` (the chat tab's)."""
     import uvicorn
 
     from omni_hf.serving.realtime import add_realtime_routes
 
     app = FastAPI()
-    add_realtime_routes(app, model, processor, generation_kwargs=generation_kwargs, model_name="omni_chat")
+    add_realtime_routes(app, model, processor, generation_kwargs=generation_kwargs, model_name="omni_chat",
+                        engine=engine)  # fmt: skip
     app = gr.mount_gradio_app(app, demo, path="/", head=LIVE_HEAD, **mount_kwargs)
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
     uvicorn.run(app, host=host, port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), log_level="warning")

@@ -72,3 +72,64 @@ def test_space_limits(spaces_app, tmp_path):
         {"type": "audio", "audio": str(short)},
         {"type": "text", "text": "hi"},
     ]
+
+
+async def _live_turn(ws_url: str, text: str) -> tuple[str, bytes]:
+    """One typed question to the live tab's `/v1/realtime`: (transcript, pcm16 audio bytes)."""
+    import asyncio
+    import base64
+    import json
+
+    import websockets
+
+    async with websockets.connect(ws_url) as ws:
+
+        async def recv():
+            return json.loads(await asyncio.wait_for(ws.recv(), 300))
+
+        while (await recv())["type"] != "session.created":
+            pass
+        await ws.send(json.dumps({"type": "session.update", "session": {"turn_detection": None}}))
+        content = [{"type": "input_text", "text": text}]
+        await ws.send(json.dumps({"type": "conversation.item.create",
+                                  "item": {"type": "message", "role": "user", "content": content}}))  # fmt: skip
+        await ws.send(json.dumps({"type": "response.create"}))
+        transcript, audio = [], []
+        while (event := await recv())["type"] != "response.done":
+            assert event["type"] != "error", event
+            if event["type"] == "response.output_audio.delta":
+                audio.append(base64.b64decode(event["delta"]))
+            elif event["type"] == "response.output_audio_transcript.delta":
+                transcript.append(event["delta"])
+        assert event["response"]["status"] == "completed", event
+        return "".join(transcript), b"".join(audio)
+
+
+def test_chat_tab_and_live_tab_at_once(space_url):
+    """Both tabs run on the Space's one engine: a chat turn and a live turn at once both complete, and the live turn
+    (seeded) equals the same turn alone. (They used to fail with 'All 36 evaluations of the schedule were consumed'.)"""
+    import asyncio
+    import threading
+
+    from gradio_client import Client
+
+    ws_url = space_url.replace("http://", "ws://") + "v1/realtime"
+    alone = asyncio.run(_live_turn(ws_url, "Hello there."))
+    assert alone[1]
+
+    def chat(result: dict):
+        client = Client(space_url, verbose=False)
+        message = {"text": "Tell me a story.", "files": []}
+        result["value"] = client.submit(message, [], "Chelsie", "base voice", api_name="/respond").result(timeout=300)
+
+    for _ in range(2):
+        chat_result: dict = {}
+        thread = threading.Thread(target=chat, args=(chat_result,))
+        thread.start()
+        live = asyncio.run(_live_turn(ws_url, "Hello there."))
+        thread.join(timeout=300)
+        assert live == alone
+        _, chat_log, _, audio_path, _ = chat_result["value"]
+        assert chat_log[-1]["role"] == "assistant"
+        audio, rate = soundfile.read(audio_path)
+        assert rate == 24000 and audio.size > 0

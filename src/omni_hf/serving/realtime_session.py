@@ -314,6 +314,7 @@ class RealtimeSession:
                 lambda: conversation.stream(speaker=voice, return_audio=audio, generator=generator, **kwargs),
                 events.put,
                 stop_when=response.cancel,
+                seed=self.seed,
             )
             try:
                 while (event := events.get()) is not SteppedReply.END:

@@ -118,12 +118,15 @@ class SteppedReply:
     `start()` is called on the engine's thread and returns the events' iterator, which the engine advances by one
     event (or model step: `StepTaken`) per tick beside the batched replies, in a context of its own (its Thinker
     recording sees only its own forwards). Events go to `sink`, then `SteppedReply.END`; a failure goes to `sink` as the exception, then END.
-    `cancel()` (or `stop_when` being set) closes the iterator on the engine's thread at its next tick."""
+    `cancel()` (or `stop_when` being set) closes the iterator on the engine's thread at its next tick. The reply
+    samples from a random state of its own (torch's global CPU generator is swapped around each of its steps), seeded
+    with `seed` (else forked from the caller's), so the replies stepped beside it never change its samples."""
 
     END = object()
 
-    def __init__(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None):
+    def __init__(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None, seed=None):
         self.start, self.sink, self.stop_when = start, sink, stop_when
+        self.rng = torch.get_rng_state() if seed is None else torch.Generator().manual_seed(seed).get_state()
         self.cancelled = threading.Event()
         self.finished = threading.Event()
         self.context = owned_context()
@@ -205,10 +208,10 @@ class BatchScheduler:
         self._inbox.put(job)
         return job
 
-    def submit_stream(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None):
+    def submit_stream(self, start: Callable[[], Iterator], sink: Callable[[object], None], stop_when=None, seed=None):
         """Admit a reply that makes its own events (see `SteppedReply`) or raise `ServerBusy`; it takes a slot."""
         self._take_slot()
-        reply = SteppedReply(start, sink, stop_when)
+        reply = SteppedReply(start, sink, stop_when, seed)
         self._inbox.put(reply)
         return reply
 
@@ -278,21 +281,32 @@ class BatchScheduler:
     # ---------------------------------------------------------------- replies that make their own events
     def _start_stepped(self, reply: SteppedReply) -> None:
         try:
-            reply.events = reply.context.run(reply.start)
+            reply.events = self._as_reply(reply, reply.start)
         except Exception as error:  # noqa: BLE001 - reported to the reply
             self._end_stepped(reply, error)
             return
         self._stepped.append(reply)
+
+    @staticmethod
+    def _as_reply(reply: SteppedReply, function, *args):
+        """Run `function(*args)` as `reply`: in its context, with its random state."""
+        engine_rng = torch.get_rng_state()
+        torch.set_rng_state(reply.rng)
+        try:
+            return reply.context.run(function, *args)
+        finally:
+            reply.rng = torch.get_rng_state()
+            torch.set_rng_state(engine_rng)
 
     def _step_stepped(self) -> None:
         """Advance each stepped reply by one event (a cancelled one is closed instead)."""
         for reply in list(self._stepped):
             try:
                 if reply.stopping():
-                    reply.context.run(reply.events.close)
+                    self._as_reply(reply, reply.events.close)
                     self._end_stepped(reply, None)
                     continue
-                event = reply.context.run(next, reply.events)
+                event = self._as_reply(reply, next, reply.events)
             except StopIteration:
                 self._end_stepped(reply, None)
             except Exception as error:  # noqa: BLE001 - reported to the reply, the engine keeps serving
