@@ -170,11 +170,12 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
     def scheduler_for(self, solver: str | None = None, sway_coefficient: float | None = -1.0):
-        """A new scheduler configured as the pipeline's, optionally with another solver / sway. The pipeline's own
-        `scheduler` is only a template: a solver keeps its progress through the ODE in itself, so every solve gets
-        its own and replies running at once never share one."""
+        """The pipeline's scheduler, or a copy of it with another solver / sway (the pipeline's stays unchanged).
+        Either is a template: each solve runs on its own copy (`solve`), so replies never share solver state."""
         overrides = {"sway_coefficient": sway_coefficient} | ({"solver": solver} if solver is not None else {})
-        return OmniFlowMatchScheduler.from_config(self.scheduler.config, **overrides)
+        if any(self.scheduler.config.get(k) != v for k, v in overrides.items()):
+            return OmniFlowMatchScheduler.from_config(self.scheduler.config, **overrides)
+        return self.scheduler
 
     def solve(
         self,
@@ -191,7 +192,10 @@ class OmniToken2WavPipeline(DiffusionPipeline):
 
         `callback_on_step_end(pipeline, step, timestep, {"latents": ...})` runs after each step, as in Diffusers'
         pipelines; the `latents` it returns (if any) replace the current sample. `scheduler` is used as a template:
-        the solve runs on its own copy, so one scheduler may serve solves running at once."""
+        the solve runs on its own copy, so one scheduler may serve solves running at once. The template gets the
+        timesteps too (what callbacks read as `pipe.scheduler.timesteps`, as in Diffusers), never the solver's
+        progress."""
+        scheduler.set_timesteps(num_inference_steps, device=sample.device)
         scheduler = OmniFlowMatchScheduler.from_config(scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=sample.device)
         bar = self.progress_bar(total=len(scheduler.timesteps)) if progress else None
