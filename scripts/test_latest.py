@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--torch", default="torch==2.13.0", help="installed when the venv has no torch")
     parser.add_argument("--newest-torch", action="store_true", help="also upgrade torch (a CUDA build on PyPI)")
     parser.add_argument("--skip-install", action="store_true", help="reuse the venv as it is")
+    parser.add_argument("--max-tries", type=int, default=30, help="packages tried when tracing failures")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, e.g. a test path")
     args = parser.parse_args()
 
@@ -137,7 +138,9 @@ def main() -> int:
         order = [n for n in map(normalise, KEY_PACKAGES) if n in newer] + sorted(
             set(newer) - set(map(normalise, KEY_PACKAGES))
         )
-        for name in order:
+        for name in order[: args.max_tries]:
+            if all(any(test in fixed for fixed in blamed.values()) for test in failing):
+                break  # every failure is explained
             old, new = newer[name]
             print(f"\n--- does {name} {new} break them? trying {name}=={old}", flush=True)
             if not pip_install(python, "--no-deps", f"{name}=={old}"):

@@ -117,8 +117,8 @@ class SteppedReply:
     """A reply that makes its own events (a conversation's turn, `OmniConversation.stream`), run by the engine:
     `start()` is called on the engine's thread and returns the events' iterator, which the engine advances by one
     event (or model step: `StepTaken`) per tick beside the batched replies, in a context of its own (its Thinker
-    recording sees only its own forwards). Events go to `sink`, then `SteppedReply.END`; a failure goes to `sink` as the exception, then END.
-    `cancel()` (or `stop_when` being set) closes the iterator on the engine's thread at its next tick. The reply
+    recording sees only its own forwards). Events go to `sink`, then `SteppedReply.END`; a failure goes to `sink`
+    as the exception, then END. `cancel()` (or `stop_when` being set) closes the iterator on the engine's thread at its next tick. The reply
     samples from a random state of its own (torch's global CPU generator is swapped around each of its steps), seeded
     with `seed` (else forked from the caller's), so the replies stepped beside it never change its samples."""
 
@@ -248,9 +248,9 @@ class BatchScheduler:
                     self._tick()
                 if self._stepped:
                     self._step_stepped()
-            for reply in list(self._stepped):  # stopping: close what is still running
+            for reply in self._stepped:  # stopping: close what is still running
                 reply.cancel()
-                self._step_stepped()
+            self._step_stepped()
 
     def _admit(self, block: bool) -> None:
         try:
