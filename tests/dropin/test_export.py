@@ -81,3 +81,27 @@ def test_export_refuses_a_non_empty_destination_before_loading(exported, tmp_pat
     source, destination = exported
     assert cli.main(["export", "does/not/exist", str(destination)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_export_overwrite_keeps_the_users_files(exported, tmp_path):
+    """`--overwrite` replaces what an earlier export wrote and nothing else: it once deleted the whole folder (the
+    user's files, and the source model when exporting into its parent)."""
+    source, _ = exported
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text("print('mine')")
+    (work / "data").mkdir()
+    (work / "data" / "rows.jsonl").write_text("{}\n")
+    model_copy = work / "model"
+    model_copy.mkdir()
+    for item in source.iterdir():  # the source model inside the destination
+        if item.is_file():
+            (model_copy / item.name).write_bytes(item.read_bytes())
+    before = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    for _ in range(2):  # a second export replaces the first one's files
+        assert cli.main(["export", str(source), str(work), "--overwrite"]) == 0
+    after = {p.relative_to(work): p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    assert all(after.get(path) == content for path, content in before.items())  # every user file as it was
+    assert (work / "model.safetensors").is_file() and (work / "config.json").is_file()
+    assert json.loads((work / "config.json").read_text())["model_type"] == "qwen2_5_omni"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".work.")]  # no staging folder left behind

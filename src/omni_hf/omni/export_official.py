@@ -10,13 +10,13 @@ pipeline's component configs), `model.safetensors` (`thinker.*`, `talker.*` as t
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 from transformers.utils import logging
 
+from ..common.staged_save import staged_save
 from ..token2wav.pipeline_token2wav import DIT_PREFIX, VOCODER_PREFIX
 from ..voices.speakers import OFFICIAL_SPEAKERS
 
@@ -89,7 +89,8 @@ def export_official(model, destination: str | os.PathLike, processor=None, overw
 
     Args:
         processor: an `OmniProcessor` whose tokenizer files and chat template are copied (optional).
-        overwrite: replace a non-empty `destination` (otherwise a `ValueError`, before any work).
+        overwrite: save into a non-empty `destination` (otherwise a `ValueError`, before any work): the files of an
+            earlier export are replaced, every other file there (yours) is kept; nothing is deleted wholesale.
     """
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()) and not overwrite:
@@ -98,10 +99,9 @@ def export_official(model, destination: str | os.PathLike, processor=None, overw
         raise ValueError(
             f"Voice adapters {model.voice_adapters.names} are loaded: merge (model.voice_adapters.merge) or unload them before exporting"
         )
-    staging = destination.with_name(f".{destination.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    # Staged (`omni_hf.common.staged_save`): written whole beside `destination`, then moved in. Over an existing
+    # folder only files of ours are replaced or removed (those the previous export wrote); the user's stay.
+    with staged_save(destination, part="official_export") as staging:
         (staging / "config.json").write_text(json.dumps(official_config_dict(model), indent=2, sort_keys=True) + "\n")
         save_file(official_state_dict(model), staging / "model.safetensors", metadata={"format": "pt"})
         if len(model.speakers):
@@ -111,12 +111,6 @@ def export_official(model, destination: str | os.PathLike, processor=None, overw
             processor.tokenizer.save_pretrained(staging)
             if processor.chat_template:
                 (staging / "chat_template.jinja").write_text(processor.chat_template)
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info("Exported %s in the official qwen2_5_omni layout", destination)
     return destination
 
