@@ -253,20 +253,23 @@ def speaker(args) -> None:
             else ""
         )
         raise ValueError(f"{directory} has no {SPEAKERS_INDEX}{hint}")
-    bank = SpeakerBank.load(directory)
     if args.action == "list":
+        bank = SpeakerBank.load(directory)
         for name in bank.names():
             print(f"{name}\tbos {bank[name].bos_token_id}\tref_mel {tuple(bank[name].ref_mel.shape)}")
         return
+    from .common.staged_save import exclusive_folder
     from .voices.speaker_builder import build_speaker
 
-    if args.name in bank and not args.overwrite:
-        raise ValueError(
-            f"A speaker named {args.name!r} exists already in {directory} (pass --overwrite to replace it)"
-        )
-    new = build_speaker(args.audio, args.name, bank[args.base], max_seconds=args.max_seconds)
-    bank.add(new, overwrite=args.overwrite)
-    bank.save(directory)
+    with exclusive_folder(directory):  # two `speaker add` at once: each reads the bank the other saved
+        bank = SpeakerBank.load(directory)
+        if args.name in bank and not args.overwrite:
+            raise ValueError(
+                f"A speaker named {args.name!r} exists already in {directory} (pass --overwrite to replace it)"
+            )
+        new = build_speaker(args.audio, args.name, bank[args.base], max_seconds=args.max_seconds)
+        bank.add(new, overwrite=args.overwrite)
+        bank.save(directory)
     print(
         f"Added speaker {args.name!r} ({new.ref_mel.shape[1] / 100:.2f} s reference, base {args.base}) to {directory}"
     )

@@ -94,3 +94,12 @@ def test_a_killed_saves_staging_folder_is_removed_by_the_next_save(tmp_path):
     assert not dead.exists()
     assert alive.is_dir() and elsewhere.is_dir()
     assert (tmp_path / "model" / "config.json").read_text() == "{}"
+
+
+def test_a_save_inside_a_held_folder_does_not_deadlock(tmp_path):
+    from omni_hf.common.staged_save import exclusive_folder
+
+    with exclusive_folder(tmp_path), exclusive_folder(tmp_path):  # re-entrant in one thread
+        with staged_save(tmp_path / "model", part="model") as stage:  # its commit locks tmp_path again
+            (stage / "config.json").write_text("{}")
+    assert (tmp_path / "model" / "config.json").is_file()

@@ -93,3 +93,40 @@ def test_cli_speaker_add_and_list(tiny_voice_model_dir, speech_clip, tmp_path, c
     assert (model_dir / "speakers.safetensors").read_bytes() == before  # nothing was touched
     assert cli.main(["speaker", "list", str(model_dir)]) == 0
     assert "Me\tbos" in capsys.readouterr().out
+
+
+def test_two_cli_speaker_adds_at_once_keep_both(tiny_voice_model_dir, speech_clip, tmp_path, monkeypatch):
+    """Two `omni-hf speaker add` on one model at once: both speakers are there afterwards (one used to be lost: each
+    read the bank before the other saved). The bank's load is slowed down so that the two always overlap."""
+    import shutil
+    import threading
+    import time
+
+    from omni_hf.voices.speakers import SpeakerBank
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_voice_model_dir, model_dir)
+    audio, rate = speech_clip
+    clip = tmp_path / "me.wav"
+    soundfile.write(clip, audio, rate)
+    load = SpeakerBank.load
+
+    def slow_load(directory):
+        bank = load(directory)
+        time.sleep(0.5)  # widens the read-modify-write window (no timing is asserted)
+        return bank
+
+    monkeypatch.setattr(SpeakerBank, "load", staticmethod(slow_load))
+    codes = {}
+
+    def add(name):
+        codes[name] = cli.main(["speaker", "add", str(model_dir), "--audio", str(clip), "--name", name])
+
+    threads = [threading.Thread(target=add, args=(name,)) for name in ("A", "B")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert codes == {"A": 0, "B": 0}
+    names = OmniForConditionalGeneration.from_pretrained(model_dir).speakers.names()
+    assert sorted(names) == ["A", "B", "Chelsie", "Ethan"]

@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,21 +107,45 @@ def _prune_empty_parents(path: Path, root: Path) -> None:
         folder = folder.parent
 
 
+_HELD: dict[tuple[int, int], list] = {}  # (device, inode) -> [thread lock, descriptor, depth] of folders locked here
+_HELD_GUARD = threading.Lock()
+
+
 @contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on `folder` itself (flock on its descriptor: nothing is written into it), held while a
-    save commits beside it. Where flock is missing (Windows), saves are not serialised."""
+    """An exclusive lock on `folder` itself (flock on its descriptor: nothing is written into it), against other
+    processes and other threads; re-entrant in the thread that holds it. Where flock is missing (Windows), only the
+    threads of one process are serialised."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
+        fcntl = None
+    info = os.stat(folder)
+    key = (info.st_dev, info.st_ino)
+    with _HELD_GUARD:
+        held = _HELD.setdefault(key, [threading.RLock(), None, 0])
+    with held[0]:
+        if held[2] == 0 and fcntl is not None:
+            descriptor = os.open(folder, os.O_RDONLY)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            held[1] = descriptor
+        held[2] += 1
+        try:
+            yield
+        finally:
+            held[2] -= 1
+            if held[2] == 0 and held[1] is not None:
+                os.close(held[1])  # closing releases the flock
+                held[1] = None
+
+
+@contextmanager
+def exclusive_folder(directory: str | os.PathLike) -> Iterator[Path]:
+    """Hold `directory` (an existing artifact folder) for a read-modify-write, such as adding a speaker to a model's
+    bank: other processes and threads doing the same wait, so neither loses the other's change."""
+    directory = Path(os.path.abspath(directory))
+    with _folder_lock(directory):
+        yield directory
 
 
 def _staging_prefix(directory: Path) -> str:
@@ -218,6 +243,7 @@ __all__ = [
     "IncompleteSaveError",
     "check_complete",
     "check_complete_if_local",
+    "exclusive_folder",
     "read_manifest",
     "staged_save",
     "write_text_atomic",
