@@ -68,3 +68,38 @@ def test_bad_input_fails_before_any_work(tmp_path):
         _stage(["--push_to_hub", "--hub_model_id", "no namespace"])
     with pytest.raises(SystemExit, match="--prompts / --pairs"):
         load_recipe("talker_dpo").parse_args(["--model", "m"])
+
+
+def _users_folder(tmp_path):
+    folder = tmp_path / "mine"
+    (folder / "checkpoint-5").mkdir(parents=True)
+    (folder / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    (folder / "README.md").write_text("my notes")
+    (folder / "config.json").write_text("{}")
+    return folder, {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("recipe", ["sft", "voice_lora"])
+def test_overwrite_refuses_a_folder_no_recipe_made_before_any_work(recipe, tmp_path):
+    """`--overwrite` used to replace the user's README.md / config.json / weights and delete their checkpoint-5/
+    through checkpoint rotation; now a folder without the recipes' marker is refused, naming what it holds."""
+    folder, before = _users_folder(tmp_path)
+    argv = ["--model", str(tmp_path / "not-loaded"), "--output_dir", str(folder), "--overwrite"]
+    argv += ["--data", str(tmp_path / "not-read.jsonl")] if recipe == "sft" else ["--voice", "v", "--data", "x"]
+    with pytest.raises(SystemExit, match=r"not made by an omni_hf recipe \(it holds README\.md, checkpoint-5, "):
+        load_recipe(recipe).main(argv)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_of_a_recipes_own_folder_is_allowed(tmp_path):
+    from omni_hf.training.recipe_config import RECIPE_OUTPUT_MARKER, check_output_dir
+
+    output = check_output_dir(tmp_path / "run")  # a first run marks its folder
+    assert (output / RECIPE_OUTPUT_MARKER).is_file()
+    (output / "model.safetensors").write_bytes(b"an earlier run's weights")
+    with pytest.raises(SystemExit, match="is not empty"):
+        check_output_dir(output)
+    assert check_output_dir(output, overwrite=True) == output
+    folder, _ = _users_folder(tmp_path)
+    assert check_output_dir(folder, resume=True) == folder  # resuming reads the checkpoints: allowed
+    assert not (folder / RECIPE_OUTPUT_MARKER).exists()  # and does not mark the folder as a recipe's

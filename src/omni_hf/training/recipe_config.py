@@ -144,18 +144,43 @@ def trainer_arguments(training_args, **changes):
     return args
 
 
+RECIPE_OUTPUT_MARKER = ".omni_hf_recipe_output"  # in every folder a recipe writes into: "--overwrite may replace me"
+
+
 def check_output_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse a non-empty output directory unless the run resumes or may overwrite (user files are never lost)."""
+    """Refuse a non-empty output directory unless the run resumes, or may overwrite a folder that an omni_hf recipe
+    made (it holds `RECIPE_OUTPUT_MARKER`). A recipe writes fixed names (`README.md`, `config.json`, the
+    weights) and rotates `checkpoint-*` folders, so `--overwrite` on any other folder could replace or delete the
+    user's own files: it is refused, naming them, before any work. Marks the folder as a recipe's output."""
     output = Path(path)
     if output.exists() and not output.is_dir():
         raise SystemExit(f"{output} exists and is not a directory")
-    if output.is_dir() and any(output.iterdir()) and not (overwrite or resume):
+    found = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    entries = [name for name in found if name != RECIPE_OUTPUT_MARKER]  # a marker alone: another rank's just now
+    if entries and not (overwrite or resume):
         raise SystemExit(f"{output} is not empty: choose another --output_dir, --resume, or pass --overwrite")
+    if entries and overwrite and not resume and RECIPE_OUTPUT_MARKER not in found:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise SystemExit(
+            f"{output} was not made by an omni_hf recipe (it holds {shown}): --overwrite only replaces a recipe's "
+            "own output, so that none of your files is replaced or deleted; choose another --output_dir"
+        )
+    output.mkdir(parents=True, exist_ok=True)
+    if resume:  # the folder of an earlier run: it is marked already (or predates the marker), nothing to add
+        return output
+    try:
+        with open(output / RECIPE_OUTPUT_MARKER, "x") as marker:  # every rank may call this: the first one writes
+            marker.write(
+                "written by an omni_hf recipe: a later run with --overwrite may replace this folder's files\n"
+            )
+    except FileExistsError:
+        pass
     return output
 
 
 __all__ = [
     "ALIASES",
+    "RECIPE_OUTPUT_MARKER",
     "OutputArguments",
     "check_output_dir",
     "option_value",
