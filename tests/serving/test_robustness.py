@@ -132,7 +132,11 @@ def test_api_key_timeout_and_body_limit(tiny_served):
         assert client.get("/v1/models", headers=auth).status_code == 200
         slow = client.post("/v1/chat/completions", json=_body("hi", **SPEAK) | {"max_tokens": 64}, headers=auth)
         assert slow.status_code == 504 and "timeout" in slow.json()["error"]["message"]
-        big = client.post("/v1/chat/completions", content=json.dumps(_body("x" * 60_000)), headers=auth)
+        big = client.post(
+            "/v1/chat/completions",
+            content=json.dumps(_body("x" * 60_000)),
+            headers=auth | {"Content-Type": "application/json"},
+        )
         assert big.status_code == 413
         assert client.post("/v1/chat/completions", json=_body("hi"), headers=auth).status_code == 200
 

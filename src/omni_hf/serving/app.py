@@ -16,17 +16,20 @@ import inspect
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pydantic
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from transformers.utils import logging
 
 from ..omni.events import AudioChunk, StreamStats, TextDelta
 from .audio_encoding import encode_audio, pcm16_bytes
+from .cross_site import CrossSiteGuard, is_json
 from .protocol import ChatCompletionRequest, ConversationBuilder, RequestError, ServerLimits, check_request
 from .scheduler import BatchScheduler, ReplyRequest, RequestTimeout, ServerBusy
 
@@ -76,6 +79,8 @@ def create_app(
     api_key: str | None = None,
     max_active: int = 8,
     window=None,
+    allowed_hosts: Sequence[str] = (),
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """The ASGI app serving `model` (an `OmniForConditionalGeneration`) with `processor` (an `OmniProcessor`).
 
@@ -84,6 +89,8 @@ def create_app(
         api_key: when set, `/v1/*` needs `Authorization: Bearer <api_key>`.
         max_active: replies generated at once (batched); more concurrent requests get 429.
         window: the token2wav [`StreamingWindow`].
+        allowed_hosts: without `api_key`, the `Host` names served besides the loopback ones (DNS rebinding guard).
+        cors_origins: browser origins allowed to call the API (any other `Origin` gets 403; see `cross_site`).
     """
     limits = limits or ServerLimits()
     engine = BatchScheduler(model.eval(), processor, max_active=max_active, window=window)
@@ -95,6 +102,12 @@ def create_app(
 
     app = FastAPI(title="omni-hf", version="0.1.0", lifespan=lifespan)
     app.state.omni = ServerState(model, processor, engine, limits, model_id, api_key)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"])  # fmt: skip
+    app.add_middleware(  # outermost: refuses cross-site use before anything else runs
+        CrossSiteGuard, allowed_hosts=None if api_key else tuple(allowed_hosts), allowed_origins=tuple(cors_origins)
+    )
 
     @app.get("/health")
     async def health():
@@ -114,6 +127,8 @@ def create_app(
         state: ServerState = request.app.state.omni
         if not state.authorized(request):
             return error_response("Invalid or missing API key", 401, kind="authentication_error")
+        if not is_json(request.headers.get("content-type")):  # a web page can post text/plain without a preflight
+            return error_response("Content-Type must be application/json", 415, code="unsupported_media_type")
         try:
             body = await _read_body(request, state.limits.max_body_bytes)
             chat = _parse(body)

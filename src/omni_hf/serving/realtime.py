@@ -22,6 +22,7 @@ import logging
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from .cross_site import origin_allowed
 from .realtime_events import EventError, error_event
 from .realtime_session import RealtimeSession
 from .scheduler import BatchScheduler
@@ -55,7 +56,7 @@ def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
 
 def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None = None, model_name: str = "omni_hf",
                         generation_kwargs: dict | None = None, seed: int | None = 0, path: str = "/v1/realtime",
-                        engine: BatchScheduler | None = None):  # fmt: skip
+                        engine: BatchScheduler | None = None, allowed_origins=()):  # fmt: skip
     """Register the Realtime WebSocket on `app`.
 
     Args:
@@ -66,6 +67,8 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
         generation_kwargs: defaults of every reply, e.g. `{"thinker_max_new_tokens": 256, "thinker_do_sample": False}`.
         seed: seed of each reply's noise and sampling (replies are reproducible); None leaves them unseeded.
         path: the route.
+        allowed_origins: browser origins allowed besides the page's own (`Origin` equal to the `Host`); a handshake
+            from any other origin is refused (`omni_hf.serving.cross_site`).
         engine: the `BatchScheduler` running the model (default: the server's when `app` is `create_app`'s, else one
             made here): every connection's model work runs on it, beside the HTTP requests, with no lock.
 
@@ -79,6 +82,9 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     @app.websocket(path)
     async def realtime(websocket: WebSocket):
         protocols = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        if not origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host"), allowed_origins):
+            await websocket.close(code=1008, reason="cross-site connection refused")
+            return
         if not _authorized(websocket, api_key):
             await websocket.close(code=1008, reason="invalid API key")
             return

@@ -25,6 +25,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-media", type=int, default=4, help="media parts per request")
     parser.add_argument("--max-audio-seconds", type=float, default=300.0, help="length limit of one audio input")
     parser.add_argument("--allow-media-dir", help="let requests name local files inside this folder")
+    parser.add_argument(
+        "--allowed-hosts",
+        nargs="*",
+        default=[],
+        help="Host names the server answers to besides loopback and --host (checked without --api-key)",
+    )
+    parser.add_argument(
+        "--cors-origins",
+        nargs="*",
+        default=[],
+        help="browser origins (e.g. https://my-app.example) allowed to call the API; others get 403",
+    )
     parser.add_argument("--voice-adapter", action="append", default=[], help="load a LoRA voice (folder or repo)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
@@ -41,6 +53,11 @@ def load_for_serving(model_path: str, device: str = "cpu", dtype: str = "auto", 
     for adapter in voice_adapters:
         model.voice_adapters.load(adapter)
     return model, OmniProcessor.from_pretrained(model_path)
+
+
+def served_name(model: str) -> str:
+    """The name clients see by default: a Hub repo id as given, a local folder by its own name (never its path)."""
+    return os.path.basename(os.path.normpath(model)) if os.path.isdir(model) else model
 
 
 def limits_from_args(args) -> ServerLimits:
@@ -67,14 +84,16 @@ def serve(args) -> None:
     app = create_app(
         model,
         processor,
-        model_id=args.model_id or args.model,
+        model_id=args.model_id or served_name(args.model),
         limits=limits_from_args(args),
         api_key=args.api_key,
         max_active=args.max_concurrent,
+        allowed_hosts=[args.host, *args.allowed_hosts],
+        cors_origins=args.cors_origins,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         logger.warning(f"Serving on {args.host} without --api-key: anyone who can reach it can use the model")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
-__all__ = ["add_serve_arguments", "limits_from_args", "load_for_serving", "serve"]
+__all__ = ["add_serve_arguments", "limits_from_args", "load_for_serving", "serve", "served_name"]
