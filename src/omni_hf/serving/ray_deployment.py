@@ -63,7 +63,10 @@ def build_ray_app(
         max_ongoing_requests=max_active,
         ray_actor_options=ray_actor_options or {"num_cpus": 1},
     )
-    app_kwargs = {"model_id": model_id or model_path, "limits": limits, "api_key": api_key, "max_active": max_active}
+    from .server import served_name
+
+    name = model_id or served_name(model_path)  # never a local path in replies
+    app_kwargs = {"model_id": name, "limits": limits, "api_key": api_key, "max_active": max_active}
     return deployment.bind(model_path, app_kwargs, device, dtype, threads)
 
 
