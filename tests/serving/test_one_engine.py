@@ -1,5 +1,6 @@
 """One engine for HTTP and realtime: every model forward of the server runs on its `BatchScheduler`. An HTTP stream
-and two realtime turns at once each equal the same request alone, and two realtime sessions answer together."""
+and two realtime turns at once each equal the same request alone, and two realtime sessions answer together (on this
+machine the second's first audio came within 2x the first's; 3.8x before replies yielded between model steps)."""
 
 import asyncio
 import base64
@@ -30,7 +31,8 @@ def one_engine_server(tiny_omni_dir, live_server, server_limits):
 
 
 async def _realtime_turn(url: str, text: str, voice: str, started: list | None = None):
-    """One typed question over `/v1/realtime-short`: (transcript, pcm16 audio bytes, seconds to the first audio)."""
+    """One typed question over `/v1/realtime-short`: (transcript, pcm16 audio bytes, (when the first audio came,
+    when the reply was done) on the `time.perf_counter` clock)."""
     async with websockets.connect(url + "/v1/realtime-short") as ws:
 
         async def recv():
@@ -47,20 +49,20 @@ async def _realtime_turn(url: str, text: str, voice: str, started: list | None =
             while len(started) < 2:
                 await asyncio.sleep(0.01)
         await ws.send(json.dumps({"type": "response.create"}))
-        asked, first_audio, transcript, audio = time.perf_counter(), None, [], []
+        first_audio, transcript, audio = None, [], []
         while True:
             event = await recv()
             kind = event["type"]
             if kind == "error":
                 raise AssertionError(event)
             if kind == "response.output_audio.delta":
-                first_audio = first_audio or time.perf_counter() - asked
+                first_audio = first_audio or time.perf_counter()
                 audio.append(base64.b64decode(event["delta"]))
             elif kind == "response.output_audio_transcript.delta":
                 transcript.append(event["delta"])
             elif kind == "response.done":
                 assert event["response"]["status"] == "completed", event
-                return "".join(transcript), b"".join(audio), first_audio
+                return "".join(transcript), b"".join(audio), (first_audio, time.perf_counter())
 
 
 async def _http_stream(url: str, question: str, voice: str, tokens: int):
@@ -109,7 +111,8 @@ def test_two_realtime_sessions_are_answered_together(one_engine_server):
         started: list = []
         return await asyncio.gather(*(_realtime_turn(ws_url, "Hello there.", "Chelsie", started) for _ in range(2)))
 
-    (_, audio_a, seconds_a), (_, audio_b, seconds_b) = asyncio.run(both())
+    (_, audio_a, times_a), (_, audio_b, times_b) = asyncio.run(both())
     assert audio_a == audio_b  # the same question, the same seed: the same reply
-    first, second = sorted([seconds_a, seconds_b])
-    assert second <= 2 * first, (first, second)  # not one after the other (that took 20 s against 0.3 s)
+    # Answered together, not one after the other (with a model lock the second waited for the whole first reply):
+    # both first audios come before either reply is done. An order of events, so load on the machine cannot fail it.
+    assert max(times_a[0], times_b[0]) < min(times_a[1], times_b[1]), (times_a, times_b)

@@ -19,8 +19,11 @@ def test_two_replicas_behind_one_endpoint(tiny_omni_dir, monkeypatch):
     from ray import serve
     from ray.serve._private import api as serve_api
 
-    # No wall-clock limits: Ray gives its HTTP proxy 60 s to start, which a loaded 2-core machine can exceed.
+    # No tight wall-clock limits: Ray gives its HTTP proxy 60 s to start and 5-10 s per readiness / health check
+    # (then kills it), which a loaded 2-core machine can exceed. Its processes read these from the environment.
     monkeypatch.setattr(serve_api, "HTTP_PROXY_TIMEOUT", 900, raising=False)
+    for name in ("READY_CHECK_TIMEOUT_S", "HEALTH_CHECK_TIMEOUT_S", "HEALTH_CHECK_PERIOD_S"):
+        monkeypatch.setenv(f"RAY_SERVE_PROXY_{name}", "300")
 
     from omni_hf.serving import ServerLimits
     from omni_hf.serving.ray_deployment import build_ray_app
