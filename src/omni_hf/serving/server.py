@@ -92,7 +92,10 @@ def serve(args) -> None:
         cors_origins=args.cors_origins,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
-        logger.warning(f"Serving on {args.host} without --api-key: anyone who can reach it can use the model")
+        logger.warning(
+            f"Serving on {args.host} without --api-key: anyone who can reach it can use the model (requests must "
+            "name it by --host or one of --allowed-hosts in their Host header)"
+        )
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
