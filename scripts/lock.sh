@@ -8,6 +8,7 @@
 # torch needs (CUDA wheels, triton, sympy ...): a user's own torch is kept, never replaced by the lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+command -v uv >/dev/null 2>&1 || { echo "scripts/lock.sh needs uv: pip install uv" >&2; exit 1; }
 TORCH_PIN="${TORCH_PIN:-$(sed -n 's/^TORCH_CPU ?= *//p' Makefile)}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

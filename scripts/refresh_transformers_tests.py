@@ -32,11 +32,16 @@ def main() -> int:
     parser.add_argument("--version", default=importlib.metadata.version("transformers"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as download:
-        subprocess.run(
+        fetched = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", download,
              f"transformers=={args.version}"],
-            check=True,
         )  # fmt: skip
+        if fetched.returncode:
+            print(
+                f"Could not download the transformers {args.version} sdist from PyPI: nothing refreshed",
+                file=sys.stderr,
+            )
+            return 1
         (archive,) = Path(download).glob("transformers-*.tar.gz")
         with tarfile.open(archive) as tar:
             root = tar.getnames()[0].split("/")[0]

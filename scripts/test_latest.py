@@ -43,19 +43,19 @@ def read_lock(path: Path) -> dict[str, str]:
     return pins
 
 
+try:
+    from packaging.markers import Marker
+    from packaging.version import Version
+except ImportError:  # pip vendors packaging
+    from pip._vendor.packaging.markers import Marker
+    from pip._vendor.packaging.version import Version
+
+
 def _marker_holds(marker: str) -> bool:
-    try:
-        from packaging.markers import Marker
-    except ImportError:  # pip vendors packaging
-        from pip._vendor.packaging.markers import Marker
     return Marker(marker).evaluate()
 
 
 def _version(text: str):
-    try:
-        from packaging.version import Version
-    except ImportError:  # pip vendors packaging
-        from pip._vendor.packaging.version import Version
     return Version(text)
 
 

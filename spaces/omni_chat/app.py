@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
 from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
-from omni_hf.serving.scheduler import BatchScheduler, SteppedReply
+from omni_hf.serving.scheduler import BatchScheduler
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
 from live import build_live_tab, serve  # noqa: E402
@@ -185,7 +184,7 @@ def build_demo(
                 thinker_max_new_tokens=MAX_NEW_TOKENS,
                 talker_max_new_tokens=MAX_SPEECH_CODES,
             )
-            for event in engine_events(engine, lambda: model.stream(**inputs, **kwargs)):
+            for event in engine.stream(lambda: model.stream(**inputs, **kwargs)):
                 if isinstance(event, TextDelta) and event.text:
                     reply += event.text
                     chat[-1] = {"role": "assistant", "content": reply}
@@ -275,21 +274,6 @@ def stats_markdown(stats: StreamStats) -> str:
         f"**First audio: {first}** · first text {text} · {stats.audio_seconds:.1f} s of speech in "
         f"{stats.wall_seconds:.1f} s" + (f" · RTF {rtf:.2f}" if rtf is not None else "")
     )
-
-
-def engine_events(engine: BatchScheduler, start):
-    """The events of the reply `start()` makes, run on `engine` beside every other reply. Stopping early (Gradio's
-    Stop) closes the reply on the engine before returning."""
-    events: queue.SimpleQueue = queue.SimpleQueue()
-    reply = engine.submit_stream(start, events.put)
-    try:
-        while (event := events.get()) is not SteppedReply.END:
-            if isinstance(event, BaseException):
-                raise event
-            yield event
-    finally:
-        reply.cancel()
-        reply.wait()
 
 
 def save_wav(audio: np.ndarray, output_dir: Path) -> str:

@@ -12,7 +12,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import queue
 import threading
 
 import numpy as np
@@ -32,7 +31,6 @@ from .realtime_events import (
     parse_user_item,
     update_settings,
 )
-from .scheduler import SteppedReply
 from .vad import EnergyVAD, StreamingResampler
 
 logger = logging.getLogger(__name__)
@@ -309,17 +307,13 @@ class RealtimeSession:
                              item=self._item(response.item_id, "assistant", [], "in_progress")))  # fmt: skip
             part = {"type": "output_audio" if audio else "output_text", "transcript" if audio else "text": ""}
             emit(self._event("response.content_part.added", part=part, **self._where(response)))
-            events: queue.SimpleQueue = queue.SimpleQueue()
-            reply = self.engine.submit_stream(
+            events = self.engine.stream(
                 lambda: conversation.stream(speaker=voice, return_audio=audio, generator=generator, **kwargs),
-                events.put,
                 stop_when=response.cancel,
                 seed=self.seed,
             )
             try:
-                while (event := events.get()) is not SteppedReply.END:
-                    if isinstance(event, BaseException):
-                        raise event
+                for event in events:
                     if response.cancel.is_set():
                         status = "cancelled"
                         break
@@ -337,8 +331,7 @@ class RealtimeSession:
                 if response.cancel.is_set():  # cancelled while the engine was ending the reply
                     status = "cancelled"
             finally:
-                reply.cancel()  # closed by the engine (no-op once finished): the reply so far stays in the conversation
-                reply.wait()
+                events.close()  # closed on the engine: the reply so far stays in the conversation
             text = "".join(transcript)
             if status == "completed":
                 if audio:

@@ -215,6 +215,21 @@ class BatchScheduler:
         self._inbox.put(reply)
         return reply
 
+    def stream(self, start: Callable[[], Iterator], stop_when=None, seed=None) -> Iterator:
+        """The events of a reply run by the engine (`submit_stream`), for a caller on another thread. A failure in
+        the reply is raised here; leaving early (`close()`, `break`) closes the reply on the engine, and returns only
+        once its `finally` blocks have run."""
+        events: queue.SimpleQueue = queue.SimpleQueue()
+        reply = self.submit_stream(start, events.put, stop_when, seed)
+        try:
+            while (event := events.get()) is not SteppedReply.END:
+                if isinstance(event, BaseException):
+                    raise event
+                yield event
+        finally:
+            reply.cancel()  # a no-op once the reply has ended
+            reply.wait()
+
     def call(self, function: Callable, *args) -> Future:
         """Run `function(*args)` on the engine's thread before its next tick; the future holds its result."""
         if not self._thread.is_alive():
