@@ -15,7 +15,6 @@ adapter, the generation kwargs routed to the Thinker / Talker / token2wav by pre
 """
 
 import contextlib
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,17 +24,17 @@ from transformers import GenerationMixin
 
 from ..common.tmrope import media_layout
 from ..processing.budgets import check_generation_budget
-from ..talker.talker_inputs import build_talker_inputs, talker_prompt, text_entry
-from ..token2wav.streaming import StreamingWindow, Token2WavStream
+from ..talker.talker_inputs import build_talker_inputs
+from ..token2wav.background import BackgroundStream
+from ..token2wav.streaming import StreamingWindow
 from ..voices.speakers import Speaker
 from .decoding import StepDecoder
 from .events import STEP_TAKEN, AudioChunk, StreamStats, TextDelta, step_markers_enabled
 from .forward_recording import record_thinker_forwards
 from .pipeline_compat import pipeline_generate_arguments
-from .worker import BackgroundToken2Wav, InlineToken2Wav
+from .reply import IncrementalText, ReplyState
 
 SUBMODEL_PREFIXES = ("thinker_", "talker_", "token2wav_")
-SAMPLING_RATE = 24000
 
 
 def route_generation_kwargs(kwargs: dict) -> dict[str, dict]:
@@ -201,26 +200,50 @@ class OmniGenerationMixin(GenerationMixin):
             attention_mask,
             eos,
         )
-        with self.voice_adapters.use(request.voice_adapter):
-            generated = self.talker.generate(**inputs, **request.media_layout, **request.talker_kwargs)
+        return self.talker_codes(inputs, request.media_layout, request.voice_adapter, **request.talker_kwargs)
+
+    def talker_codes(
+        self, inputs: dict, media_layout: dict, voice_adapter=None, **talker_kwargs
+    ) -> list[torch.Tensor]:
+        """Run the Talker's `generate` on prepared inputs (`build_talker_inputs`, `(batch, ...)`) and return each row's
+        codes `(m,)`, cut at the first codec end token."""
+        with self.voice_adapters.use(voice_adapter):
+            generated = self.talker.generate(**inputs, **media_layout, **talker_kwargs)
         generated = generated[:, inputs["input_ids"].shape[1] :]
         ends = torch.isin(generated, self._codec_ends())
         steps = torch.arange(generated.shape[1], device=generated.device)
         lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
-        return [generated[i, : int(lengths[i])] for i in range(batch)]
+        return [generated[i, : int(lengths[i])] for i in range(generated.shape[0])]
 
     def codes_to_waveform(self, codes: torch.Tensor, speaker: Speaker, generator=None, **token2wav_kwargs):
-        """`(codes,)` speech codes → `(samples,)` float32 waveform at 24 kHz (empty for no codes)."""
-        if codes.numel() == 0:
-            return torch.zeros(0)
-        output = self.token2wav(
-            codes.unsqueeze(0),
-            reference_mel=speaker.ref_mel,
-            speaker_embedding=speaker.cond,
-            generator=generator,
-            **token2wav_kwargs,
+        """`(codes,)` speech codes → `(samples,)` float32 waveform at 24 kHz (empty for no codes), by the model's
+        code-to-wave stage (`model.token2wav`, see `omni_hf.token2wav.code_to_wave`)."""
+        stage = self.token2wav
+        return stage.decode(codes, stage.speaker_conditioning(speaker), generator=generator, **token2wav_kwargs)
+
+    def open_speech_stream(self, request: OmniRequest, window=None, background: bool = False, stage_context=None):
+        """The code-to-wave stream of one spoken reply: the stage's stream for the request's speaker, with its noise
+        generator and options; the DiT runs with the request's voice adapter (its DiT part, if any). `stage_context`
+        (e.g. a stage timer) is entered around each stage call; `background` decodes on a worker thread."""
+        adapters = self.voice_adapters
+
+        @contextlib.contextmanager
+        def stage(name: str):
+            outer = stage_context(name) if stage_context is not None else contextlib.nullcontext()
+            dit_adapter = adapters.use_dit(request.voice_adapter) if name == "dit" else contextlib.nullcontext()
+            with outer, dit_adapter:
+                yield
+
+        code_to_wave = self.token2wav
+        stream = code_to_wave.open_stream(
+            code_to_wave.speaker_conditioning(request.speaker),
+            window,
+            generator=request.generator,
+            stage_context=stage,
+            batch_key=request.voice_adapter,
+            **request.token2wav_kwargs,
         )
-        return output.audios[0]
+        return BackgroundStream(stream) if background else stream
 
     # ---------------------------------------------------------------- streamed replies
     def stream(
@@ -298,199 +321,55 @@ class OmniGenerationMixin(GenerationMixin):
         return torch.tensor(self.talker.config.codec_eos_token_ids, device=self.talker.device)
 
 
-class IncrementalText:
-    """Decode a growing token list into text increments (holds back incomplete multi-byte characters)."""
-
-    def __init__(self, tokenizer=None):
-        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor is accepted too
-        self.ids: list[int] = []
-        self.emitted = 0
-
-    def push(self, ids: list[int]) -> str:
-        self.ids.extend(ids)
-        if self.tokenizer is None:
-            return ""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""
-        delta, self.emitted = text[self.emitted :], len(text)
-        return delta
-
-
-class _Clock:
-    """Wall-clock stage timer (synchronises CUDA so a stage's kernels are charged to it)."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.start = time.perf_counter()
-        self.seconds = {"thinker": 0.0, "talker": 0.0, "dit": 0.0, "vocoder": 0.0}
-
-    def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    @contextlib.contextmanager
-    def charge(self, stage: str):
-        begin = self.now()
-        try:
-            yield
-        finally:
-            self.seconds[stage] += self.now() - begin
-
-    def since_start(self) -> float:
-        return time.perf_counter() - self.start
-
-
 class _ReplyLoop:
-    """One streamed reply: the Thinker, Talker and token2wav stages and their shared state."""
+    """One streamed reply driven alone (batch of one): a [`ReplyState`] advanced by `StepDecoder`s in one thread."""
 
     def __init__(self, model, request: OmniRequest, prompt: ReplyPrompt, tokenizer, window, background: bool):
-        self.model, self.request, self.prompt = model, request, prompt
-        self.window, self.background = window, background
-        self.clock = _Clock(model.thinker.device)
-        self.stats = StreamStats()
-        self.text = IncrementalText(tokenizer)
-        self.thinker = self.talker = self.speech = None
-        self.entries: list[torch.Tensor | None] = []  # Talker entry of reply token k at index k
-        self.prompt_track = None
-        self.audio_samples = 0
+        self.model, self.window, self.background = model, window, background
+        self.state = ReplyState(model, request, prompt, tokenizer)
         self.markers = step_markers_enabled()
 
     def run(self) -> Iterator[TextDelta | AudioChunk | StreamStats]:
+        state = self.state
         with self.model._thinker_track() as track:
             try:
-                with self.clock.charge("thinker"):
-                    self.thinker = StepDecoder.start(
-                        self.model.thinker,
-                        input_ids=self.prompt.input_ids,
-                        attention_mask=self.prompt.attention_mask,
-                        **self.prompt.thinker_inputs,
-                        **self.request.thinker_kwargs,
-                    )
+                state.start_thinker(StepDecoder)
                 while True:
-                    if not self.thinker.finished:
+                    if not state.thinker.finished:
                         yield self._thinker_step(track)
-                    if not self.request.speaks or (self.talker is None and not self._start_talker()):
-                        if self.thinker.finished:
+                    if not state.start_talker(StepDecoder, self.window, self.background, state.clock.charge):
+                        if state.thinker.finished:
                             break  # text only, or a reply of fewer than 2 tokens (not spoken, as in `generate`)
                         continue
                     yield from self._talker_steps()
-                    if self.talker.finished and self.thinker.finished:
+                    if state.talker.finished and state.thinker.finished:
                         break
             finally:
-                for part in (self.speech, self.thinker, self.talker):
-                    if part is not None:
-                        part.close()
-                self.entries.clear()
-        yield self._final_stats()
+                state.close()
+        yield from state.final_events()
 
     def _thinker_step(self, track: list) -> TextDelta:
-        with self.clock.charge("thinker"):
-            token = self.thinker.step()
+        state = self.state
+        with state.clock.charge("thinker"):
+            token = state.thinker.step()
         embeds, hidden = track.pop()
         track.clear()
-        if self.thinker.steps == 1:
-            self.prompt_track = (embeds, hidden)
-            if self.prompt.prefix_track is not None:
-                self.prompt_track = tuple(
-                    torch.cat(pair, dim=1) for pair in zip(self.prompt.prefix_track, (embeds, hidden))
-                )
-        elif self.request.speaks:
-            self.entries.append(hidden + embeds)
-        self.stats.text_tokens += 1
-        if self.stats.time_to_first_text is None:
-            self.stats.time_to_first_text = self.clock.since_start()
-        ids = token.tolist()
-        self.stats.token_ids += ids
-        return TextDelta(text=self.text.push(ids), token_ids=ids)
-
-    def _start_talker(self) -> bool:
-        """Start the Talker once the first reply entry exists; False while it cannot start yet."""
-        if not self.entries:
-            return False
-        model, request = self.model, self.request
-        talker_config = model.talker.config
-        with self.clock.charge("talker"):
-            inputs = talker_prompt(
-                model.thinker,
-                talker_config,
-                self.prompt.input_ids,
-                self.prompt_track,
-                self.entries[0],
-                self.thinker.generated[:, :1],
-                request.speaker.bos_token_id,
-                self.prompt.attention_mask,
-            )
-            self.talker = StepDecoder.start(
-                model.talker,
-                **inputs,
-                thinker_reply_part=self.entries[0],
-                **request.media_layout,
-                **request.talker_kwargs,
-            )
-        decoder = Token2WavStream(
-            model.token2wav,
-            request.speaker.ref_mel,
-            request.speaker.cond,
-            self.window,
-            generator=request.generator,
-            stage_context=self._token2wav_stage,
-            **request.token2wav_kwargs,
-        )
-        self.speech = (BackgroundToken2Wav if self.background else InlineToken2Wav)(decoder)
-        self.eos = text_entry(model.thinker, talker_config.tts_text_end_token_id, 1)
-        self.pad = text_entry(model.thinker, talker_config.tts_text_pad_token_id, 1)
-        self.ends = model._codec_ends()
-        return True
-
-    @contextlib.contextmanager
-    def _token2wav_stage(self, stage: str):
-        """Time a token2wav stage; the DiT runs with the request's voice adapter (its DiT part, if any)."""
-        adapter = self.model.voice_adapters.use_dit(self.request.voice_adapter) if stage == "dit" else None
-        with self.clock.charge(stage), adapter or contextlib.nullcontext():
-            yield
+        return state.took_thinker_token(token, embeds, hidden)
 
     def _talker_steps(self) -> Iterator[AudioChunk]:
         """Every Talker step whose Thinker entry exists, and the audio chunks that become final."""
-        talker, entries = self.talker, self.entries
-        while not talker.finished:
-            t = talker.steps
-            if t > 0:
-                if t < len(entries):
-                    entry = entries[t]
-                elif not self.thinker.finished:
-                    return  # wait for the Thinker
-                else:
-                    entry = self.eos if t == len(entries) else self.pad
-                talker.model_kwargs["thinker_reply_part"] = entry
-                if t - 1 < len(entries):
-                    entries[t - 1] = None  # consumed: free it
-            with self.clock.charge("talker"), self.model.voice_adapters.use(self.request.voice_adapter):
-                code = talker.step()
-            if not (talker.finished and bool(torch.isin(code, self.ends).item())):
-                self.speech.push(code)
-                self.stats.speech_codes += 1
-                self.stats.speech_code_ids.append(int(code))
-            chunks = self.speech.finish() if talker.finished else self.speech.poll()
-            for chunk in chunks:
-                if self.stats.time_to_first_audio is None:
-                    self.stats.time_to_first_audio = self.clock.since_start()
-                    self.stats.stage_seconds_to_first_audio = dict(self.clock.seconds)
-                yield AudioChunk(chunk.cpu().numpy(), start=self.audio_samples / SAMPLING_RATE)
-                self.audio_samples += chunk.numel()
-            if not chunks and self.markers:
+        state = self.state
+        adapters = self.model.voice_adapters
+        while not state.talker.finished and state.talker_entry_ready():
+            with state.clock.charge("talker"), adapters.use(state.request.voice_adapter):
+                code = state.talker.step()
+            state.took_code(code)
+            produced = False
+            for chunk in state.speech.decode_ready():
+                produced = True
+                yield state.audio_event(chunk)
+            if not produced and self.markers:
                 yield STEP_TAKEN  # the serving engine may run another reply's step here
-
-    def _final_stats(self) -> StreamStats:
-        stats, clock = self.stats, self.clock
-        stats.wall_seconds = clock.since_start()
-        stats.audio_seconds = self.audio_samples / SAMPLING_RATE
-        stats.stage_seconds = dict(clock.seconds)
-        if stats.audio_seconds > 0:
-            stats.rtf = {k: v / stats.audio_seconds for k, v in clock.seconds.items()}
-            stats.rtf["total"] = stats.wall_seconds / stats.audio_seconds
-        return stats
 
 
 __all__ = ["IncrementalText", "OmniGenerationMixin", "OmniRequest", "ReplyPrompt", "route_generation_kwargs"]

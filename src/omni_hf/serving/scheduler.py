@@ -3,10 +3,12 @@
 Each tick the worker (1) admits new requests and runs their Thinker prefill (one request at a time: prompts and
 media differ), (2) takes one Thinker decode step of every active request in one batched forward, (3) starts the
 Talker of requests whose first reply entry exists (prefill, per request) and takes one Talker step of every request
-whose next Thinker entry exists in one batched forward (voice adapters per row), and (4) pushes each new speech
-code to that request's streaming token2wav, which decodes a DiT window and vocodes it once its look-ahead exists.
-The per-request logic is that of `omni_hf.omni.generation_omni.stream_reply`, so a greedy reply equals
-`model.stream`'s, text, codes and audio.
+whose next Thinker entry exists in one batched forward (voice adapters per row), and ((4) hands each new speech
+code to that request's code-to-wave stream; the stage decodes every stream's ready windows together
+(`model.token2wav.decode_streams`: DiT and vocoder batched).
+Each request's progress is a `ReplyState` (`omni_hf.omni.reply`), the same state `model.stream` advances for one
+reply alone; this engine only batches the forwards. So a greedy reply equals `model.stream`'s, text, codes and
+audio.
 
 Why our own engine: transformers' continuous batching takes token ids and 1-D positions and returns tokens; the
 Thinker needs media embeddings and 3-D TMRoPE positions and must hand its hidden states to the Talker, and the
@@ -23,19 +25,17 @@ from dataclasses import dataclass, field
 import torch
 from transformers.utils import logging
 
-from ..omni.events import STEP_TAKEN, AudioChunk, StreamStats, TextDelta, enable_step_markers
+from ..omni.events import STEP_TAKEN, enable_step_markers
 from ..omni.forward_recording import owned_context, record_thinker_forwards
-from ..omni.generation_omni import IncrementalText, OmniRequest
+from ..omni.generation_omni import OmniRequest, ReplyPrompt
+from ..omni.reply import ReplyState
 from ..talker.modeling_talker import OmniTalkerOutput
-from ..talker.talker_inputs import talker_prompt, text_entry
 from ..thinker.modeling_thinker import OmniThinkerOutput
 from ..token2wav.streaming import StreamingWindow
 from .batching import BatchableDecoder, batched_step
-from .token2wav_batching import BatchedToken2WavStream, decode_together
 
 logger = logging.get_logger(__name__)
 
-SAMPLING_RATE = 24000
 SERVING_WINDOW = StreamingWindow(chunk_blocks=(2, 6))  # 0.48 s first chunk, then 1.44 s chunks
 
 
@@ -73,43 +73,24 @@ class ReplyRequest:
 
 
 class Job:
-    """One request in the engine. Events (`TextDelta`, `AudioChunk`, then `StreamStats` or an exception) are
-    handed to `sink` on the worker thread; `cancel()` may be called from any thread."""
+    """One request in the engine: its `ReplyState` (built at prefill). Events (`TextDelta`, `AudioChunk`, then
+    `StreamStats` or an exception) are handed to `sink` on the worker thread; `cancel()` may be called from any
+    thread."""
 
     def __init__(self, request: ReplyRequest, sink: Callable[[object], None]):
         self.request = request
         self.sink = sink
         self.cancelled = threading.Event()
         self.deadline = None if request.timeout is None else time.monotonic() + request.timeout
-        self.started = time.perf_counter()
-        self.stats = StreamStats()
-        self.thinker: BatchableDecoder | None = None
-        self.talker: BatchableDecoder | None = None
-        self.speech: BatchedToken2WavStream | None = None
-        self.entries: list[torch.Tensor | None] = []
-        self.prompt_track = None
-        self.eos = self.pad = None
-        self.audio_samples = 0
-        self.text: IncrementalText | None = None
-        self.layout: dict = {}
-        self.voice = None  # the Speaker
-        self.omni: OmniRequest | None = None  # the conductor's request, built at prefill
+        self.state: ReplyState | None = None
         self.done = False
 
     def cancel(self) -> None:
         self.cancelled.set()
 
-    def emit(self, event) -> None:
-        if isinstance(event, AudioChunk) and self.stats.time_to_first_audio is None:
-            self.stats.time_to_first_audio = time.perf_counter() - self.started
-        self.sink(event)
-
     def close(self) -> None:
-        for part in (self.thinker, self.talker):
-            if part is not None:
-                part.close()
-        self.entries.clear()
-        self.speech = None
+        if self.state is not None:
+            self.state.close()
         self.done = True
 
 
@@ -369,19 +350,21 @@ class BatchScheduler:
             elif job.deadline is not None and now > job.deadline:
                 self._end(job, RequestTimeout(f"The reply ran past its {job.request.timeout:g} s timeout"))
         self._jobs = [job for job in self._jobs if not job.done]
-        thinking = [job for job in self._jobs if not job.thinker.finished]
+        thinking = [job for job in self._jobs if not job.state.thinker.finished]
         if thinking:
             self._thinker_step(thinking)
         for job in [job for job in self._jobs if not job.done]:
-            self._guard(job, self._advance_talker)
-        talking = [job for job in self._jobs if not job.done and self._talker_ready(job)]
+            self._guard(job, self._start_talker)
+        talking = [job for job in self._jobs if not job.done and self._talker_ready(job.state)]
         if talking:
             self._talker_step(talking)
         self._token2wav_step()
         for job in self._jobs:
-            if not job.done and job.thinker.finished and (job.speech is None or job.speech.done):
-                if job.talker is None or job.talker.finished:
-                    self._finish(job)
+            if not job.done and job.state.complete:
+                *events, stats = job.state.final_events()
+                for event in events:
+                    job.sink(event)
+                self._end(job, stats)
         self._jobs = [job for job in self._jobs if not job.done]
 
     # ---------------------------------------------------------------- Thinker
@@ -396,42 +379,37 @@ class BatchScheduler:
         else:
             sampling["talker_do_sample"] = False
         media = {k: v for k, v in request.inputs.items() if k not in ("input_ids", "attention_mask")}
+        generator = None
+        if request.seed is not None and request.speaker is not None:
+            generator = torch.Generator(device=self.model.token2wav.device).manual_seed(request.seed)
         return self.model.build_request(
             speaker=request.speaker or "Chelsie",
             return_audio=request.speaker is not None,
             voice_adapter=request.voice_adapter,
             thinker_max_new_tokens=request.max_new_tokens,
             talker_max_new_tokens=request.talker_max_new_tokens,
+            generator=generator,
             **{f"token2wav_{k}": v for k, v in request.token2wav_kwargs.items()},
             **sampling,
             **media,
         )
 
     def _prefill(self, job: Job) -> None:
-        request = job.request
-        inputs = request.inputs
+        inputs = job.request.inputs
         if inputs["input_ids"].dim() != 2 or inputs["input_ids"].shape[0] != 1:
             raise ValueError(f"one prompt per request, got input_ids {tuple(inputs['input_ids'].shape)}")
-        job.text = IncrementalText(self.tokenizer)
-        job.omni = self._omni_request(request)
-        job.layout = job.omni.media_layout
-        job.voice = job.omni.speaker
+        prompt = ReplyPrompt(inputs["input_ids"], inputs.get("attention_mask"))
+        job.state = state = ReplyState(self.model, self._omni_request(job.request), prompt, self.tokenizer)
         with record_thinker_forwards(self.model.thinker) as track:  # the engine's own forwards only
-            job.thinker = BatchableDecoder.start(
-                self.model.thinker,
-                input_ids=inputs["input_ids"],
-                attention_mask=inputs.get("attention_mask"),
-                **job.omni.thinker_kwargs,
-            )
-            token = job.thinker.step()
+            state.start_thinker(BatchableDecoder)
+            token = state.thinker.step()
         embeds, hidden = track[-1]
-        job.prompt_track = (embeds, hidden)
-        self._took_thinker_token(job, token, None)
+        job.sink(state.took_thinker_token(token, embeds, hidden))
 
     def _thinker_step(self, jobs: list[Job]) -> None:
         try:
             with record_thinker_forwards(self.model.thinker) as track:
-                tokens = batched_step(self.model.thinker, [job.thinker for job in jobs], OmniThinkerOutput)
+                tokens = batched_step(self.model.thinker, [job.state.thinker for job in jobs], OmniThinkerOutput)
             embeds, hidden = track[-1]
         except Exception as error:  # noqa: BLE001
             for job in jobs:
@@ -439,76 +417,31 @@ class BatchScheduler:
             return
         self.batch_sizes["thinker"] = (self.batch_sizes["thinker"] + [len(jobs)])[-64:]
         for row, (job, token) in enumerate(zip(jobs, tokens)):
-            self._guard(job, self._took_thinker_token, token, hidden[row : row + 1] + embeds[row : row + 1])
+            self._guard(job, self._took_thinker_token, token, embeds[row : row + 1], hidden[row : row + 1])
 
-    def _took_thinker_token(self, job: Job, token: torch.Tensor, entry: torch.Tensor | None) -> None:
-        if entry is not None and job.request.speaker is not None:
-            job.entries.append(entry)
-        ids = token.tolist()
-        job.stats.text_tokens += 1
-        job.stats.token_ids += ids
-        if job.stats.time_to_first_text is None:
-            job.stats.time_to_first_text = time.perf_counter() - job.started
-        job.emit(TextDelta(text=job.text.push(ids), token_ids=ids))
+    @staticmethod
+    def _took_thinker_token(job: Job, token, embeds, hidden) -> None:
+        job.sink(job.state.took_thinker_token(token, embeds, hidden))
 
     # ---------------------------------------------------------------- Talker and token2wav
-    def _advance_talker(self, job: Job) -> None:
+    def _start_talker(self, job: Job) -> None:
         """Start the Talker (prefill + first code) once the first reply entry exists."""
-        if job.request.speaker is None or job.talker is not None or not job.entries:
+        state = job.state
+        if state.talker is not None or not state.start_talker(BatchableDecoder, self.window):
             return
-        model, request = self.model, job.request
-        inputs = talker_prompt(
-            model.thinker,
-            model.talker.config,
-            job.request.inputs["input_ids"],
-            job.prompt_track,
-            job.entries[0],
-            job.thinker.generated[:, :1],
-            job.voice.bos_token_id,
-            job.request.inputs.get("attention_mask"),
-        )
-        job.talker = BatchableDecoder.start(
-            model.talker, **inputs, thinker_reply_part=job.entries[0], **job.layout, **job.omni.talker_kwargs
-        )
-        device = model.token2wav._execution_device
-        generator = None if request.seed is None else torch.Generator(device=device).manual_seed(request.seed)
-        job.speech = BatchedToken2WavStream(
-            model.token2wav,
-            job.voice.ref_mel,
-            job.voice.cond,
-            self.window,
-            generator=generator,
-            dit_adapter=request.voice_adapter,
-            **job.omni.token2wav_kwargs,
-        )
-        job.eos = text_entry(model.thinker, model.talker.config.tts_text_end_token_id, 1)
-        job.pad = text_entry(model.thinker, model.talker.config.tts_text_pad_token_id, 1)
-        with model.voice_adapters.use(request.voice_adapter):
-            code = job.talker.step()
-        self._took_code(job, code)
+        with self.model.voice_adapters.use(state.request.voice_adapter):
+            code = state.talker.step()
+        state.took_code(code)
 
-    def _talker_ready(self, job: Job) -> bool:
-        """Whether the Talker's next step can run now (its Thinker entry exists); sets that entry."""
-        talker = job.talker
-        if talker is None or talker.finished or talker.steps == 0:
-            return False
-        t = talker.steps
-        if t < len(job.entries):
-            entry = job.entries[t]
-        elif not job.thinker.finished:
-            return False
-        else:
-            entry = job.eos if t == len(job.entries) else job.pad
-        talker.model_kwargs["thinker_reply_part"] = entry
-        if t - 1 < len(job.entries):
-            job.entries[t - 1] = None  # consumed
-        return True
+    @staticmethod
+    def _talker_ready(state: ReplyState) -> bool:
+        return state.talker is not None and not state.talker.finished and state.talker_entry_ready()
 
     def _talker_step(self, jobs: list[Job]) -> None:
         adapters = [job.request.voice_adapter for job in jobs]
         try:
             with self.model.voice_adapters.use(adapters[0] if len(set(adapters)) == 1 else adapters):
-                codes = batched_step(self.model.talker, [job.talker for job in jobs], OmniTalkerOutput)
+                codes = batched_step(self.model.talker, [job.state.talker for job in jobs], OmniTalkerOutput)
         except Exception as error:  # noqa: BLE001
             for job in jobs:
                 self._end(job, error)
@@ -517,47 +450,30 @@ class BatchScheduler:
         for job, code in zip(jobs, codes):
             self._guard(job, self._took_code, code)
 
-    def _took_code(self, job: Job, code: torch.Tensor) -> None:
-        ends = self.model.talker.config.codec_eos_token_ids
-        if not (job.talker.finished and int(code) in ends):
-            job.stats.speech_codes += 1
-            job.stats.speech_code_ids.append(int(code))
-            job.speech.add(code)
-        if job.talker.finished:
-            job.speech.end()
+    @staticmethod
+    def _took_code(job: Job, code) -> None:
+        job.state.took_code(code)
 
     def _token2wav_step(self) -> None:
-        """Decode every reply's ready windows, batched (DiT per window length, vocoder per window length)."""
-        jobs = [job for job in self._jobs if not job.done and job.speech is not None and not job.speech.done]
+        """Decode every reply's ready windows together (the code-to-wave stage batches what it can)."""
+        jobs = [
+            job for job in self._jobs if not job.done and job.state.speech is not None and not job.state.speech.done
+        ]
         if not jobs:
             return
         try:
             dit = []
-            audio = decode_together(
-                [job.speech for job in jobs], self.model.voice_adapters.use_dit, dit, self.align_codes
+            audio = self.model.token2wav.decode_streams(
+                [job.state.speech for job in jobs], dit_batches=dit, max_wait=self.align_codes
             )
         except Exception as error:  # noqa: BLE001
             for job in jobs:
                 self._end(job, error)
             return
         self.batch_sizes["dit"] = (self.batch_sizes["dit"] + dit)[-64:]
-        for i, job in enumerate(jobs):
-            for chunk in audio[i]:
-                job.emit(AudioChunk(chunk.cpu().numpy(), start=job.audio_samples / SAMPLING_RATE))
-                job.audio_samples += chunk.numel()
-
-    def _finish(self, job: Job) -> None:
-        text = job.text
-        if text.tokenizer is not None:  # text held back for an incomplete character is sent at the end
-            rest = text.tokenizer.decode(text.ids, skip_special_tokens=True)[text.emitted :]
-            if rest:
-                job.emit(TextDelta(text=rest, token_ids=[]))
-        stats = job.stats
-        stats.wall_seconds = time.perf_counter() - job.started
-        stats.audio_seconds = job.audio_samples / SAMPLING_RATE
-        if stats.audio_seconds > 0:
-            stats.rtf = {"total": stats.wall_seconds / stats.audio_seconds}
-        self._end(job, stats)
+        for job, chunks in zip(jobs, audio):
+            for chunk in chunks:
+                job.sink(job.state.audio_event(chunk))
 
 
 __all__ = ["SERVING_WINDOW", "BatchScheduler", "Job", "ReplyRequest", "RequestTimeout", "ServerBusy", "SteppedReply"]

@@ -4,6 +4,7 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,10 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..common.remote_code import write_code_set
 from ..common.staged_save import check_complete_if_local, staged_save
 from .bigvgan import BigVGANVocoder
+from .code_to_wave import SAMPLING_RATE, CodeToWave
 from .modeling_dit import OmniDiTModel
 from .scheduling_flow_match import OmniFlowMatchScheduler
-from .streaming import StreamingWindow, Token2WavStream, stream_token2wav
+from .streaming import StreamingWindow, Token2WavStream, decode_windows, stream_token2wav
 
 logger = logging.get_logger(__name__)
 _FLOAT32_NOTE = (
@@ -51,13 +53,21 @@ def _load_device(device_map) -> torch.device:
     )
 
 
-SAMPLING_RATE = 24000
 DIT_PREFIX = "token2wav.code2wav_dit_model."
 VOCODER_PREFIX = "token2wav.code2wav_bigvgan_model."
 
 
-class OmniToken2WavPipeline(DiffusionPipeline):
-    r"""Qwen2.5-Omni code-to-waveform pipeline.
+@dataclass(frozen=True)
+class DiTSpeakerConditioning:
+    """The DiT's speaker conditioning (what `OmniToken2WavPipeline.speaker_conditioning` makes of a `Speaker`):
+    `reference_mel` `(1, frames, 80)` for its speaker encoder and `speaker_embedding` `(1, enc_emb_dim)` x-vector."""
+
+    reference_mel: torch.Tensor
+    speaker_embedding: torch.Tensor
+
+
+class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
+    r"""Qwen2.5-Omni code-to-waveform pipeline, the paper's code-to-wave stage (`omni_hf.token2wav.code_to_wave`).
 
     Components:
         dit ([`OmniDiTModel`]): predicts the mel's flow-matching velocity from codes and a speaker.
@@ -213,6 +223,50 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             bar.close()
         return sample
 
+    # ---------------------------------------------------------------- the code-to-wave interface
+    def speaker_conditioning(self, speaker) -> DiTSpeakerConditioning:
+        """The DiT's conditioning for a `voices.Speaker` (its reference mel and x-vector)."""
+        return DiTSpeakerConditioning(speaker.ref_mel, speaker.cond)
+
+    def decode(self, codes: torch.Tensor, conditioning: DiTSpeakerConditioning, generator=None, **options):
+        """Speech codes `(n,)` → float32 waveform `(samples,)` at 24 kHz, one global ODE (the reference's numerics);
+        `options`: the call's keyword arguments (`num_inference_steps`, `window`, ...)."""
+        if codes.numel() == 0:
+            return torch.zeros(0)
+        output = self(
+            codes.reshape(1, -1),
+            reference_mel=conditioning.reference_mel,
+            speaker_embedding=conditioning.speaker_embedding,
+            generator=generator,
+            **options,
+        )
+        return output.audios[0]
+
+    def open_stream(
+        self,
+        conditioning: DiTSpeakerConditioning,
+        window: StreamingWindow | None = None,
+        generator=None,
+        stage_context=None,
+        batch_key=None,
+        **options,
+    ) -> Token2WavStream:
+        """A [`Token2WavStream`] for one utterance of this speaker (`options`: see `Token2WavStream`)."""
+        return Token2WavStream(
+            self,
+            conditioning.reference_mel,
+            conditioning.speaker_embedding,
+            window,
+            generator=generator,
+            stage_context=stage_context,
+            batch_key=batch_key,
+            **options,
+        )
+
+    def decode_streams(self, streams: list[Token2WavStream], dit_batches=None, max_wait: int = 0):
+        """Advance several streams at once: DiT and vocoder windows batched (`streaming.decode_windows`)."""
+        return decode_windows(streams, dit_batches, max_wait)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -343,4 +397,4 @@ class OmniToken2WavPipeline(DiffusionPipeline):
         return stream_token2wav(stream, code_chunks)
 
 
-__all__ = ["OmniToken2WavPipeline", "SAMPLING_RATE"]
+__all__ = ["DiTSpeakerConditioning", "OmniToken2WavPipeline", "SAMPLING_RATE"]

@@ -15,11 +15,12 @@ full-utterance vocoding cut into pieces, with no seam to click.
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .bigvgan import BigVGANVocoder
+from .code_to_wave import CodeToWaveStream
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class VocoderStream:
     """Vocode a mel spectrogram that grows at the end, emitting each sample once its receptive field is complete.
 
     `push(mel)` returns the samples of every frame that has `context` frames after it; `push(..., final=True)`
-    returns the rest. The concatenation equals `vocoder(full_mel)` (up to float summation order).
+    returns the rest. The concatenation equals `vocoder(full_mel)` (up to float summation order). `push` is `plan`
+    (which window to vocode) then `commit` (its new samples), so several streams can share one vocoder batch.
     """
 
     def __init__(self, vocoder: BigVGANVocoder, context: int | None = None):
@@ -148,16 +150,27 @@ class VocoderStream:
     @torch.no_grad()
     def push(self, mel: torch.Tensor | None, final: bool = False) -> torch.Tensor:
         """`mel` `(1, mel_dim, new_frames)` → float32 samples `(n,)` (possibly empty)."""
+        plan = self.plan(mel, final)
+        if plan is None:
+            return torch.zeros(0)
+        window, span = plan
+        return self.commit(span, self.vocoder(window.to(self.vocoder.dtype))[0])
+
+    def plan(self, mel: torch.Tensor | None, final: bool = False):
+        """Append `mel`; → `(window (1, mel_dim, frames), span)` to vocode, or None when no sample is final yet."""
         if mel is not None and mel.shape[-1]:
             self._mel = mel if self._mel is None else torch.cat([self._mel, mel], dim=-1)
         known = self.frames
         end = known if final else known - self.context
         if self._mel is None or end <= self._emitted:
-            return torch.zeros(0)
+            return None
         start = max(self._offset, self._emitted - self.context)
         stop = min(known, end + self.context)
-        window = self._mel[..., start - self._offset : stop - self._offset]
-        audio = self.vocoder(window.to(self.vocoder.dtype))[0]
+        return self._mel[..., start - self._offset : stop - self._offset], (start, end)
+
+    def commit(self, span: tuple[int, int], audio: torch.Tensor) -> torch.Tensor:
+        """`audio` `(samples,)`: the vocoder output of the planned window → the new final samples."""
+        start, end = span
         samples = audio[(self._emitted - start) * self.hop : (end - start) * self.hop].float()
         self._emitted = end
         keep_from = max(self._offset, end - self.context)  # older frames are never read again
@@ -166,12 +179,25 @@ class VocoderStream:
         return samples
 
 
-class Token2WavStream:
+@dataclass
+class DiTWindow:
+    """One stream's next DiT problem: solve `noise` `(1, frames, mel_dim)` under `conditioning`; the chunk keeps
+    frames `own` (absolute) of the window starting at frame `start`."""
+
+    size: int
+    start: int
+    own: tuple[int, int]
+    conditioning: object
+    noise: torch.Tensor
+
+
+class Token2WavStream(CodeToWaveStream):
     """Incremental code → waveform decoding with a token2wav pipeline (batch of one utterance).
 
-    Feed codes with `push(codes)` as the talker produces them and call `finish()` at the end; both return the
-    waveform chunks (float32 `(samples,)` tensors at 24 kHz) that became final. See the module docstring for why
-    the DiT is solved in windows and why the vocoder stitching is exact.
+    Feed codes with `push(codes)` (or `add` then `decode_ready`) as the talker produces them and call `finish()`
+    at the end; both return the waveform chunks (float32 `(samples,)` tensors at 24 kHz) that became final. See the
+    module docstring for why the DiT is solved in windows and why the vocoder stitching is exact. Decoding goes
+    through `decode_windows` (one stream, or several batched by the server): one chunk driver for both.
 
     Args:
         pipeline: an [`OmniToken2WavPipeline`].
@@ -183,6 +209,7 @@ class Token2WavStream:
         vocoder_context: mel frames of vocoder context per side (default: the receptive field: exact stitching).
         stage_context: `stage_context(stage)` is entered around every DiT chunk (`"dit"`) and vocoder call
             (`"vocoder"`): to time the stages, or to switch a voice adapter's DiT part on for the DiT only.
+        batch_key: streams share a DiT batch only with streams of the same key (e.g. their DiT voice adapter).
     """
 
     def __init__(
@@ -199,6 +226,7 @@ class Token2WavStream:
         latents: torch.Tensor | None = None,
         vocoder_context: int | None = None,
         stage_context: Callable[[str], AbstractContextManager] | None = None,
+        batch_key=None,
     ):
         pipeline.check_inputs(
             torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps
@@ -225,58 +253,86 @@ class Token2WavStream:
         self._noise: list[torch.Tensor] = []  # per block, when drawn from the generator
         self.vocoder = VocoderStream(pipeline.vocoder, vocoder_context)
         self.stage_context = stage_context or (lambda stage: nullcontext())
+        self.batch_key = batch_key
         self._codes = torch.zeros(0, dtype=torch.long, device=self.device)
         self._chunk = 0  # index of the next chunk to decode
         self._next_block = 0  # first block of that chunk
-        self._finished = False
+        self.ended = False
+        self.flushed = False
         self.cancelled = False  # set from another thread to stop between chunks
+        self.waited = 0  # decode calls the ready window was held back for a batch partner (`decode_windows`)
         self.mel_chunks: list[torch.Tensor] = []  # (1, mel_dim, frames) per decoded chunk, for inspection
 
     @property
     def frames(self) -> int:
         return self._codes.numel() * self.repeats
 
-    def push(self, codes: torch.Tensor) -> list[torch.Tensor]:
-        """Append speech codes `(n,)` or `(1, n)` in `[0, num_embeds)`; return the waveform chunks now final."""
-        if self._finished:
+    @property
+    def done(self) -> bool:
+        return self.flushed or self.cancelled
+
+    def add(self, codes: torch.Tensor) -> None:
+        """Append speech codes `(n,)` or `(1, n)` in `[0, num_embeds)` (decoded by the next `decode_ready`)."""
+        if self.ended:
             raise RuntimeError("This token2wav stream is finished; start a new one")
         codes = torch.as_tensor(codes).reshape(-1).to(self.device)
         if codes.numel():
             self.pipeline.dit.check_codes(codes.unsqueeze(0))
             self._codes = torch.cat([self._codes, codes.long()])
-        return self._decode_ready(final=False)
+
+    def end(self) -> None:
+        self.ended = True
+
+    def decode_ready(self) -> list[torch.Tensor]:
+        """The chunks whose look-ahead codes exist (after `end()`: all of them, then the vocoder's tail)."""
+        return decode_windows([self])[0]
 
     def finish(self) -> list[torch.Tensor]:
         """No more codes: decode what is left and flush the vocoder."""
-        if self._finished:
+        if self.ended:
             return []
-        self._finished = True
-        return self._decode_ready(final=True)
+        self.end()
+        return self.decode_ready()
 
-    # ------------------------------------------------------------------------------------------------------------
-    def _decode_ready(self, final: bool) -> list[torch.Tensor]:
-        chunks = []
+    # ---------------------------------------------------------------- the windows, for `decode_windows`
+    def upcoming(self) -> tuple[int, int] | None:
+        """`(window frames, codes still missing)` of the next chunk's window; None when none is left."""
         block, w = self.block_size, self.window
-        while self._next_block * block < self.frames and not self.cancelled:
-            size = w.chunk_size(self._chunk)
-            needed = (self._next_block + size + w.future_blocks) * block
-            if self.frames < needed and not final:
-                break
-            with self.stage_context("dit"):
-                mel = self._decode_chunk(self._next_block, size)
-            self.mel_chunks.append(mel)
-            self._next_block += size
-            self._chunk += 1
-            with self.stage_context("vocoder"):
-                audio = self.vocoder.push(mel)
-            if audio.numel():
-                chunks.append(audio)
-        if final and not self.cancelled:
-            with self.stage_context("vocoder"):
-                tail = self.vocoder.push(None, final=True)
-            if tail.numel():
-                chunks.append(tail)
-        return chunks
+        if self.cancelled or self._next_block * block >= self.frames and self.ended:
+            return None
+        size = w.chunk_size(self._chunk)
+        needed = (self._next_block + size + w.future_blocks) * block
+        start = max(0, (self._next_block - w.past_blocks) * block)
+        if self.ended:
+            return min(needed, self.frames) - start, 0
+        return needed - start, max(0, -(-(needed - self.frames) // self.repeats))
+
+    @torch.no_grad()
+    def next_window(self) -> DiTWindow | None:
+        """The next chunk's DiT problem if its look-ahead codes exist (or the stream has ended)."""
+        block, w = self.block_size, self.window
+        if self.cancelled or self._next_block * block >= self.frames:
+            return None
+        size = w.chunk_size(self._chunk)
+        if self.frames < (self._next_block + size + w.future_blocks) * block and not self.ended:
+            return None
+        conditioning, noise, start, own = self.window_inputs(self._next_block, size)
+        return DiTWindow(size, start, own, conditioning, noise)
+
+    def take_window(self, window: DiTWindow, sample: torch.Tensor):
+        """Accept the solved window `(1, frames, mel_dim)`; → the vocoder plan of the new mel (or None)."""
+        self._next_block += window.size
+        self._chunk += 1
+        mel = sample[:, window.own[0] - window.start : window.own[1] - window.start].transpose(1, 2)
+        self.mel_chunks.append(mel)
+        return self.vocoder.plan(mel)
+
+    def final_plan(self):
+        """After the last window: the vocoder plan of the tail (once; None if nothing is left)."""
+        if not self.ended or self.flushed or self.cancelled or self._next_block * self.block_size < self.frames:
+            return None
+        self.flushed = True
+        return self.vocoder.plan(None, final=True)
 
     def _noise_for(self, start: int, stop: int) -> torch.Tensor:
         if self.latents is not None:
@@ -310,12 +366,97 @@ class Token2WavStream:
         self.speaker_features = conditioning.speaker_features
         return conditioning, self._noise_for(start, stop), start, own
 
-    @torch.no_grad()
-    def _decode_chunk(self, first_block: int, size: int) -> torch.Tensor:
-        """Solve the ODE over the chunk's window; return the chunk's own mel `(1, mel_dim, frames)`."""
-        conditioning, noise, start, (own_start, own_stop) = self.window_inputs(first_block, size)
-        sample = self.pipeline.solve(noise, conditioning, self.scheduler, self.steps, self.guidance_scale)
-        return sample[:, own_start - start : own_stop - start].transpose(1, 2)
+
+# ---------------------------------------------------------------------------------------------------- the chunk driver
+def _merge(conditionings: list) -> object:
+    """One `DiTConditioning` for several windows of equal length (conditional rows first, then unconditional)."""
+    first = conditionings[0]
+    if len(conditionings) == 1:
+        return first
+    halves = 2 if first.guidance else 1
+
+    def rows(name):
+        parts = [getattr(c, name).chunk(halves) for c in conditionings]
+        return torch.cat([part[h] for h in range(halves) for part in parts])
+
+    merged = {name: rows(name) for name in ("code_embeds", "speaker_features", "xvector", "condition_hidden")}
+    return replace(first, **merged, batch_size=len(conditionings))
+
+
+def _held_back(streams: list[Token2WavStream], max_wait: int) -> set[int]:
+    """Streams whose ready window waits (at most `max_wait` calls in all) for another stream's window of the same
+    length that is a few codes away: once aligned, replies of the same pace keep sharing DiT batches."""
+    shapes = [s.upcoming() for s in streams]
+    held = set()
+    for i, shape in enumerate(shapes):
+        if shape is None or shape[1] > 0 or streams[i].ended:
+            continue
+        partner = any(
+            other is not None and j != i and other[0] == shape[0] and 0 < other[1] <= max_wait - streams[i].waited
+            for j, other in enumerate(shapes)
+        )
+        if partner:
+            held.add(i)
+            streams[i].waited += 1
+        else:
+            streams[i].waited = 0
+    return held
+
+
+@torch.no_grad()
+def decode_windows(
+    streams: list[Token2WavStream], dit_batches: list | None = None, max_wait: int = 0
+) -> list[list[torch.Tensor]]:
+    """Decode every window that is ready in `streams`: the DiT solves equal-length windows of equal `batch_key` in
+    one batch, the vocoder vocodes equal-length windows in one batch; → the new chunks `(samples,)` per stream.
+
+    Each stream keeps its own state (codes, noise drawn block by block from its own generator, window schedule,
+    vocoder context), so its chunks are those of the stream decoded alone (batched float sums may differ in the
+    last bits). A batch runs inside its first stream's `stage_context`. The size of each DiT batch is appended to
+    `dit_batches`; a ready window may wait up to `max_wait` calls for a same-length window of another stream."""
+    audio: list[list[torch.Tensor]] = [[] for _ in streams]
+    held = _held_back(streams, max_wait) if max_wait > 0 and len(streams) > 1 else set()
+    while True:
+        windows = {i: w for i, s in enumerate(streams) if i not in held and (w := s.next_window()) is not None}
+        groups: dict[tuple, list[int]] = {}
+        for i, window in windows.items():
+            groups.setdefault((window.noise.shape[1], streams[i].batch_key), []).append(i)
+        plans = {}
+        for members in groups.values():
+            first = streams[members[0]]
+            if dit_batches is not None:
+                dit_batches.append(len(members))
+            with first.stage_context("dit"):
+                sample = first.pipeline.solve(
+                    torch.cat([windows[i].noise for i in members]),
+                    _merge([windows[i].conditioning for i in members]),
+                    first.scheduler,
+                    first.steps,
+                    first.guidance_scale,
+                )
+            for row, i in enumerate(members):
+                plans[i] = streams[i].take_window(windows[i], sample[row : row + 1])
+        for i, stream in enumerate(streams):
+            if i not in windows and (plan := stream.final_plan()) is not None:
+                plans[i] = plan
+        _vocode(streams, {i: p for i, p in plans.items() if p is not None}, audio)
+        if not windows:
+            return audio
+
+
+def _vocode(streams: list[Token2WavStream], plans: dict, audio: list) -> None:
+    groups: dict[int, list[int]] = {}
+    for i, (window, _) in plans.items():
+        groups.setdefault(window.shape[-1], []).append(i)
+    for members in groups.values():
+        first = streams[members[0]]
+        vocoder = first.vocoder.vocoder
+        with first.stage_context("vocoder"):
+            output = vocoder(torch.cat([plans[i][0] for i in members]).to(vocoder.dtype))
+        for row, i in enumerate(members):
+            samples = streams[i].vocoder.commit(plans[i][1], output[row])
+            if samples.numel():
+                audio[i].append(samples)
 
 
 def stream_token2wav(stream: Token2WavStream, code_chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -325,4 +466,4 @@ def stream_token2wav(stream: Token2WavStream, code_chunks: Iterable[torch.Tensor
     yield from stream.finish()
 
 
-__all__ = ["StreamingWindow", "Token2WavStream", "VocoderStream", "stream_token2wav"]
+__all__ = ["DiTWindow", "StreamingWindow", "Token2WavStream", "VocoderStream", "decode_windows", "stream_token2wav"]

@@ -146,15 +146,10 @@ def sample_candidates(
     bos = model.speakers[speaker].bos_token_id
     inputs = build_talker_inputs(model.thinker, model.talker.config, full[:, :p], full, track, bos)
     inputs = {k: v.repeat(num_candidates, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
-    with model.voice_adapters.use(voice):
-        generated = model.talker.generate(
-            **inputs, **repeat_layout(layout, num_candidates), max_new_tokens=max_new_tokens, **sampling
-        )
-    generated = generated[:, inputs["input_ids"].shape[1] :]
-    ends = torch.isin(generated, torch.tensor(model.talker.config.codec_eos_token_ids, device=generated.device))
-    steps = torch.arange(generated.shape[1], device=generated.device)
-    lengths = torch.where(ends, steps, generated.shape[1]).min(-1).values
-    return [generated[i, : int(lengths[i])].cpu() for i in range(num_candidates)]
+    codes = model.talker_codes(
+        inputs, repeat_layout(layout, num_candidates), voice, max_new_tokens=max_new_tokens, **sampling
+    )
+    return [row.cpu() for row in codes]
 
 
 def _fingerprint(prompts, settings: dict) -> str:

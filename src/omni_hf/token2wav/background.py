@@ -1,4 +1,4 @@
-"""Run a `Token2WavStream` inline or on a background thread behind one interface.
+"""A code-to-wave stream decoded on a background thread (`BackgroundStream` wraps any `CodeToWaveStream`).
 
 On a background thread the DiT and the vocoder work while the Thinker and the Talker decode: a decode step is short
 and spends much of its time in Python (the GIL is released inside torch kernels), so the two overlap even on few
@@ -12,40 +12,23 @@ from collections.abc import Iterator
 
 import torch
 
-from ..token2wav.streaming import Token2WavStream
+from .code_to_wave import CodeToWaveStream
 
 _FINISH, _STOP, _DONE = object(), object(), object()
 
 
-class InlineToken2Wav:
-    """`push` decodes right away; `poll` returns what became final."""
+class BackgroundStream(CodeToWaveStream):
+    """`add` only queues the codes; a worker thread decodes them. Before `end()`, `decode_ready` never waits (it
+    returns what the worker has finished); after it, `decode_ready` yields the rest as the worker produces it.
 
-    def __init__(self, stream: Token2WavStream):
-        self.stream = stream
-        self._ready: list[torch.Tensor] = []
-
-    def push(self, codes: torch.Tensor) -> None:
-        self._ready += self.stream.push(codes)
-
-    def poll(self) -> list[torch.Tensor]:
-        ready, self._ready = self._ready, []
-        return ready
-
-    def finish(self) -> list[torch.Tensor]:
-        return self.poll() + self.stream.finish()
-
-    def close(self) -> None:
-        self._ready = []
-
-
-class BackgroundToken2Wav:
-    """`push` only queues the codes; a worker thread decodes them. `poll` never waits; `finish` waits for the rest.
-
-    An exception in the worker is raised by the next `poll`/`finish`; `close` stops the worker and joins it.
+    An exception in the worker is raised by the next call; `close` stops the worker and joins it.
     """
 
-    def __init__(self, stream: Token2WavStream):
+    def __init__(self, stream: CodeToWaveStream):
         self.stream = stream
+        self.batch_key = stream.batch_key
+        self.ended = False
+        self.drained = False
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -79,11 +62,23 @@ class BackgroundToken2Wav:
         finally:
             self._outbox.put(_DONE)
 
-    def push(self, codes: torch.Tensor) -> None:
+    def add(self, codes: torch.Tensor) -> None:
         self._raise()
         self._inbox.put(codes.reshape(-1))
 
-    def poll(self) -> list[torch.Tensor]:
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self._inbox.put(_FINISH)
+
+    def decode_ready(self) -> Iterator[torch.Tensor] | list[torch.Tensor]:
+        return self._rest() if self.ended else self._poll()
+
+    @property
+    def done(self) -> bool:
+        return self.drained or self.cancelled
+
+    def _poll(self) -> list[torch.Tensor]:
         ready = []
         while True:
             try:
@@ -97,16 +92,19 @@ class BackgroundToken2Wav:
         self._raise()
         return ready
 
-    def finish(self) -> Iterator[torch.Tensor]:
+    def _rest(self) -> Iterator[torch.Tensor]:
         """The remaining chunks, each as soon as the worker has it."""
-        self._inbox.put(_FINISH)
+        if self.drained:
+            return
         while (item := self._outbox.get()) is not _DONE:
             yield item
+        self.drained = True
         self._thread.join()
         self._raise()
 
     def close(self) -> None:
         """Stop after the chunk in progress and join the worker."""
+        self.cancelled = True
         if self._thread.is_alive():
             self.stream.cancelled = True
             self._inbox.put(_STOP)
@@ -118,4 +116,4 @@ class BackgroundToken2Wav:
             raise error
 
 
-__all__ = ["BackgroundToken2Wav", "InlineToken2Wav"]
+__all__ = ["BackgroundStream"]
