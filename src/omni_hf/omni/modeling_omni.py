@@ -15,6 +15,7 @@ from ..common.modeling_utils import OmniPreTrainedModel
 from ..common.remote_code import auto_map_entry, write_code_set
 from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
 from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
+from ..token2wav.code_to_wave import is_code_to_wave
 from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
 from ..voices.adapters import VoiceAdapters
 from ..voices.speakers import OFFICIAL_SPEAKERS, SPEAKERS_INDEX, SpeakerBank
@@ -152,8 +153,15 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         return self.talker is not None and self.token2wav is not None
 
     def __setattr__(self, name, value):
+        """`model.token2wav = stage` swaps the code-to-wave stage (`omni_hf.token2wav.code_to_wave`): the DiT
+        pipeline is wrapped as a submodule; another stage must be an `nn.Module` with the interface's methods."""
         if name == "token2wav" and isinstance(value, OmniToken2WavPipeline):
             value = Token2WavModule(value)
+        elif name == "token2wav" and value is not None and not is_code_to_wave(value):
+            raise TypeError(
+                f"model.token2wav must be a code-to-wave stage (speaker_conditioning, open_stream, decode; see "
+                f"omni_hf.token2wav.code_to_wave), got {type(value).__name__}"
+            )
         super().__setattr__(name, value)
 
     def _apply(self, fn, recurse=True):
@@ -163,8 +171,9 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
             super()._apply(fn, recurse)
         finally:
             self._modules["token2wav"] = token2wav
-        if token2wav is not None and recurse:
-            probe = fn(torch.zeros(0, device=token2wav.dit.device))
+        tensor = next(token2wav.parameters(), next(token2wav.buffers(), None)) if token2wav is not None else None
+        if tensor is not None and recurse:  # any code-to-wave stage that is a module follows the device
+            probe = fn(torch.zeros(0, device=tensor.device))
             token2wav.to(probe.device)
         return self
 
