@@ -1,13 +1,11 @@
-"""A multi-turn conversation on one Thinker KV cache: spoken turns prefilled while they are recorded, replies kept.
+"""A multi-turn conversation on one Thinker KV cache (`PrefilledPrompt`): spoken and filmed turns prefilled while
+they are recorded (`LiveTurn`), replies kept. `OmniSession` is its one-turn use.
 
-`OmniSession` answers one turn and drops its cache. `OmniConversation` keeps the cache across turns: each user
-message (spoken, or text) is appended to it, each reply's own tokens stay in it (all but the last sampled one, which
-starts the next prefill), and the Talker reads the Thinker track (input embedding + final hidden state) of the whole
-conversation, as in a one-shot request with the full multi-turn prompt.
-
-Spoken turns are prefilled exactly as in `OmniSession` (2 s encoder chunks into the cache as samples arrive; the last
-partial chunk goes to the reply's first forward with the prompt suffix), so the first turn's prompt, cache and reply
-equal an `OmniSession`'s.
+Each user message (spoken, filmed with its sound, or text with images) is appended to the cache, each reply's own
+tokens stay in it (all but the last sampled one, which starts the next prefill), and the Talker reads the Thinker
+track (input embedding + final hidden state) of the whole conversation, as in a one-shot request with the full
+multi-turn prompt. A spoken turn's 2 s encoder chunks go into the cache as samples arrive; its last partial chunk goes
+to the reply's first forward with the prompt suffix.
 
 A reply stopped early (barge-in, cancel) keeps the tokens generated so far: the assistant message is closed with
 `<|im_end|>` and the next user message follows it.
@@ -17,18 +15,25 @@ import logging
 
 import numpy as np
 import torch
-from transformers.cache_utils import DynamicCache
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
-from ..processing.streaming_log_mel import StreamingLogMel
+from ..processing.audio import check_audio_samples
 from .events import TextDelta
-from .forward_recording import record_thinker_forwards
 from .generation_omni import ReplyPrompt
-from .prefill import encode_audio_chunk, forward_into_cache
+from .live_turn import LiveTurn
+from .prefill import PrefilledPrompt
 
 logger = logging.getLogger(__name__)
 
 _SENTINEL = "\x00"
+_LAYOUT_KEYS = (
+    "audio_feature_lengths",
+    "image_grid_thw",
+    "video_grid_thw",
+    "video_second_per_grid",
+    "use_audio_in_video",
+)
+_THINKER_KEYS = ("position_ids", "input_features", "feature_attention_mask", "pixel_values", "image_grid_thw")
 
 
 class OmniConversation:
@@ -65,31 +70,37 @@ class OmniConversation:
         config = self.thinker.config
         self.audio_token_id = config.audio_token_id
         self.image_token_id = config.image_token_id
-        n_window = config.audio_config.n_window
-        self.chunk_frames = 2 * n_window * (1 + n_window % 2)  # as OmniSession: pooled pairs never straddle chunks
-        self.num_mel_bins = config.audio_config.num_mel_bins
-        self.cache = DynamicCache(config=config.text_config)
-        device = self.thinker.device
-        self.input_ids = torch.zeros(1, 0, dtype=torch.long, device=device)  # every position in the cache
-        self.positions = torch.zeros(3, 1, 0, dtype=torch.long, device=device)
-        self.track: list[tuple[torch.Tensor, torch.Tensor]] = []  # (inputs_embeds, last hidden) over the cache
+        self.prefilled = PrefilledPrompt(self.thinker)  # every position in the cache, with its track
         self.audio_lengths: list[int] = []  # mel frames of every audio clip of the conversation, in order
         self.clip_features: list[np.ndarray] = []  # `(mels, frames)` streamed log-mels of every clip, in order
-        self._clip_chunks: list[np.ndarray] = []
         self.pending: list[int] = []  # token ids after the cache, not prefilled yet
         self.image_grids: list[list[int]] = []  # `(t, h, w)` patch grid of every image of the conversation
+        self.videos: list[tuple[list[int], float]] = []  # `(grid, seconds per grid)` of every live video
         self._pending_images: list[tuple[torch.Tensor, list[int]]] = []  # (pixel_values, grid) of pending images
         self.tail: np.ndarray | None = None  # `(mels, frames)` last chunk of the last spoken turn, not prefilled
         self.turns = 0
-        self._features: StreamingLogMel | None = None  # the spoken turn being recorded
-        self._chunk_features: np.ndarray | None = None
-        self._audio_frames = 0
-        self._audio_tokens = 0
-        self._media_base = 0
+        self.turn: LiveTurn | None = None  # the spoken (or filmed) turn being recorded
         self._pieces = self._template_pieces()
         self._before_audio = (0, [], [])
         self._busy = False
+        self._header_length = 0  # the assistant header's ids at the end of `pending` (0: not added)
+        self._paired_marks = False  # `pending` holds a live video's start or end marks (see `_pending_positions`)
         self.closed = False
+
+    @property
+    def cache(self):
+        """The Thinker's KV cache (None once closed)."""
+        return self.prefilled.cache
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """`(1, n)` the ids of every position in the cache."""
+        return self.prefilled.input_ids
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """`(3, 1, n)` their TMRoPE ids."""
+        return self.prefilled.positions
 
     # ---------------------------------------------------------------- template
     def _render(self, messages: list[dict], generation_prompt: bool = False) -> str:
@@ -111,10 +122,21 @@ class OmniConversation:
         user = user[len(system) :].replace(audio, _SENTINEL, 1)
         reply = self._render([{"role": "assistant", "content": [{"type": "text", "text": _SENTINEL}]}])
         audio_before, audio_after = user.split(_SENTINEL)
+        config = self.thinker.config
+        video = self._render(
+            [{"role": "user", "content": [{"type": "video", "video": None}, {"type": "text", "text": ""}]}]
+        )
+        video = video[len(system) :].replace(self.tokenizer.convert_ids_to_tokens(config.video_token_id), _SENTINEL, 1)
+        video_before, video_after = video.split(_SENTINEL)
+        audio_bos, audio_eos = self.tokenizer.convert_ids_to_tokens(
+            [config.audio_start_token_id, config.audio_end_token_id]
+        )
         return {
             "system": system,
             "audio_before": audio_before,
             "audio_after": audio_after,  # the user's text goes before its last `<|im_end|>`
+            "video_before": video_before + audio_bos,  # a live video carries its sound, as with use_audio_in_video
+            "video_after": audio_eos + video_after,
             "header": self._render([], generation_prompt=True)[len(system) :],
             "reply_end": reply[len(system) :].split(_SENTINEL)[1],
         }
@@ -154,65 +176,69 @@ class OmniConversation:
         self.pending += self._tokenize(piece.replace(_SENTINEL, text))
         self.turns += 1
 
-    def begin_audio(self) -> None:
-        """Open a spoken user message: its start (and anything pending) is prefilled now, so that its audio chunks
-        can follow in the cache as they are recorded."""
+    def begin_audio(self, video_fps: float | None = None) -> None:
+        """Open a spoken user message (with `video_fps`: a filmed one, frames by `append_video_frames`, its sound by
+        `append_audio`): its start (and anything pending) is prefilled now, so that its media can follow in the
+        cache as they are recorded."""
         self._check_idle()
-        self._before_audio = (self.input_ids.shape[1], list(self.pending), list(self._pending_images))
+        self._before_audio = (self.prefilled.length, list(self.pending), list(self._pending_images))
         self.pending += self._start_message()
-        self.pending += self._tokenize(self._pieces["audio_before"])
+        self.pending += self._tokenize(self._pieces["audio_before" if video_fps is None else "video_before"])
+        self._paired_marks = video_fps is not None
         self._flush()
-        self._features = StreamingLogMel(self.processor.feature_extractor)
-        self._chunk_features = np.zeros((self.num_mel_bins, 0), dtype=np.float32)
-        self._audio_frames = self._audio_tokens = 0
-        self._clip_chunks = []
-        self._media_base = int(self.positions.max()) + 1
+        self.turn = LiveTurn(self.thinker, self.processor, self.prefilled, self.prefilled.next_position(), video_fps)
 
     @property
     def recording(self) -> bool:
-        return self._features is not None
+        return self.turn is not None
 
-    def append_audio(self, samples: np.ndarray) -> int:
-        """Add samples (16 kHz mono float32) to the open spoken message and prefill every complete 2 s chunk.
-        Returns the audio tokens prefilled so far in this message."""
-        if self._features is None:
+    def append_audio(self, samples: np.ndarray, sampling_rate: int | None = None) -> int:
+        """Add samples (16 kHz mono float32, or at `sampling_rate`) to the open message and prefill every complete
+        2 s chunk. Returns the audio tokens prefilled so far in this message."""
+        if self.turn is None:
             raise RuntimeError("No spoken message is open: call begin_audio() first")
-        samples = np.asarray(samples)
-        if samples.ndim != 1 or not np.issubdtype(samples.dtype, np.number):
-            raise ValueError(f"append_audio expects a 1-D array of samples, got shape {samples.shape}")
-        self._add_frames(self._features.push(samples))
-        while self._chunk_features.shape[1] >= self.chunk_frames:
-            self._prefill_audio_chunk(self._chunk_features[:, : self.chunk_frames])
-            self._chunk_features = self._chunk_features[:, self.chunk_frames :]
-        return self._audio_tokens
+        samples = check_audio_samples(samples, sampling_rate, self.sampling_rate, source="append_audio samples")
+        return self.turn.append_audio(samples)
+
+    def append_video_frames(self, frames) -> int:
+        """Add frames `(n, H, W, 3)` uint8 to the open filmed message (`begin_audio(video_fps=...)`)."""
+        if self.turn is None:
+            raise RuntimeError("No filmed message is open: call begin_audio(video_fps=...) first")
+        return self.turn.append_video_frames(frames)
 
     def end_audio(self, text: str = "") -> int:
-        """Close the spoken message (with optional text after the audio). Its last chunk and the message end wait for
-        the next forward (the reply's first one). Returns the message's mel frames."""
-        if self._features is None:
+        """Close the spoken (or filmed) message, with optional text after the media. A spoken message's last chunk
+        and the message end wait for the next forward (the reply's first one). Returns the message's mel frames."""
+        turn = self.turn
+        if turn is None:
             raise RuntimeError("No spoken message is open: call begin_audio() first")
-        if self._features.samples == 0:
+        if turn.samples == 0:
             raise ValueError("The spoken message has no audio: append_audio() before end_audio()")
-        self._add_frames(self._features.finish())
-        self.tail = self._chunk_features
-        self.audio_lengths.append(self._audio_frames)
-        self.clip_features.append(np.concatenate([*self._clip_chunks, self.tail], axis=1))
-        n_tail = int(audio_token_lengths(torch.tensor([self.tail.shape[1]])).item())
-        after, end = self._pieces["audio_after"], self._pieces["reply_end"]
-        self.pending = [self.audio_token_id] * n_tail + self._tokenize(after[: -len(end)] + text + end)
-        self._features = self._chunk_features = None
+        tail = turn.finish()
+        self.audio_lengths.append(turn.audio_frames)
+        self.clip_features.append(np.concatenate(turn.feature_chunks, axis=1))
+        end = self._pieces["reply_end"]
+        if turn.video_fps is None:
+            self.tail = tail
+            n_tail = int(audio_token_lengths(torch.tensor([tail.shape[1]])).item())
+            after = self._pieces["audio_after"]
+            self.pending = [self.audio_token_id] * n_tail + self._tokenize(after[: -len(end)] + text + end)
+        else:
+            self.videos.append(([turn.groups, *turn.grid[1:]], turn.second_per_grid))
+            after = self._pieces["video_after"]
+            self.pending = self._tokenize(after[: -len(end)] + text + end)
+            self._paired_marks = True  # `<|audio_eos|><|vision_eos|>` share one TMRoPE id
+        self.turn = None
         self.turns += 1
-        return self._audio_frames
+        return turn.audio_frames
 
     def cancel_audio(self) -> None:
         """Drop the open spoken message (`input_audio_buffer.clear`): the cache is cut back to where it began."""
-        if self._features is None:
+        if self.turn is None:
             return
         keep, self.pending, self._pending_images = self._before_audio
-        self.cache.crop(keep - self.cache.get_seq_length())  # negative: the number of positions to drop
-        self.input_ids, self.positions = self.input_ids[:, :keep], self.positions[..., :keep]
-        self._truncate_track(keep)
-        self._features = self._chunk_features = None
+        self.prefilled.truncate(keep)
+        self.turn = None
 
     # ---------------------------------------------------------------- reply
     def stream(self, window=None, background_token2wav: bool | None = None, **kwargs):
@@ -224,24 +250,39 @@ class OmniConversation:
         if not self.pending and self.tail is None:
             raise ValueError("Nothing to answer: add a user message (add_text or a spoken turn) first")
         request = self.model.build_request(**kwargs)
-        header = self._tokenize(self._pieces["header"])
-        self.pending += header
+        self.add_header()
         input_ids, positions, inputs = self._uncached_inputs()
         request.media_layout = self._media_layout(input_ids.device)
-        prompt = ReplyPrompt(
+        forwards: list = []  # the reply's Thinker forwards: what it adds to the conversation's track
+        reply = ReplyPrompt(
             input_ids,
             thinker_inputs=inputs | {"position_ids": positions, "cache": self.cache},
-            prefix_track=self._prefix_track(),
+            prefix_track=self.prefilled.track(),
+            record=forwards,
         )
-        events = self.model.stream_reply(request, prompt, self.tokenizer, window, background_token2wav)
-        return self._keep_reply(events, input_ids, positions, len(header))
+        events = self.model.stream_reply(request, reply, self.tokenizer, window, background_token2wav)
+        header_length, self._header_length = self._header_length, 0
+        return self._keep_reply(events, forwards, input_ids, positions, header_length)
 
-    def _keep_reply(self, events, input_ids, positions, header_length):
+    def add_header(self) -> None:
+        """Open the assistant's reply (`<|im_start|>assistant`) after the pending user message (once)."""
+        if not self._header_length:
+            header = self._tokenize(self._pieces["header"])
+            self.pending += header
+            self._header_length = len(header)
+
+    def prompt(self) -> tuple[dict, dict]:
+        """The whole prompt so far: `(inputs, media_layout)`. `inputs`: `input_ids` `(1, length)`, TMRoPE
+        `position_ids` `(3, 1, length)` and the Thinker inputs of the positions not in the cache yet (the last spoken
+        chunk's `input_features` `(1, mels, frames)` and `feature_attention_mask`, pending images); `media_layout`:
+        the conversation's media (`audio_feature_lengths`, `image_grid_thw`, `video_grid_thw`, ...)."""
+        input_ids, positions, inputs = self._uncached_inputs()
+        return {"input_ids": input_ids, "position_ids": positions, **inputs}, self._media_layout(input_ids.device)
+
+    def _keep_reply(self, events, forwards: list, input_ids, positions, header_length):
         """Pass the events on; afterwards (also when stopped early) add what the Thinker forwarded to the history."""
         generated: list[int] = []
         self._busy = True
-        recorder = record_thinker_forwards(self.thinker)
-        recorded = recorder.__enter__()
         try:
             for event in events:
                 if isinstance(event, TextDelta):
@@ -249,26 +290,21 @@ class OmniConversation:
                 yield event
         finally:
             events.close()
-            recorder.__exit__(None, None, None)
             self._busy = False
-            self._after_reply(recorded, generated, input_ids, positions, header_length)
+            self._after_reply(forwards, generated, input_ids, positions, header_length)
 
-    def _after_reply(self, recorded, generated, input_ids, positions, header_length):
-        if not recorded:  # stopped before the prompt's forward: drop the empty assistant message
+    def _after_reply(self, forwards, generated, input_ids, positions, header_length):
+        if not forwards:  # stopped before the prompt's forward: drop the empty assistant message
             del self.pending[len(self.pending) - header_length :]
             return
-        self.track += recorded
         self._pending_images = []
         kept = generated[:-1]  # the last sampled token was never forwarded: it starts the next prefill
-        device = input_ids.device
-        self.input_ids = torch.cat([input_ids, torch.tensor([kept], dtype=torch.long, device=device)], dim=1)
+        past = self.prefilled.length
         start = int(positions.max()) + 1
-        reply = torch.arange(start, start + len(kept), device=positions.device).view(1, 1, -1)
-        self.positions = torch.cat([positions, reply.expand(3, 1, -1)], dim=-1)
-        self.tail = None
-        cached = self.cache.get_seq_length()
-        if cached != self.input_ids.shape[1]:
-            raise RuntimeError(f"Internal error: cache holds {cached} positions, history {self.input_ids.shape[1]}")
+        reply = torch.arange(start, start + len(kept), device=positions.device).view(1, 1, -1).expand(3, 1, -1)
+        ids = torch.cat([input_ids[:, past:], torch.tensor([kept], dtype=torch.long, device=input_ids.device)], dim=1)
+        self.prefilled.append_forwarded(ids, torch.cat([positions[..., past:], reply], dim=-1), forwards)
+        self.tail, self._paired_marks = None, False
         end = self._tokenize(self._pieces["reply_end"])
         last = generated[-1:]
         self.pending = last + (end[1:] if last == end[:1] else end)  # a cut reply is closed with <|im_end|>
@@ -286,11 +322,11 @@ class OmniConversation:
             inputs["pixel_values"] = torch.cat([p for p, _ in self._pending_images]).to(device)
             inputs["image_grid_thw"] = torch.tensor([g for _, g in self._pending_images], device=device)
         start = int(self.positions.max()) + 1 if self.positions.numel() else 0
-        positions = torch.cat([self.positions, self._pending_positions(start).to(device)], dim=-1)
+        positions = torch.cat([self.positions, self._pending_positions(start, self._paired_marks).to(device)], dim=-1)
         self._check_positions(input_ids, positions)
         return input_ids, positions, inputs
 
-    def _pending_positions(self, start: int) -> torch.Tensor:
+    def _pending_positions(self, start: int, paired_bos: bool = False) -> torch.Tensor:
         """TMRoPE ids `(3, 1, pending)`: text and audio-only ids are consecutive on all three axes (the tail
         continues its clip's ids); an image's tokens get (0, row, column) from where it starts, as in the prompt."""
         merge = self.processor.image_processor.merge_size
@@ -303,6 +339,9 @@ class OmniConversation:
             else:
                 n = next((k for k in range(i, len(ids)) if ids[k] == self.image_token_id), len(ids)) - i
                 local = torch.arange(start, start + n).expand(3, -1)
+                if paired_bos:  # a video with its sound: `<|audio_bos|>` shares `<|vision_bos|>`'s id, as one-shot
+                    text = torch.tensor([ids[i : i + n]])
+                    local = get_rope_index(text, self.thinker.rope_tokens, use_audio_in_video=True)[0][:, 0] + start
                 i += n
             pieces.append(local)
             start = int(local.max()) + 1
@@ -316,6 +355,10 @@ class OmniConversation:
             layout["audio_feature_lengths"] = torch.tensor(self.audio_lengths, device=device)
         if self.image_grids:
             layout["image_grid_thw"] = torch.tensor(self.image_grids, device=device)
+        if self.videos:
+            layout["video_grid_thw"] = torch.tensor([grid for grid, _ in self.videos], device=device)
+            layout["video_second_per_grid"] = torch.tensor([s for _, s in self.videos], device=device)
+            layout["use_audio_in_video"] = True
         return layout
 
     def _check_positions(self, input_ids: torch.Tensor, positions: torch.Tensor) -> None:
@@ -329,24 +372,10 @@ class OmniConversation:
     def _check_idle(self):
         if self.closed:
             raise RuntimeError("This conversation is closed")
-        if self._features is not None:
+        if self.turn is not None:
             raise RuntimeError("A spoken message is open: end_audio() (or cancel_audio()) first")
         if self._busy:
             raise RuntimeError("A reply is being streamed: finish or close it first")
-
-    def _add_frames(self, frames: np.ndarray) -> None:
-        self._chunk_features = np.concatenate([self._chunk_features, frames], axis=1)
-        self._audio_frames += frames.shape[1]
-
-    @torch.no_grad()
-    def _prefill_audio_chunk(self, features: np.ndarray) -> None:
-        self._clip_chunks.append(features)
-        tokens = encode_audio_chunk(self.thinker, features)
-        n = tokens.shape[0]
-        local = torch.arange(self._audio_tokens, self._audio_tokens + n, device=tokens.device) + self._media_base
-        ids = torch.full((1, n), self.audio_token_id, device=tokens.device)
-        self._prefill(ids, tokens.unsqueeze(0), local.view(1, 1, -1).expand(3, 1, -1))
-        self._audio_tokens += n
 
     @torch.no_grad()
     def _flush(self) -> None:
@@ -354,7 +383,7 @@ class OmniConversation:
         if not self.pending:
             return
         input_ids, positions, inputs = self._uncached_inputs()
-        past = self.input_ids.shape[1]
+        past = self.prefilled.length
         ids = input_ids[:, past:]
         embeds = self.thinker.embed_inputs(
             ids,
@@ -363,36 +392,14 @@ class OmniConversation:
             pixel_values=inputs.get("pixel_values"),
             image_grid_thw=inputs.get("image_grid_thw"),
         )
-        self._prefill(ids, embeds, positions[..., past:])
-        self.pending, self.tail, self._pending_images = [], None, []
-
-    def _prefill(self, ids: torch.Tensor, embeds: torch.Tensor, positions: torch.Tensor) -> None:
-        self.cache, embeds, hidden = forward_into_cache(self.thinker, self.cache, embeds, positions)
-        self.track.append((embeds, hidden))
-        self.input_ids = torch.cat([self.input_ids, ids], dim=1)
-        self.positions = torch.cat([self.positions, positions], dim=-1)
-
-    def _truncate_track(self, length: int) -> None:
-        kept, total = [], 0
-        for embeds, hidden in self.track:
-            if total >= length:
-                break
-            n = min(embeds.shape[1], length - total)
-            kept.append((embeds[:, :n], hidden[:, :n]))
-            total += n
-        self.track = kept
-
-    def _prefix_track(self):
-        if not self.track:
-            return None
-        return torch.cat([e for e, _ in self.track], dim=1), torch.cat([h for _, h in self.track], dim=1)
+        self.prefilled.append(ids, embeds, positions[..., past:])
+        self.pending, self.tail, self._pending_images, self._paired_marks = [], None, [], False
 
     def close(self) -> None:
         """Free the cache and the track; the conversation cannot be used afterwards."""
         self.closed = True
-        self.cache = None
-        self.track.clear()
-        self.pending, self.tail, self._features = [], None, None
+        self.prefilled.close()
+        self.pending, self.tail, self.turn = [], None, None
 
 
 __all__ = ["OmniConversation"]

@@ -80,12 +80,14 @@ class OmniRequest:
 class ReplyPrompt:
     """The prompt of a streamed reply: `input_ids` `(1, length)`, with the Thinker's extra inputs (media, or a
     prefilled `cache` and `position_ids`) and, for a prefilled cache, the Thinker track `(inputs_embeds,
-    last_hidden_state)` of the positions already in it (`prefix_track`)."""
+    last_hidden_state)` of the positions already in it (`prefix_track`). `record`: a list that receives the
+    `(inputs_embeds, last_hidden_state)` of each of the reply's Thinker forwards (a conversation keeps them)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor | None = None
     thinker_inputs: dict = field(default_factory=dict)
     prefix_track: tuple[torch.Tensor, torch.Tensor] | None = None
+    record: list | None = None
 
 
 class OmniGenerationMixin(GenerationMixin):

@@ -46,8 +46,44 @@ class PrefilledPrompt:
         self.input_ids = torch.cat([self.input_ids, ids], dim=1)
         self.positions = torch.cat([self.positions, positions], dim=-1)
 
-    def track(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The Thinker track `(inputs_embeds, last_hidden_state)` `(1, n, hidden)` of the prefilled positions."""
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    def next_position(self) -> int:
+        """The TMRoPE id after every prefilled position (0 when empty)."""
+        return int(self.positions.max()) + 1 if self.positions.numel() else 0
+
+    def append_forwarded(self, ids: torch.Tensor, positions: torch.Tensor, track: list) -> None:
+        """Record positions a reply's own forwards put in the cache: `ids` `(1, m)`, `positions` `(3, 1, m)` and
+        their track, one `(inputs_embeds, last_hidden_state)` pair per forward."""
+        self._track += track
+        self.input_ids = torch.cat([self.input_ids, ids.to(self.input_ids.device)], dim=1)
+        self.positions = torch.cat([self.positions, positions.to(self.positions.device)], dim=-1)
+        if self.cache.get_seq_length() != self.length:
+            raise RuntimeError(
+                f"Internal error: cache holds {self.cache.get_seq_length()} positions, prompt {self.length}"
+            )
+
+    def truncate(self, length: int) -> None:
+        """Drop every position from `length` on (cache, ids, TMRoPE ids and track)."""
+        if self.cache.get_seq_length() > length:
+            self.cache.crop(length - self.cache.get_seq_length())  # negative: the number of positions to drop
+        self.input_ids, self.positions = self.input_ids[:, :length], self.positions[..., :length]
+        kept, total = [], 0
+        for embeds, hidden in self._track:
+            if total >= length:
+                break
+            n = min(embeds.shape[1], length - total)
+            kept.append((embeds[:, :n], hidden[:, :n]))
+            total += n
+        self._track = kept
+
+    def track(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The Thinker track `(inputs_embeds, last_hidden_state)` `(1, n, hidden)` of the prefilled positions (None
+        when nothing is prefilled)."""
+        if not self._track:
+            return None
         return torch.cat([e for e, _ in self._track], dim=1), torch.cat([h for _, h in self._track], dim=1)
 
     def close(self) -> None:

@@ -113,6 +113,8 @@ class ReplyState:
         """The Thinker produced `token` `(1,)` from a forward whose input embeddings and final hidden states were
         `embeds` / `hidden` `(1, positions, hidden)`: record the Talker's entry (or, after the prefill, the prompt's
         track) and return the text increment."""
+        if self.prompt.record is not None:
+            self.prompt.record.append((embeds, hidden))
         if self.thinker.steps == 1:
             self.prompt_track = (embeds, hidden)
             if self.prompt.prefix_track is not None:  # a conversation's earlier turns, already in the cache
