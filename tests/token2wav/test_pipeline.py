@@ -72,3 +72,56 @@ def test_bad_input_is_refused_clearly(pair, speaker):
         pipe(torch.tensor([[5, 6]]))
     with pytest.raises(ValueError, match="num_inference_steps"):
         pipe(torch.tensor([[5, 6]]), **speaker, num_inference_steps=1)
+
+
+def test_diffusers_semantics_output_types_progress_and_default_speaker(pair, speaker, tmp_path):
+    """output_type: "latent" is the ODE solution, unknown values are refused; the progress bar counts ODE steps
+    under a label; a pipeline saved with a default speaker runs from its own folder with codes alone."""
+    from omni_hf.token2wav import DiTSpeakerConditioning
+
+    _, pipe = pair
+    codes = torch.randint(0, 8192, (1, 12), generator=torch.Generator().manual_seed(3))
+    noise = dict(num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    latent = pipe(codes, **speaker, output_type="latent", **noise).audios
+    mel = pipe(codes, **speaker, output_type="mel", num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    assert latent.shape == (1, 24, 80) and torch.equal(latent.transpose(1, 2), mel.audios)
+    for bad in ("pil", "wav"):
+        with pytest.raises(ValueError, match=f"output_type must be one of .*got '{bad}'"):
+            pipe(codes, **speaker, output_type=bad)
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.n, self.desc = total, 0, None
+            bars.append(self)
+
+        def set_description(self, desc):
+            self.desc = desc
+
+        def update(self):
+            self.n += 1
+
+        def close(self):
+            pass
+
+    original = pipe.progress_bar
+    pipe.progress_bar = lambda total=None, iterable=None: Bar(total)
+    try:
+        pipe(codes, **speaker, num_inference_steps=10)
+    finally:
+        pipe.progress_bar = original
+    assert (bars[0].total, bars[0].n, bars[0].desc) == (9, 9, "token2wav ODE steps")  # 9 RK4 steps, not 36 calls
+
+    with pytest.raises(ValueError, match="no default speaker"):
+        pipe(codes)
+    pipe.set_default_speaker(DiTSpeakerConditioning(speaker["reference_mel"], speaker["speaker_embedding"]))
+    try:
+        pipe.save_pretrained(tmp_path / "t2w")
+    finally:
+        pipe.set_default_speaker(None)
+    again = OmniToken2WavPipeline.from_pretrained(tmp_path / "t2w")
+    again.set_progress_bar_config(disable=True)
+    alone = again(codes, generator=torch.Generator().manual_seed(4)).audios
+    explicit = pipe(codes, **speaker, generator=torch.Generator().manual_seed(4)).audios
+    assert torch.equal(alone, explicit)

@@ -277,7 +277,12 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         if kwargs.get("is_main_process", True):  # the self-contained code set for trust_remote_code
             write_code_set([type(self), type(self.config), OmniThinkerForCausalLM], save_directory)
         if self.token2wav is not None:
-            self.token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
+            token2wav = self.token2wav
+            if len(self.speakers) and getattr(token2wav, "default_speaker", False) is None:
+                # the folder then runs on its own (`DiffusionPipeline.from_pretrained(...)(codes)`)
+                name = "Chelsie" if "Chelsie" in self.speakers else self.speakers.names()[0]
+                token2wav.set_default_speaker(token2wav.speaker_conditioning(self.speakers[name]))
+            token2wav.save_pretrained(os.path.join(save_directory, TOKEN2WAV_FOLDER))
         if len(self.speakers):
             self.speakers.save(save_directory)
 

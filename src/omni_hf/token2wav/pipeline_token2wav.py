@@ -14,6 +14,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils import logging
 from diffusers.utils.torch_utils import randn_tensor
+from safetensors.torch import load_file, save_file
 
 from ..common.remote_code import write_code_set
 from ..common.staged_save import check_complete_if_local, staged_save
@@ -24,6 +25,8 @@ from .scheduling_flow_match import OmniFlowMatchScheduler
 from .streaming import StreamingWindow, Token2WavStream, decode_windows, stream_token2wav
 
 logger = logging.get_logger(__name__)
+OUTPUT_TYPES = ("pt", "np", "mel", "latent")
+DEFAULT_SPEAKER = "default_speaker.safetensors"
 _FLOAT32_NOTE = (
     "token2wav keeps float32 (as the official model does: its ODE solve and the vocoder's filters are not reliable "
     "in half precision), so the dtype %s asked for is not applied to it; cast explicitly with `pipe.to(dtype)` to "
@@ -55,6 +58,11 @@ def _load_device(device_map) -> torch.device:
 
 DIT_PREFIX = "token2wav.code2wav_dit_model."
 VOCODER_PREFIX = "token2wav.code2wav_bigvgan_model."
+
+
+def _read_default_speaker(path: Path) -> "DiTSpeakerConditioning":
+    tensors = load_file(str(path))
+    return DiTSpeakerConditioning(tensors["reference_mel"], tensors["speaker_embedding"])
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,22 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         super().__init__()
         _keep_float32(dit, vocoder)
         self.register_modules(dit=dit, scheduler=scheduler, vocoder=vocoder)
+        self._default_speaker: DiTSpeakerConditioning | None = None
+
+    @property
+    def default_speaker(self) -> "DiTSpeakerConditioning | None":
+        """The speaker used when a call passes none: saved in the folder (`default_speaker.safetensors`, written
+        with the full model's token2wav from its first speaker), or set with `set_default_speaker`."""
+        if self._default_speaker is None:
+            folder = Path(str(self.config.get("_name_or_path") or "."))
+            if (folder / DEFAULT_SPEAKER).is_file():
+                self._default_speaker = _read_default_speaker(folder / DEFAULT_SPEAKER)
+        return self._default_speaker
+
+    def set_default_speaker(self, conditioning: "DiTSpeakerConditioning | None") -> None:
+        """Use `conditioning` (`speaker_conditioning(model.speakers[name])`) when a call passes no speaker; it is
+        saved with the pipeline."""
+        self._default_speaker = conditioning
 
     @classmethod
     def from_official(cls, token2wav_config: dict, state_dict: dict[str, torch.Tensor]) -> "OmniToken2WavPipeline":
@@ -119,6 +143,13 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         with staged_save(save_directory, "token2wav") as stage:
             super().save_pretrained(stage, *args, **kwargs)
             self._write_remote_code(Path(stage))
+            if self.default_speaker is not None:
+                speaker = self.default_speaker
+                tensors = {"reference_mel": speaker.reference_mel, "speaker_embedding": speaker.speaker_embedding}
+                save_file(
+                    {k: v.detach().float().cpu().contiguous() for k, v in tensors.items()},
+                    Path(stage) / DEFAULT_SPEAKER,
+                )
 
     def _write_remote_code(self, folder: Path) -> None:
         write_code_set([type(self)], folder, import_all_in_entry=True)
@@ -161,13 +192,18 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         vocoder = BigVGANVocoder.from_pretrained(folder / "vocoder", torch_dtype=torch.float32)
         scheduler = OmniFlowMatchScheduler.from_pretrained(folder / "scheduler")
         pipe = cls(dit=dit.eval(), scheduler=scheduler, vocoder=vocoder.eval())
+        if (folder / DEFAULT_SPEAKER).is_file():
+            pipe.set_default_speaker(_read_default_speaker(folder / DEFAULT_SPEAKER))
         return pipe.to(device) if device is not None else pipe
 
     def check_inputs(self, codes, reference_mel, speaker_embedding, num_inference_steps):
         if not torch.is_tensor(codes) or codes.dim() not in (1, 2):
             raise ValueError(f"codes must be a (codes,) or (batch, codes) integer tensor, got {type(codes).__name__}")
         if reference_mel is None or speaker_embedding is None:
-            raise ValueError("Pass the speaker conditioning: reference_mel (batch, frames, 80) and speaker_embedding")
+            raise ValueError(
+                "Pass the speaker conditioning: reference_mel (batch, frames, 80) and speaker_embedding (this pipeline "
+                "has no default speaker: set_default_speaker(), or save it with a full model)"
+            )
         if num_inference_steps < 2:
             raise ValueError(f"num_inference_steps must be at least 2 (grid points), got {num_inference_steps}")
 
@@ -200,22 +236,29 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
     ):
         """Integrate the flow ODE from noise `sample` `(batch, frames, mel_dim)` to the mel (same layout).
 
-        `callback_on_step_end(pipeline, step, timestep, {"latents": ...})` runs after each step, as in Diffusers'
-        pipelines; the `latents` it returns (if any) replace the current sample. `scheduler` is used as a template:
-        the solve runs on its own copy, so one scheduler may serve solves running at once. The template gets the
-        timesteps too (what callbacks read as `pipe.scheduler.timesteps`, as in Diffusers), never the solver's
-        progress."""
+        `callback_on_step_end(pipeline, step, timestep, {"latents": ...})` runs after each ODE step (each interval
+        of the time grid, `num_inference_steps - 1` of them; an RK4 step takes 4 DiT evaluations) with the step's
+        index and the time it reached, as in Diffusers' pipelines; the `latents` it returns (if any) replace the
+        current sample. `scheduler` is used as a template: the solve runs on its own copy, so one scheduler may
+        serve solves running at once. The template gets the timesteps too (what callbacks read as
+        `pipe.scheduler.timesteps`, as in Diffusers), never the solver's progress."""
         scheduler.set_timesteps(num_inference_steps, device=sample.device)
         scheduler = OmniFlowMatchScheduler.from_config(scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=sample.device)
-        bar = self.progress_bar(total=len(scheduler.timesteps)) if progress else None
+        order = scheduler.order
+        bar = self.progress_bar(total=len(scheduler.timesteps) // order) if progress else None
+        if bar is not None and not self._progress_bar_config.get("desc"):
+            bar.set_description("token2wav ODE steps")
         for i, t in enumerate(scheduler.timesteps):
             velocity = self.dit(sample, t, conditioning, guidance_scale=guidance_scale).sample
             sample = scheduler.step(velocity, t, sample).prev_sample
+            if (i + 1) % order:
+                continue  # inside an ODE step: `sample` is where the next stage is evaluated, not a solution yet
+            step = i // order
             if callback_on_step_end is not None:
                 available = {"latents": sample}
                 callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
-                outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                outputs = callback_on_step_end(self, step, scheduler.time_grid[step + 1], callback_kwargs) or {}
                 sample = outputs.pop("latents", sample)
             if bar is not None:
                 bar.update()
@@ -295,10 +338,13 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
             solver: `"euler"`, `"midpoint"` or `"rk4"`; default: the scheduler's (rk4).
             sway_coefficient: sway sampling of the time grid (official -1; None for a uniform grid).
             generator / latents: the initial noise `(batch, codes * 2, 80)`.
-            output_type: `"pt"` / `"np"` waveforms `(batch, codes * 2 * 240)`, or `"mel"` for `(batch, 80, frames)`.
+            output_type: `"pt"` / `"np"` waveforms `(batch, codes * 2 * 240)`, `"mel"` for the mel `(batch, 80,
+                frames)`, `"latent"` for the ODE's solution `(batch, frames, 80)` (Diffusers' name; the vocoder is not
+                run). Any other value (e.g. `"pil"`: no image here) is refused.
             window: decode in the streaming windows of this [`StreamingWindow`] (exactly what `stream` plays, with
                 bounded memory for long audio) instead of one global ODE (the reference's numerics).
-            callback_on_step_end: called after each ODE step as `callback(pipeline, step, timestep, callback_kwargs)`
+            callback_on_step_end: called after each ODE step (`num_inference_steps - 1` of them, not once per DiT
+                evaluation) as `callback(pipeline, step, timestep, callback_kwargs)`
                 (or a Diffusers `PipelineCallback` / `MultiPipelineCallbacks`); it may return `{"latents": ...}` to
                 replace the sample `(batch, frames, mel_dim)`. Not with `window`.
             callback_on_step_end_tensor_inputs: the tensors passed in `callback_kwargs` (default `["latents"]`).
@@ -306,7 +352,22 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         Returns:
             [`AudioPipelineOutput`] with `audios`, or a tuple when `return_dict=False`.
         """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(
+                f"output_type must be one of {list(OUTPUT_TYPES)} (token2wav makes audio), got {output_type!r}"
+            )
+        if (reference_mel is None) != (speaker_embedding is None):
+            raise ValueError(
+                "Pass both reference_mel and speaker_embedding, or neither (the pipeline's default speaker)"
+            )
+        if reference_mel is None and self.default_speaker is not None:
+            reference_mel, speaker_embedding = (
+                self.default_speaker.reference_mel,
+                self.default_speaker.speaker_embedding,
+            )
         self.check_inputs(codes, reference_mel, speaker_embedding, num_inference_steps)
+        if output_type == "latent" and window is not None:
+            raise ValueError('output_type="latent" is the global ODE solution: not with window=')
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs or self._callback_tensor_inputs)
@@ -344,6 +405,9 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             )
             mel = sample.transpose(1, 2)  # (batch, 80, frames)
+            if output_type == "latent":
+                self.maybe_free_model_hooks()
+                return AudioPipelineOutput(audios=sample) if return_dict else (sample,)
         else:  # what `stream` plays, decoded at once
             mel, audios = [], []
             for row in range(batch):
