@@ -169,11 +169,7 @@ class OmniGenerationMixin(GenerationMixin):
             check_generation_budget(input_ids, request.thinker_kwargs.get("max_new_tokens"), config=thinker.config)
         if not request.speaks:
             return thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs)
-        with self._thinker_track() as track:
-            sequences = thinker.generate(input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs)
-        if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
-            sequences = sequences.sequences
-        codes = self.speech_codes(request, input_ids, attention_mask, sequences, track)
+        sequences, codes = self._speech_reply(request, input_ids, attention_mask)
         waveforms = []
         for row, row_codes in enumerate(codes):
             with self.voice_adapters.use_dit(request.row_adapter(row)):
@@ -183,6 +179,25 @@ class OmniGenerationMixin(GenerationMixin):
                     )
                 )
         return sequences, (waveforms[0] if len(waveforms) == 1 else waveforms)
+
+    @torch.no_grad()
+    def generate_speech_codes(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """The Thinker's reply and the Talker's speech codes, without decoding them to audio (e.g. data for a
+        code-to-wave stage). Arguments as for `generate`; returns `(sequences, [codes (m,) per prompt])`."""
+        request = self.build_request(**kwargs)
+        if not request.speaks:
+            raise ValueError("generate_speech_codes needs the Talker: do not pass return_audio=False")
+        check_generation_budget(input_ids, request.thinker_kwargs.get("max_new_tokens"), config=self.thinker.config)
+        return self._speech_reply(request, input_ids, attention_mask)
+
+    def _speech_reply(self, request: OmniRequest, input_ids, attention_mask):
+        with self._thinker_track() as track:
+            sequences = self.thinker.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **request.thinker_kwargs
+            )
+        if not torch.is_tensor(sequences):  # the caller asked for return_dict_in_generate
+            sequences = sequences.sequences
+        return sequences, self.speech_codes(request, input_ids, attention_mask, sequences, track)
 
     def speech_codes(self, request: OmniRequest, input_ids, attention_mask, sequences, track) -> list[torch.Tensor]:
         """The Talker's speech codes for each row of a finished Thinker generation, cut at the first end token.

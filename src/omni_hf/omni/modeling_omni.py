@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from diffusers import DiffusionPipeline
 from safetensors import safe_open
 from torch import nn
 from transformers import GenerationConfig, PreTrainedConfig
@@ -155,8 +156,8 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
     def __setattr__(self, name, value):
         """`model.token2wav = stage` swaps the code-to-wave stage (`omni_hf.token2wav.code_to_wave`): the DiT
         pipeline is wrapped as a submodule; another stage must be an `nn.Module` with the interface's methods."""
-        if name == "token2wav" and isinstance(value, OmniToken2WavPipeline):
-            value = Token2WavModule(value)
+        if name == "token2wav" and isinstance(value, DiffusionPipeline) and is_code_to_wave(value):
+            value = Token2WavModule(value)  # also a pipeline loaded through its folder's code (trust_remote_code)
         elif name == "token2wav" and value is not None and not is_code_to_wave(value):
             raise TypeError(
                 f"model.token2wav must be a code-to-wave stage (speaker_conditioning, open_stream, decode; see "

@@ -215,10 +215,13 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
             return latents.to(device=device, dtype=dtype)
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
 
-    def scheduler_for(self, solver: str | None = None, sway_coefficient: float | None = -1.0):
-        """The pipeline's scheduler, or a copy of it with another solver / sway (the pipeline's stays unchanged).
-        Either is a template: each solve runs on its own copy (`solve`), so replies never share solver state."""
-        overrides = {"sway_coefficient": sway_coefficient} | ({"solver": solver} if solver is not None else {})
+    def scheduler_for(self, solver: str | None = None, sway_coefficient: float | None | str = "default"):
+        """The pipeline's scheduler, or a copy of it with another solver / sway (the pipeline's stays unchanged;
+        `"default"` / None keep the scheduler's). Either is a template: each solve runs on its own copy (`solve`), so
+        replies never share solver state."""
+        overrides = ({"sway_coefficient": sway_coefficient} if sway_coefficient != "default" else {}) | (
+            {"solver": solver} if solver is not None else {}
+        )
         if any(self.scheduler.config.get(k) != v for k, v in overrides.items()):
             return OmniFlowMatchScheduler.from_config(self.scheduler.config, **overrides)
         return self.scheduler
@@ -265,6 +268,13 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         if bar is not None:
             bar.close()
         return sample
+
+    def solve_settings(self, num_inference_steps: int | None, guidance_scale: float | None) -> tuple[int, float]:
+        """The call's grid points and guidance, the scheduler's config filling what the call leaves None."""
+        config = self.scheduler.config
+        steps = config.get("num_inference_steps", 10) if num_inference_steps is None else num_inference_steps
+        guidance = config.get("guidance_scale", 0.5) if guidance_scale is None else guidance_scale
+        return int(steps), float(guidance)
 
     # ---------------------------------------------------------------- the code-to-wave interface
     def speaker_conditioning(self, speaker) -> DiTSpeakerConditioning:
@@ -316,10 +326,10 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         codes: torch.Tensor,
         reference_mel: torch.Tensor | None = None,
         speaker_embedding: torch.Tensor | None = None,
-        num_inference_steps: int = 10,
-        guidance_scale: float = 0.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         solver: str | None = None,
-        sway_coefficient: float | None = -1.0,
+        sway_coefficient: float | None | str = "default",
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "pt",
@@ -333,10 +343,13 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
             codes: `(batch, codes)` speech codes in `[0, dit.config.num_embeds)` (50 per second).
             reference_mel: `(batch or 1, frames, 80)` the speaker's reference mel (`Speaker.ref_mel`).
             speaker_embedding: `(batch or 1, enc_emb_dim)` the speaker x-vector (`Speaker.cond`).
-            num_inference_steps: ODE grid points (official 10 → 9 RK4 intervals, 36 DiT evaluations).
-            guidance_scale: classifier-free guidance `c + s * (c - u)` (official 0.5; 0 disables it).
+            num_inference_steps: ODE grid points (default: the scheduler's; official 10 → 9 RK4 intervals, 36 DiT
+                evaluations; a few-step student saves its own).
+            guidance_scale: classifier-free guidance `c + s * (c - u)` (default: the scheduler's; official 0.5; 0
+                disables it).
             solver: `"euler"`, `"midpoint"` or `"rk4"`; default: the scheduler's (rk4).
-            sway_coefficient: sway sampling of the time grid (official -1; None for a uniform grid).
+            sway_coefficient: sway sampling of the time grid (default: the scheduler's, official -1; None for a
+                uniform grid).
             generator / latents: the initial noise `(batch, codes * 2, 80)`.
             output_type: `"pt"` / `"np"` waveforms `(batch, codes * 2 * 240)`, `"mel"` for the mel `(batch, 80,
                 frames)`, `"latent"` for the ODE's solution `(batch, frames, 80)` (Diffusers' name; the vocoder is not
@@ -352,6 +365,7 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         Returns:
             [`AudioPipelineOutput`] with `audios`, or a tuple when `return_dict=False`.
         """
+        num_inference_steps, guidance_scale = self.solve_settings(num_inference_steps, guidance_scale)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(
                 f"output_type must be one of {list(OUTPUT_TYPES)} (token2wav makes audio), got {output_type!r}"

@@ -51,6 +51,10 @@ class OmniFlowMatchScheduler(SchedulerMixin, ConfigMixin):
             Sway sampling coefficient `s`: a uniform grid `u` in [0, 1] becomes `u + s * (cos(pi / 2 * u) - 1 + u)`.
             Negative values put more points near `t = 0` (`s = -1` gives `1 - cos(pi / 2 * u)`); `None` or `0`
             keeps the uniform grid.
+        num_inference_steps (`int`, *optional*, defaults to 10):
+            Grid points a pipeline call uses when it names none (a few-step student saves its own here).
+        guidance_scale (`float`, *optional*, defaults to 0.5):
+            Classifier-free guidance a pipeline call uses when it names none (0 for a student with guidance folded in).
 
     Example:
 
@@ -76,7 +80,13 @@ class OmniFlowMatchScheduler(SchedulerMixin, ConfigMixin):
     init_noise_sigma = 1.0
 
     @register_to_config
-    def __init__(self, solver: str = "rk4", sway_coefficient: float | None = -1.0):
+    def __init__(
+        self,
+        solver: str = "rk4",
+        sway_coefficient: float | None = -1.0,
+        num_inference_steps: int = 10,
+        guidance_scale: float = 0.5,
+    ):
         if solver not in _STAGE_FRACTIONS:
             raise ValueError(f"Unknown solver {solver!r}; choose one of {sorted(_STAGE_FRACTIONS)}.")
         self.order = len(_STAGE_FRACTIONS[solver])

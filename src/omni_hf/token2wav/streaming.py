@@ -203,7 +203,8 @@ class Token2WavStream(CodeToWaveStream):
         pipeline: an [`OmniToken2WavPipeline`].
         reference_mel / speaker_embedding: the speaker (`Speaker.ref_mel` `(1, frames, 80)`, `Speaker.cond`).
         window: [`StreamingWindow`] (default: chunks of 2, 4, 8, 16, then 32 blocks; 2 blocks back, 1 ahead).
-        num_inference_steps / guidance_scale / solver / sway_coefficient: as for the pipeline call.
+        num_inference_steps / guidance_scale / solver / sway_coefficient: as for the pipeline call (default: the
+            pipeline scheduler's).
         latents: `(1, ≥ frames, mel_dim)` initial noise (sliced per window); otherwise noise is drawn block by block
             (24 frames at a time, in order) from `generator`.
         vocoder_context: mel frames of vocoder context per side (default: the receptive field: exact stitching).
@@ -218,16 +219,17 @@ class Token2WavStream(CodeToWaveStream):
         reference_mel: torch.Tensor,
         speaker_embedding: torch.Tensor,
         window: StreamingWindow | None = None,
-        num_inference_steps: int = 10,
-        guidance_scale: float = 0.5,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         solver: str | None = None,
-        sway_coefficient: float | None = -1.0,
+        sway_coefficient: float | None | str = "default",
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
         vocoder_context: int | None = None,
         stage_context: Callable[[str], AbstractContextManager] | None = None,
         batch_key=None,
     ):
+        num_inference_steps, guidance_scale = pipeline.solve_settings(num_inference_steps, guidance_scale)
         pipeline.check_inputs(
             torch.zeros(1, 1, dtype=torch.long), reference_mel, speaker_embedding, num_inference_steps
         )
