@@ -65,8 +65,9 @@ def test_the_student_is_a_first_class_token2wav(distilled, tiny_omni_dir):
     hook.remove()
     assert audio.shape == (1, SEGMENT * 480) and len(calls) == 2  # 2 DiT evaluations instead of 36
 
-    model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()
-    model.token2wav = student  # one line: stream, sessions and the server use it through the code-to-wave interface
+    model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir, token2wav=out / "run" / "student").eval()
+    assert model.token2wav.scheduler.config.num_inference_steps == 3
+    model.token2wav = student  # or one line: stream, sessions and the server use it through the code-to-wave interface
     events = list(model.stream(torch.tensor([[1001, 5, 6, 7, 1002]]), thinker_max_new_tokens=4,
                                thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=30))  # fmt: skip
     assert sum(e.audio.size for e in events if isinstance(e, AudioChunk)) == 480 * events[-1].speech_codes

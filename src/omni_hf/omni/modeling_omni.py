@@ -222,15 +222,27 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
 
     # ---------------------------------------------------------------- loading and saving
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, token2wav=None, **kwargs):
+        """Load a full model (official layout or ours). `token2wav`: another code-to-wave stage instead of the
+        folder's own (e.g. a few-step student from `recipes/token2wav_distill.py`): a pipeline folder or repo id,
+        or a loaded stage; the speakers still come from the model's folder."""
         hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         raw, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
         official = raw.get("model_type") == "qwen2_5_omni"
+        if token2wav is not None and not is_code_to_wave(token2wav) and not isinstance(token2wav, (str, os.PathLike)):
+            raise TypeError(
+                f"token2wav must be a pipeline folder, a repo id or a code-to-wave stage, got {token2wav!r}"
+            )
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         if model.config.enable_audio_output:
             model._load_speech_side(pretrained_model_name_or_path, official, hub_kwargs)
+            if token2wav is not None:
+                is_path = isinstance(token2wav, (str, os.PathLike))
+                model.token2wav = OmniToken2WavPipeline.from_pretrained(token2wav) if is_path else token2wav
             model.token2wav.to(model.talker.device)  # follows device_map / .to(); stays float32
+        elif token2wav is not None:
+            raise ValueError("token2wav= needs the speech side: do not pass enable_audio_output=False")
         return loaded
 
     def _load_speech_side(self, path, official: bool, hub_kwargs: dict) -> None:
