@@ -248,26 +248,46 @@ def bench_figure(report: dict, path) -> object | None:
         left.plot(x, [r[key] for r in levels], style, label=key.replace("_", " ").upper().replace(" P", " p"))
     left.set(title="latency vs concurrency", xlabel="concurrent clients", ylabel="seconds", xscale="log", xticks=x)
     left.set_xticklabels([str(v) for v in x])
+    left.minorticks_off()
     left.legend(fontsize=7)
     right.plot(x, [r["throughput"] for r in levels], "o-", color="tab:green")
     right.set(title="throughput", xlabel="concurrent clients", ylabel="speech s / wall s", xscale="log", xticks=x)
     right.set_xticklabels([str(v) for v in x])
+    right.minorticks_off()
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return path
 
 
+BENCH_SECTION = "Serving latency (omni-hf bench serve)"
+
+
+def bench_card_results(report: dict) -> dict:
+    """The figures a Hub card shows (`omni-hf card model ... --results bench-card.json`), per concurrency level."""
+    section = {}
+    for row in report.get("levels", []):
+        if row["ok"]:
+            n = row["concurrency"]
+            section[f"{n} clients: TTFA p50 (s)"] = round(row["ttfa_p50"], 3)
+            section[f"{n} clients: TTFA p90 (s)"] = round(row["ttfa_p90"], 3)
+            section[f"{n} clients: RTF"] = round(row["rtf_mean"], 3)
+            section[f"{n} clients: speech s per wall s"] = round(row["throughput"], 3)
+    return {BENCH_SECTION: section, "source": "omni-hf bench serve", "notes": f"model {report.get('model')}"}
+
+
 def write_bench_report(folder, report: dict) -> dict:
-    """`bench.json`, `bench.md` and (with matplotlib) `bench.png` in `folder`; returns their paths."""
+    """`bench.json`, `bench.md`, `bench-card.json` (for `omni-hf card --results`) and (with matplotlib) `bench.png`
+    in `folder`; returns their paths."""
     from pathlib import Path
 
     from .report import write_json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "bench.json", "markdown": folder / "bench.md"}
+    paths = {"json": folder / "bench.json", "markdown": folder / "bench.md", "card": folder / "bench-card.json"}
     write_json(report, paths["json"])
+    write_json(bench_card_results(report), paths["card"])
     paths["markdown"].write_text(bench_markdown(report))
     if bench_figure(report, folder / "bench.png") is not None:
         paths["figure"] = folder / "bench.png"
@@ -275,7 +295,9 @@ def write_bench_report(folder, report: dict) -> dict:
 
 
 __all__ = [
+    "BENCH_SECTION",
     "StreamTimer",
+    "bench_card_results",
     "bench_figure",
     "bench_markdown",
     "benchmark",

@@ -97,12 +97,30 @@ def write_json(data: dict, path: Path) -> None:
     path.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False) + "\n")
 
 
+SPEECH_SECTION = "Speech quality (omni-hf eval)"
+
+
+def speech_card_results(summary: dict, models: dict[str, str]) -> dict:
+    """The figures a Hub card shows (`omni-hf card ... --results card.json`): each system's means, and the models
+    that scored them."""
+    section = {}
+    for system, values in summary.items():
+        for metric, label in LABELS.items():
+            if isinstance(values.get(metric), float) and math.isfinite(values[metric]):
+                section[f"{system}: {label}"] = round(values[metric], 4)
+        section[f"{system}: items scored"] = values["items"] - values["errors"]
+    section |= {f"{name} scored by": str(model) for name, model in models.items()}
+    return {SPEECH_SECTION: section, "source": "omni-hf eval"}
+
+
 def write_speech_report(folder, results: list[dict], summary: dict, models: dict[str, str]) -> dict[str, Path]:
-    """`results.json`, `results.md` and (with matplotlib) `results.png` in `folder`; returns their paths."""
+    """`results.json`, `results.md`, `card.json` (for `omni-hf card --results`) and (with matplotlib) `results.png`
+    in `folder`; returns their paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {"json": folder / "results.json", "markdown": folder / "results.md"}
+    paths = {"json": folder / "results.json", "markdown": folder / "results.md", "card": folder / "card.json"}
     write_json({"models": models, "summary": summary, "items": results}, paths["json"])
+    write_json(speech_card_results(summary, models), paths["card"])
     paths["markdown"].write_text(speech_markdown(summary, results, models))
     figure = speech_figure(results, folder / "results.png")
     if figure is not None:
@@ -110,4 +128,12 @@ def write_speech_report(folder, results: list[dict], summary: dict, models: dict
     return paths
 
 
-__all__ = ["markdown_table", "speech_figure", "speech_markdown", "write_json", "write_speech_report"]
+__all__ = [
+    "SPEECH_SECTION",
+    "speech_card_results",
+    "markdown_table",
+    "speech_figure",
+    "speech_markdown",
+    "write_json",
+    "write_speech_report",
+]
