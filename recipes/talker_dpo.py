@@ -117,6 +117,13 @@ def read_texts(source: str) -> list:
     return read_prompts(source)
 
 
+def asr_name(transcriber) -> str | None:
+    """The recogniser's name for cards: a local checkpoint by its folder name (never a path)."""
+    if transcriber is None:
+        return None
+    return Path(transcriber.name).name if Path(transcriber.name).exists() else transcriber.name
+
+
 def main(argv=None) -> dict:
     import torch
     from accelerate import PartialState
@@ -191,7 +198,7 @@ def main(argv=None) -> dict:
         "pairs": len(pairs), "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "first_loss": history[0]["loss"] if history else None, "last_loss": history[-1]["loss"] if history else None,
         "last_margin": history[-1].get("rewards/margins") if history else None, "saved": str(saved),
-        "inverted_pairs": inverted, "asr": transcriber.name if transcriber else None,
+        "inverted_pairs": inverted, "asr": asr_name(transcriber),
     }  # fmt: skip
     if eval_texts:
         voice = ADAPTER if model.voice_adapters.peft is not None else None

@@ -45,3 +45,14 @@ def test_score_clip_reports_every_metric_and_the_models(pocketsphinx, resemblyze
     assert silent["wer"] == 1.0 and silent["transcript"] == ""
     names = scorers.names()
     assert names["asr"] == pocketsphinx.name and names["speaker_similarity"] == resemblyzer.name
+
+
+def test_talker_dpo_ranks_with_pocketsphinx_when_no_asr_is_named(espeak, sentences):
+    from omni_hf.training.asr import build_transcriber
+    from omni_hf.training.card_figures import dpo_results
+
+    transcriber = build_transcriber()  # what recipes/talker_dpo.py builds without --asr: offline, no download
+    assert transcriber.name.startswith("pocketsphinx ")
+    assert error_rates(sentences[2], transcriber(*espeak(sentences[2])))["wer"] < 0.7
+    card = dpo_results({"wer_before": 0.5, "wer_after": 0.4, "asr": transcriber.name})
+    assert card["Speech of the held-out texts"]["WER scored by"] == transcriber.name
