@@ -66,20 +66,49 @@ def test_eval_clips_with_nothing_scorable_is_an_error(tmp_path, capsys):
     assert "line 1: not JSON" in capsys.readouterr().err
 
 
-def test_eval_speech_speaks_scores_and_reports_the_tiny_model(tiny_omni_dir, tmp_path, capsys):
+def _voice_adapter(model_dir, folder):
+    """A LoRA voice adapter with random (non-zero) weights, saved like recipes/voice_lora.py saves one."""
+    import torch
+
+    from omni_hf import OmniForConditionalGeneration
+
+    model = OmniForConditionalGeneration.from_pretrained(model_dir).eval()
+    model.voice_adapters.add("bright")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.talker.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    return model.voice_adapters.save("bright", folder)
+
+
+def test_eval_speech_speaks_scores_and_reports_the_tiny_model_and_its_adapter(tiny_omni_dir, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("Hello there, how are you?\nThe sky is blue.\n")
+    adapter = _voice_adapter(tiny_omni_dir, tmp_path / "adapter")
     out = tmp_path / "speech"
     argv = ["eval", "speech", str(tiny_omni_dir), "--texts", str(texts), "--out", str(out)]
-    code = main([*argv, "--max-speech-codes", "40", "--token2wav-steps", "2", "--save-audio"])
+    code = main(
+        [*argv, "--max-speech-codes", "40", "--token2wav-steps", "2", "--save-audio", "--voice-adapter", str(adapter)]
+    )
     assert code == 0, capsys.readouterr().err
     report = json.loads((out / "results.json").read_text())
-    assert [r["text"] for r in report["items"]] == ["Hello there, how are you?", "The sky is blue."]
-    system = tiny_omni_dir.name
+    base = tiny_omni_dir.name
+    assert [(r["system"], r["text"]) for r in report["items"]] == [
+        (system, text)
+        for system in (base, f"{base}+bright")
+        for text in ("Hello there, how are you?", "The sky is blue.")
+    ]
     for row in report["items"]:  # random weights: noise, but every metric is measured
-        assert row["system"] == system and "error" not in row, row
+        assert "error" not in row, row
         assert row["seconds"] > 0 and 0 <= row["wer"] <= 5 and -1 <= row["speaker_similarity"] <= 1
     assert report["models"]["reference voice"] == "Chelsie (model's reference mel)"
-    assert len(list((out / "audio" / system).glob("*.wav"))) == 2
+    assert set(report["summary"]) == {base, f"{base}+bright"}
+    base_audio, adapted = (
+        sorted((out / "audio" / base).glob("*.wav")),
+        sorted((out / "audio" / f"{base}+bright").glob("*.wav")),
+    )
+    assert len(base_audio) == len(adapted) == 2
+    assert base_audio[0].read_bytes() != adapted[0].read_bytes()  # the adapter changed the speech
     assert main(["eval", "speech", str(tiny_omni_dir), "--out", str(out)]) == 2
     assert "give one of --texts FILE or --dataset ID" in capsys.readouterr().err
