@@ -13,13 +13,11 @@ audio packet (p50, p90, from sending the request), audio RTF (request time / its
 
 import argparse
 import asyncio
-import base64
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from speech import build_checkpoint
@@ -49,58 +47,19 @@ def start_server(path: Path, args):
     return server, f"http://127.0.0.1:{port}/v1", app
 
 
-async def one_request(client, index: int, args) -> dict:
-    start = time.perf_counter()
-    first, samples = None, 0
-    stream = await client.chat.completions.create(
-        model="small",
-        messages=[{"role": "user", "content": f"Question number {index}: tell me about the weather."}],
-        modalities=["text", "audio"],
-        audio={"voice": "Chelsie", "format": "pcm16"},
-        stream=True,
-        temperature=0,
-        max_tokens=args.tokens,
-    )
-    async for chunk in stream:
-        audio = chunk.choices[0].delta.audio if chunk.choices else None
-        if audio is not None and audio.data:
-            first = first or time.perf_counter() - start
-            samples += len(base64.b64decode(audio.data)) // 2
-    return {"ttfa": first, "seconds": time.perf_counter() - start, "audio": samples / 24000}
-
-
 async def run_level(url: str, concurrency: int, args) -> dict:
+    """One level, timed by `omni-hf bench serve`'s own code (`omni_hf.evaluation.bench_serve.run_level`)."""
     import openai
 
+    from omni_hf.evaluation.bench_serve import run_level as bench_level
+
     client = openai.AsyncOpenAI(base_url=url, api_key="unused", timeout=3600, max_retries=0)
-    pending = list(range(args.requests))
-    results, errors = [], []
-
-    async def worker():
-        while pending:
-            index = pending.pop(0)
-            try:
-                results.append(await one_request(client, index, args))
-            except Exception as error:  # noqa: BLE001 - counted and reported
-                errors.append(repr(error))
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    await client.close()
-    ttfa = [r["ttfa"] for r in results if r["ttfa"] is not None]
-    audio = sum(r["audio"] for r in results)
-    return {
-        "concurrency": concurrency,
-        "ttfa_p50": float(np.percentile(ttfa, 50)) if ttfa else float("nan"),
-        "ttfa_p90": float(np.percentile(ttfa, 90)) if ttfa else float("nan"),
-        "rtf": float(np.mean([r["seconds"] / r["audio"] for r in results if r["audio"]])) if results else float("nan"),
-        "throughput": audio / wall,
-        "audio_s": audio,
-        "wall_s": wall,
-        "errors": len(errors) + sum(r["ttfa"] is None for r in results),
-        "error_messages": errors[:3],
-    }
+    prompts = [f"Question number {i}: tell me about the weather." for i in range(args.requests)]
+    try:
+        row = await bench_level(client, "small", concurrency, args.requests, prompts, "Chelsie", args.tokens, 3600)
+    finally:
+        await client.close()
+    return row | {"rtf": row["rtf_mean"]}
 
 
 def main() -> None:

@@ -23,6 +23,10 @@ The tiny CPU run (random model, a tiny random CTC "ASR"; a few minutes):
     python tests/helpers/tiny_asr.py demo_assets/tiny-asr        # demo_assets/tiny-asr (a checkout)
     python recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
 
+Without `--asr` the candidates are ranked by pocketsphinx (offline, `omni_hf.evaluation.asr`). Pairs whose chosen
+and rejected codes are identical, or with NaN / infinite scores, are refused before training; inverted pairs
+(chosen_score > rejected_score) are counted in the output (`inverted_pairs`) with a warning.
+
 Data-parallel without GPUs (two CPU processes over gloo, as tests/training/test_distributed.py runs it):
 
     torchrun --nproc_per_node 2 recipes/talker_dpo.py --config recipes/configs/talker_dpo_tiny.yaml
@@ -82,7 +86,8 @@ class TalkerDPOArguments(OutputArguments):
         default=None, metadata={"help": "Hub id of the base model for the card (default: --model if a Hub id)"}
     )
     asr: str | None = field(
-        default=None, metadata={"help": "transformers ASR model id or path (default: openai/whisper-large-v3)"}
+        default=None,
+        metadata={"help": "'pocketsphinx' (default, offline) or a transformers ASR model id or path (e.g. Whisper)"},
     )
     num_candidates: int = field(default=4, metadata={"help": "sampled candidates per prompt"})
     speaker: str = field(default="Chelsie", metadata={"help": "speaker the Talker speaks as"})
@@ -112,6 +117,13 @@ def read_texts(source: str) -> list:
     return read_prompts(source)
 
 
+def asr_name(transcriber) -> str | None:
+    """The recogniser's name for cards: a local checkpoint by its folder name (never a path)."""
+    if transcriber is None:
+        return None
+    return Path(transcriber.name).name if Path(transcriber.name).exists() else transcriber.name
+
+
 def main(argv=None) -> dict:
     import torch
     from accelerate import PartialState
@@ -120,7 +132,7 @@ def main(argv=None) -> dict:
     from omni_hf import OmniForConditionalGeneration
     from omni_hf.processing import OmniProcessor
     from omni_hf.training.asr import build_transcriber
-    from omni_hf.training.dpo import ADAPTER, TalkerDPOTrainer, evaluate_talker_speech
+    from omni_hf.training.dpo import ADAPTER, TalkerDPOTrainer, check_pair_scores, evaluate_talker_speech
     from omni_hf.training.dpo_report import finish_dpo_outputs
     from omni_hf.training.pair_sources import load_pairs
     from omni_hf.training.preference_pairs import build_preference_pairs
@@ -156,6 +168,7 @@ def main(argv=None) -> dict:
                 talker_max_new_tokens=args.talker_max_new_tokens, token2wav_kwargs=vocode,
                 resume=args.resume or not state.is_main_process, rule=args.rank_by,
             )  # fmt: skip
+    inverted = check_pair_scores(pairs, args.pairs or "built pairs")  # identical / NaN pairs: refused here
     if args.pairs_repo_id and state.is_main_process:  # rows and card in one commit
         from omni_hf.hub import push_preference_dataset
 
@@ -185,6 +198,7 @@ def main(argv=None) -> dict:
         "pairs": len(pairs), "steps": trainer.state.global_step, "train_loss": result.training_loss,
         "first_loss": history[0]["loss"] if history else None, "last_loss": history[-1]["loss"] if history else None,
         "last_margin": history[-1].get("rewards/margins") if history else None, "saved": str(saved),
+        "inverted_pairs": inverted, "asr": asr_name(transcriber),
     }  # fmt: skip
     if eval_texts:
         voice = ADAPTER if model.voice_adapters.peft is not None else None

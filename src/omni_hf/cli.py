@@ -5,6 +5,8 @@ omni-hf chat --model ./tiny-omni --text "Describe" --image cat.png --video clip.
 omni-hf chat --model Qwen/Qwen2.5-Omni-7B --audio question.wav --output reply.wav --stream
 omni-hf card model ./tiny-omni --repo-id me/tiny-omni --results bench.json
 omni-hf push thinker ./tiny-omni me/tiny-omni-thinker --results parity.json
+omni-hf eval speech ./tiny-omni --texts texts.txt --out eval      # WER, speaker similarity, pauses (offline)
+omni-hf bench serve http://127.0.0.1:8000 --concurrency 1 2 4 8 --requests 8
 """
 
 import argparse
@@ -434,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(s)
     s.set_defaults(func=checked_serve(serve))
+    from .evaluation.cli import add_eval_parsers
+
+    add_eval_parsers(sub)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""Transcribers for ranking the Talker's speech: any transformers ASR checkpoint (pipeline API) or a user callable.
+"""Transcribers for ranking the Talker's speech: pocketsphinx offline (the default, `"pocketsphinx"`), any
+transformers ASR checkpoint (pipeline API) or a user callable.
 
 A transcriber is called as `transcriber(waveform, sampling_rate) -> str` with a float32 mono `(samples,)` waveform;
 `Transcriber` resamples to the rate the model or callable wants (`omni_hf.processing.audio.resample_audio`).
@@ -17,7 +18,7 @@ from ..processing.audio import THINKER_SAMPLING_RATE, resample_audio
 
 logger = logging.get_logger(__name__)
 
-DEFAULT_ASR_MODEL = "openai/whisper-large-v3"  # for real runs (needs the Hub or a local copy)
+DEFAULT_ASR_MODEL = "pocketsphinx"  # offline, ships its English model (omni_hf.evaluation.asr); or name Whisper
 
 
 class Transcriber:
@@ -49,7 +50,8 @@ def build_transcriber(
     **pipeline_kwargs,
 ) -> Transcriber:
     """A `Transcriber` from a transformers ASR model id or local path (`pipeline("automatic-speech-recognition")`),
-    a callable `(waveform at sampling_rate) -> str`, or an existing `Transcriber`. None: `DEFAULT_ASR_MODEL`.
+    a callable `(waveform at sampling_rate) -> str`, or an existing `Transcriber`. None or `"pocketsphinx"`: the
+    offline pocketsphinx recogniser (`omni_hf.evaluation.asr.PocketSphinxASR`, nothing downloaded).
 
     Raises:
         ValueError: the model cannot be loaded (naming it and the reason).
@@ -61,6 +63,13 @@ def build_transcriber(
             raise ValueError("an ASR callable must take the waveform as its first argument")
         return Transcriber(asr, sampling_rate, getattr(asr, "__name__", type(asr).__name__))
     asr = asr or DEFAULT_ASR_MODEL
+    if asr == "pocketsphinx":
+        from ..evaluation.asr import PocketSphinxASR
+
+        recogniser = PocketSphinxASR()
+        rate = recogniser.sampling_rate
+        logger.info(f"ASR for ranking: {recogniser.name}")
+        return Transcriber(lambda audio: recogniser(audio, rate), rate, recogniser.name)
     if not isinstance(asr, str):
         raise ValueError(f"asr must be a model id/path, a callable or a Transcriber, got {type(asr).__name__}")
     from transformers import pipeline

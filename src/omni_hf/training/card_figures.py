@@ -23,6 +23,8 @@ def dpo_results(metrics: dict, prosody: dict | None = None) -> dict:
             if isinstance(value, (int, float)):
                 speech[f"{name} {when}"] = round(float(value), 4)
     if speech:
+        if metrics.get("asr"):  # the figures name the recogniser that produced them
+            speech["WER scored by"] = str(metrics["asr"])
         results["Speech of the held-out texts"] = speech
     for group, summary in (prosody or {}).items():
         results[f"Prosody: {group}"] = {k: round(float(v), 3) for k, v in summary.items()}

@@ -353,6 +353,59 @@ class TalkerDPOTrainer(DPOTrainer):
         return saved[0]
 
 
+SCORE_COLUMNS = ("chosen_score", "rejected_score", "chosen_wer", "rejected_wer", "chosen_pause_error")
+SCORE_COLUMNS += ("rejected_pause_error", "chosen_speaker_similarity", "rejected_speaker_similarity")
+
+
+def _rows(indices: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (f" ... ({len(indices)} rows)" if len(indices) > limit else "")
+
+
+def check_pair_scores(pairs, name: str = "pairs") -> int:
+    """Refuse pairs DPO cannot learn from, before training: a row whose chosen and rejected speech codes are
+    identical (its loss is log 2 whatever the model does), or a non-finite score (NaN / inf in `chosen_score`,
+    `rejected_score`, the per-metric columns or the `*_scores` JSON). Warn on inverted rows (`chosen_score` above
+    `rejected_score`: lower is better in the pair format) and return how many there are.
+
+    Raises:
+        ValueError: naming the rows (first five) and what is wrong with them.
+    """
+    columns = set(pairs.column_names)
+    identical = [
+        i for i, (a, b) in enumerate(zip(pairs["chosen_codes"], pairs["rejected_codes"])) if list(a) == list(b)
+    ]
+    if identical:
+        raise ValueError(
+            f"{name}: chosen and rejected speech codes are identical in row(s) {_rows(identical)}: such a pair "
+            "teaches nothing (its DPO loss stays log 2); drop those rows or give two different recordings"
+        )
+    bad = {}
+    for column in (c for c in SCORE_COLUMNS if c in columns):
+        for i, value in enumerate(pairs[column]):
+            if value is not None and not np.isfinite(float(value)):
+                bad.setdefault(column, []).append(i)
+    for column in (c for c in ("chosen_scores", "rejected_scores") if c in columns):
+        for i, text in enumerate(pairs[column]):
+            values = json.loads(text) if text else {}
+            if any(isinstance(v, (int, float)) and not np.isfinite(v) for v in values.values()):
+                bad.setdefault(column, []).append(i)
+    if bad:
+        where = "; ".join(f"{column} in row(s) {_rows(rows)}" for column, rows in bad.items())
+        raise ValueError(f"{name}: scores must be finite numbers, got NaN or infinity: {where}")
+    inverted = []
+    if {"chosen_score", "rejected_score"} <= columns:
+        for i, (chosen, rejected) in enumerate(zip(pairs["chosen_score"], pairs["rejected_score"])):
+            if chosen is not None and rejected is not None and chosen > rejected:
+                inverted.append(i)
+    if inverted:
+        logger.warning(
+            f"{name}: {len(inverted)} of {len(pairs)} pairs are inverted (chosen_score > rejected_score, while lower is "
+            f"better): row(s) {_rows(inverted)}. Check the judges' scale; training prefers 'chosen' as given."
+        )
+    return len(inverted)
+
+
 @torch.no_grad()
 def evaluate_talker_speech(
     model,
@@ -417,6 +470,7 @@ def evaluate_talker_speech(
 
 __all__ = [
     "DataCollatorForTalkerPreference",
+    "check_pair_scores",
     "TalkerDPOConfig",
     "TalkerDPOTrainer",
     "codec_tokenizer",
