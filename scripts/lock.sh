@@ -13,6 +13,9 @@ TORCH_PIN="${TORCH_PIN:-$(sed -n 's/^TORCH_CPU ?= *//p' Makefile)}"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "$TORCH_PIN" >"$tmp/torch.txt"
+# resemblyzer (the offline speaker encoder of omni-hf eval) asks for the `typing` backport; its newest release is for
+# Python < 3.5 only and pip refuses it on 3.11, so the lock takes the last one pip installs there.
+echo "typing<3.8" >>"$tmp/torch.txt"
 uv pip compile pyproject.toml --extra dev --extra quantization --universal --python-version 3.11 --no-header --quiet \
   -c "$tmp/torch.txt" "$@" -o "$tmp/full.txt"
 python3 - "$tmp/full.txt" requirements/lock.txt "$TORCH_PIN" <<'PY'

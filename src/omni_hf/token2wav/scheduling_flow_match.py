@@ -30,6 +30,14 @@ _STAGE_FRACTIONS = {
 }
 
 
+# Named schedules for `OmniToken2WavPipeline(..., schedule=name)`; measured against the paper's solver by
+# `benchmarks/token2wav_schedules.py` (the default stays the paper's).
+SCHEDULES = {
+    "paper": {"solver": "rk4", "num_inference_steps": 10, "sway_coefficient": -1.0},  # 36 DiT evaluations
+    "fast": {"solver": "midpoint", "num_inference_steps": 5, "sway_coefficient": -1.0},  # 8 evaluations
+}
+
+
 class OmniFlowMatchScheduler(SchedulerMixin, ConfigMixin):
     r"""
     Multi-stage ODE scheduler for flow matching, with the sway time grid of Qwen2.5-Omni's token2wav.
