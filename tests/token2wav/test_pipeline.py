@@ -125,3 +125,18 @@ def test_diffusers_semantics_output_types_progress_and_default_speaker(pair, spe
     alone = again(codes, generator=torch.Generator().manual_seed(4)).audios
     explicit = pipe(codes, **speaker, generator=torch.Generator().manual_seed(4)).audios
     assert torch.equal(alone, explicit)
+
+
+def test_named_schedules(pair, speaker):
+    _, pipe = pair
+    codes = torch.randint(0, 8192, (1, 12), generator=torch.Generator().manual_seed(7))
+    calls = []
+    hook = pipe.dit.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        fast = pipe(codes, **speaker, schedule="fast", generator=torch.Generator().manual_seed(1)).audios
+    finally:
+        hook.remove()
+    same = pipe(codes, **speaker, solver="midpoint", num_inference_steps=5, generator=torch.Generator().manual_seed(1))
+    assert len(calls) == 8 and torch.equal(fast, same.audios)  # 4 midpoint steps: 8 DiT evaluations, not 36
+    with pytest.raises(ValueError, match="Unknown schedule 'quick'"):
+        pipe(codes, **speaker, schedule="quick")

@@ -21,7 +21,7 @@ from ..common.staged_save import check_complete_if_local, staged_save
 from .bigvgan import BigVGANVocoder
 from .code_to_wave import SAMPLING_RATE, CodeToWave
 from .modeling_dit import OmniDiTModel
-from .scheduling_flow_match import OmniFlowMatchScheduler
+from .scheduling_flow_match import OmniFlowMatchScheduler, schedule_settings
 from .streaming import StreamingWindow, Token2WavStream, decode_windows, stream_token2wav
 
 logger = logging.get_logger(__name__)
@@ -337,6 +337,7 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         window: StreamingWindow | None = None,
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
+        schedule: str | None = None,
     ):
         """
         Args:
@@ -361,10 +362,18 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
                 (or a Diffusers `PipelineCallback` / `MultiPipelineCallbacks`); it may return `{"latents": ...}` to
                 replace the sample `(batch, frames, mel_dim)`. Not with `window`.
             callback_on_step_end_tensor_inputs: the tensors passed in `callback_kwargs` (default `["latents"]`).
+            schedule: a named schedule (`"paper"`, `"fast"`: see `scheduling_flow_match.SCHEDULES` and
+                `benchmarks/token2wav_schedules.py` for their measured error), setting `solver`,
+                `num_inference_steps` and `sway_coefficient` where the call leaves them unset.
 
         Returns:
             [`AudioPipelineOutput`] with `audios`, or a tuple when `return_dict=False`.
         """
+        if schedule is not None:
+            named = schedule_settings(schedule)
+            solver = named["solver"] if solver is None else solver
+            num_inference_steps = named["num_inference_steps"] if num_inference_steps is None else num_inference_steps
+            sway_coefficient = named["sway_coefficient"] if sway_coefficient == "default" else sway_coefficient
         num_inference_steps, guidance_scale = self.solve_settings(num_inference_steps, guidance_scale)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(

@@ -38,6 +38,13 @@ SCHEDULES = {
 }
 
 
+def schedule_settings(name: str) -> dict:
+    """The solver, grid points and sway of a named schedule (`SCHEDULES`)."""
+    if name not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {name!r}; named schedules: {sorted(SCHEDULES)}")
+    return dict(SCHEDULES[name])
+
+
 class OmniFlowMatchScheduler(SchedulerMixin, ConfigMixin):
     r"""
     Multi-stage ODE scheduler for flow matching, with the sway time grid of Qwen2.5-Omni's token2wav.
