@@ -20,6 +20,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
+from ..processing.literal_text import tokenize_filled
 from ..processing.streaming_log_mel import StreamingLogMel
 from .events import TextDelta
 from .forward_recording import record_thinker_forwards
@@ -151,7 +152,7 @@ class OmniConversation:
                 self._pending_images.append((pixels, grid))
                 self.image_grids.append(grid)
         self.pending += self._start_message()
-        self.pending += self._tokenize(piece.replace(_SENTINEL, text))
+        self.pending += tokenize_filled(self.tokenizer, piece, _SENTINEL, text)  # typed text stays text
         self.turns += 1
 
     def begin_audio(self) -> None:
@@ -199,7 +200,9 @@ class OmniConversation:
         self.clip_features.append(np.concatenate([*self._clip_chunks, self.tail], axis=1))
         n_tail = int(audio_token_lengths(torch.tensor([self.tail.shape[1]])).item())
         after, end = self._pieces["audio_after"], self._pieces["reply_end"]
-        self.pending = [self.audio_token_id] * n_tail + self._tokenize(after[: -len(end)] + text + end)
+        self.pending = [self.audio_token_id] * n_tail + tokenize_filled(
+            self.tokenizer, after[: -len(end)] + _SENTINEL + end, _SENTINEL, text
+        )
         self._features = self._chunk_features = None
         self.turns += 1
         return self._audio_frames
