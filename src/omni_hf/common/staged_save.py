@@ -183,8 +183,8 @@ def _usual_permissions(staging: Path, umask: int) -> None:
             path = os.path.join(root, name)
             if os.path.islink(path):
                 continue
-            mode = os.stat(path).st_mode
-            os.chmod(path, ((mode & 0o111) | 0o666) & ~umask)
+            executable = os.stat(path).st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~umask)
 
 
 def commit(staging: Path, directory: Path, part: str) -> None:

@@ -385,6 +385,7 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
     at its next tick)."""
     text, audio = [], []
     gone = asyncio.ensure_future(_disconnected(request))
+    get = None
     try:
         while True:
             get = asyncio.ensure_future(events.get())
@@ -407,6 +408,8 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
     finally:
         job.cancel()
         gone.cancel()
+        if get is not None:
+            get.cancel()
     transcript = "".join(text)
     message = {"role": "assistant", "content": transcript}
     if completion.chat.speaks:

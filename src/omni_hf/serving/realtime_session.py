@@ -31,6 +31,7 @@ from .realtime_events import (
     parse_user_item,
     update_settings,
 )
+from .scheduler import ServerBusy
 from .vad import EnergyVAD, StreamingResampler
 
 logger = logging.getLogger(__name__)
@@ -437,6 +438,8 @@ def _client_error(error: Exception) -> Exception:
     anything else as a generic message without internal text (the log has the details)."""
     if isinstance(error, ValueError):
         return error
+    if isinstance(error, ServerBusy):  # every reply slot is taken: the client may retry
+        return EventError(f"{error}; retry later", code="server_busy")
     return RuntimeError("The model could not process this turn (see the server log)")
 
 
