@@ -122,7 +122,8 @@ def test_api_key_timeout_and_body_limit(tiny_served):
     limits = ServerLimits(
         **(dict(max_tokens=64, talker_max_new_tokens=120) | {"timeout": 0.3, "max_body_bytes": 50_000})
     )
-    with TestClient(create_app(model, processor, limits=limits, api_key="s3cret", max_active=2)) as client:
+    app = create_app(model, processor, model_id="tiny-omni", limits=limits, api_key="s3cret", max_active=2)
+    with TestClient(app) as client:
         assert client.get("/health").status_code == 200  # open for load balancers
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             denied = client.post("/v1/chat/completions", json=_body("hi"), headers=headers)
@@ -177,7 +178,8 @@ def test_omni_hf_serve_command(tiny_omni_dir):
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "omni_hf.cli", "serve", str(tiny_omni_dir), "--port", str(port)]
     server = subprocess.Popen(
-        [*command, "--api-key", "k", "--threads", "1"], env=os.environ | {"PYTHONUNBUFFERED": "1"}
+        [*command, "--api-key", "k", "--threads", "1", "--model-id", "tiny-omni"],
+        env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )
     try:
         deadline = time.monotonic() + 120

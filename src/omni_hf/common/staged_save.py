@@ -169,9 +169,29 @@ def _remove_abandoned_stagings(directory: Path) -> None:
             continue
 
 
+def _current_umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _usual_permissions(staging: Path, umask: int) -> None:
+    """Give the staged files the permissions a plain `open(..., "w")` gives under `umask` (0644 for the usual 022):
+    writers that stage through a private temp file (safetensors: 0600) must not leave saves unreadable to others."""
+    for root, _, names in os.walk(staging):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            executable = os.stat(path).st_mode & 0o111
+            os.chmod(path, (0o777 if executable else 0o666) & ~umask)
+
+
 def commit(staging: Path, directory: Path, part: str) -> None:
     """Move the files of `staging` into `directory` as `part` (see the module docstring). Commits into one parent
-    folder take turns, so two processes saving the same folder both land whole, one after the other."""
+    folder take turns, so two processes saving the same folder both land whole, one after the other. The files
+    get the user's umask (not a temp file's 0600)."""
+    _usual_permissions(staging, _current_umask())
     with _folder_lock(directory.parent):
         _commit_locked(staging, directory, part)
 
@@ -219,9 +239,7 @@ def staged_save(directory: str | os.PathLike, part: str) -> Iterator[Path]:
     _remove_abandoned_stagings(directory)
     owner = f"{socket.gethostname().replace('-', '_')}-{os.getpid()}-"  # host and process: see the cleanup above
     staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(directory) + owner, dir=directory.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # a new folder gets the usual permissions, not mkdtemp's 0700
+    staging.chmod(0o777 & ~_current_umask())  # a new folder gets the usual permissions, not mkdtemp's 0700
     try:
         yield staging
         commit(staging, directory, part)

@@ -18,6 +18,7 @@ import torch
 
 from ..common.tmrope import audio_token_lengths, get_rope_index, vision_local_ids
 from ..processing.audio import check_audio_samples
+from ..processing.literal_text import tokenize_filled
 from .events import TextDelta
 from .generation_omni import ReplyPrompt
 from .live_turn import LiveTurn
@@ -173,7 +174,7 @@ class OmniConversation:
                 self._pending_images.append((pixels, grid))
                 self.image_grids.append(grid)
         self.pending += self._start_message()
-        self.pending += self._tokenize(piece.replace(_SENTINEL, text))
+        self.pending += tokenize_filled(self.tokenizer, piece, _SENTINEL, text)  # typed text stays text
         self.turns += 1
 
     def begin_audio(self, video_fps: float | None = None) -> None:
@@ -222,11 +223,13 @@ class OmniConversation:
             self.tail = tail
             n_tail = int(audio_token_lengths(torch.tensor([tail.shape[1]])).item())
             after = self._pieces["audio_after"]
-            self.pending = [self.audio_token_id] * n_tail + self._tokenize(after[: -len(end)] + text + end)
+            self.pending = [self.audio_token_id] * n_tail + tokenize_filled(
+                self.tokenizer, after[: -len(end)] + _SENTINEL + end, _SENTINEL, text
+            )  # typed text stays text
         else:
             self.videos.append(([turn.groups, *turn.grid[1:]], turn.second_per_grid))
             after = self._pieces["video_after"]
-            self.pending = self._tokenize(after[: -len(end)] + text + end)
+            self.pending = tokenize_filled(self.tokenizer, after[: -len(end)] + _SENTINEL + end, _SENTINEL, text)
             self._paired_marks = True  # `<|audio_eos|><|vision_eos|>` share one TMRoPE id
         self.turn = None
         self.turns += 1

@@ -78,4 +78,15 @@ def tokenize_with_literals(tokenizer, texts: list[str], literals: list[str] | No
     return rows
 
 
-__all__ = ["control_token_strings", "protect_text", "restore_text", "tokenize_with_literals"]
+def tokenize_filled(tokenizer, template: str, slot: str, text: str) -> list[int]:
+    """Token ids `(seq,)` of `template` with `slot` replaced by the untrusted `text`, kept as plain text: template
+    pieces as usual, `text` with special-token strings split into ordinary tokens. A text without special-token
+    strings is tokenized in place (`tokenizer(template.replace(slot, text))`), exactly as before."""
+    specials = control_token_strings(tokenizer)
+    if not _needs_protection(text, specials):
+        return tokenizer(template.replace(slot, text), add_special_tokens=False)["input_ids"]
+    marked = template.replace(slot, f"{MARK_OPEN}0{MARK_CLOSE}")
+    return tokenize_with_literals(tokenizer, [marked], [text], add_special_tokens=False)[0]
+
+
+__all__ = ["control_token_strings", "protect_text", "restore_text", "tokenize_filled", "tokenize_with_literals"]

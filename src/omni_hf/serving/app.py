@@ -14,6 +14,8 @@ import hmac
 import importlib
 import inspect
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from transformers.utils import logging
 
 from ..omni.events import AudioChunk, StreamStats, TextDelta
@@ -46,6 +49,8 @@ class ServerState:
     limits: ServerLimits
     model_id: str
     api_key: str | None = None
+    body_timeout: float = 30.0  # seconds to receive a request body
+    max_realtime_sessions: int | None = 16
     replica: str | None = None  # set by the Ray Serve deployment: which replica answered
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -64,10 +69,20 @@ class ServerState:
         return list(self.model.voice_adapters.names)
 
 
+_ADDRESS = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>|0x[0-9a-fA-F]{4,}")
+_PATH = re.compile(r"(?<![\w.:/<>-])(?:[A-Za-z]:\\|/)(?:[\w.+~@-]+[/\\])+[\w.+~@-]*")
+
+
+def public_text(message: str) -> str:
+    """`message` without object addresses (`<... at 0x7f...>`, `0x7f...`) or absolute file paths (`/tmp/x/y.wav`):
+    what a client may read of an internal error."""
+    return _PATH.sub("<path>", _ADDRESS.sub("<object>", message))
+
+
 def error_response(message: str, status: int, param=None, kind=None, code=None, headers=None) -> JSONResponse:
-    """An OpenAI-style error object."""
+    """An OpenAI-style error object (its message without addresses or paths: `public_text`)."""
     kind = kind or ("invalid_request_error" if status < 500 else "server_error")
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    body = {"error": {"message": public_text(message), "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -81,6 +96,8 @@ def create_app(
     window=None,
     allowed_hosts: Sequence[str] = (),
     cors_origins: Sequence[str] = (),
+    max_realtime_sessions: int | None = 16,
+    body_timeout: float = 30.0,
 ) -> FastAPI:
     """The ASGI app serving `model` (an `OmniForConditionalGeneration`) with `processor` (an `OmniProcessor`).
 
@@ -91,7 +108,13 @@ def create_app(
         window: the token2wav [`StreamingWindow`].
         allowed_hosts: without `api_key`, the `Host` names served besides the loopback ones (DNS rebinding guard).
         cors_origins: browser origins allowed to call the API (any other `Origin` gets 403; see `cross_site`).
+        max_realtime_sessions: `/v1/realtime` connections open at once (None: no limit); more get 429.
+        body_timeout: seconds a client has to send a request's body (408 after).
+
+    A request naming another `model` than `model_id` gets 404 `model_not_found`, as from OpenAI.
     """
+    if not (isinstance(body_timeout, int | float) and body_timeout > 0):
+        raise ValueError(f"body_timeout must be a positive number of seconds, got {body_timeout!r}")
     limits = limits or ServerLimits()
     engine = BatchScheduler(model.eval(), processor, max_active=max_active, window=window)
 
@@ -101,7 +124,10 @@ def create_app(
         engine.shutdown()
 
     app = FastAPI(title="omni-hf", version="0.1.0", lifespan=lifespan)
-    app.state.omni = ServerState(model, processor, engine, limits, model_id, api_key)
+    app.state.omni = ServerState(
+        model, processor, engine, limits, model_id, api_key, body_timeout=body_timeout,
+        max_realtime_sessions=max_realtime_sessions,
+    )  # fmt: skip
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["authorization", "content-type"])  # fmt: skip
@@ -130,8 +156,15 @@ def create_app(
         if not is_json(request.headers.get("content-type")):  # a web page can post text/plain without a preflight
             return error_response("Content-Type must be application/json", 415, code="unsupported_media_type")
         try:
-            body = await _read_body(request, state.limits.max_body_bytes)
+            body = await _read_body(request, state.limits.max_body_bytes, state.body_timeout)
             chat = _parse(body)
+            if chat.model != state.model_id:
+                raise RequestError(
+                    f"The model {chat.model!r} does not exist: this server serves {state.model_id!r}",
+                    "model",
+                    status=404,
+                    code="model_not_found",
+                )
             check_request(chat, state.speakers(), state.adapters(), state.limits)
             if chat.stream and chat.speaks and chat.audio.format != "pcm16":
                 raise RequestError("stream=true sends pcm16 audio: set audio.format to pcm16", "audio.format")
@@ -147,7 +180,7 @@ def create_app(
             return error_response(
                 f"{error}; retry later", 429, kind="rate_limit_error", headers={"Retry-After": str(error.retry_after)}
             )
-        completion = _Completion(state.model_id, chat, inputs["input_ids"].shape[1])
+        completion = _Completion(state.model_id, chat, inputs["input_ids"].shape[1], reply.max_new_tokens)
         if chat.stream:
             return StreamingResponse(
                 _sse(completion, events, job), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
@@ -162,6 +195,19 @@ def create_app(
     else:
         if hasattr(realtime, "add_realtime_routes"):
             _add_realtime(realtime.add_realtime_routes, app)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        """Unknown routes and methods answer OpenAI's error object, not FastAPI's `{"detail": ...}`."""
+        if error.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        elif error.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(error.detail)
+        body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                          "code": "not_found" if error.status_code == 404 else None}}  # fmt: skip
+        return JSONResponse(body, status_code=error.status_code, headers=getattr(error, "headers", None))
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception):
@@ -178,22 +224,30 @@ def _add_realtime(add_routes, app: FastAPI) -> None:
     if len(parameters) == 1:
         add_routes(app)
         return
-    given = (("api_key", state.api_key), ("model_name", state.model_id), ("engine", state.engine))
+    given = (("api_key", state.api_key), ("model_name", state.model_id), ("engine", state.engine),
+             ("max_sessions", state.max_realtime_sessions))  # fmt: skip
     kwargs = {k: v for k, v in given if k in parameters}
     add_routes(app, state.model, state.processor, **kwargs)
 
 
 # -------------------------------------------------------------------- request handling
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The request body, refused (413) past `limit` bytes and (408) when it takes more than `timeout` seconds."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"Request body of {declared} bytes is over the limit of {limit}", status=413)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"Request body is over the limit of {limit} bytes", status=413)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(f"Request body is over the limit of {limit} bytes", status=413)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            f"The request body was not received within {timeout:g} s", status=408, code="request_timeout"
+        ) from None
     return b"".join(chunks)
 
 
@@ -204,6 +258,9 @@ def _parse(body: bytes) -> ChatCompletionRequest:
         first = error.errors()[0]
         param = ".".join(str(part) for part in first["loc"]) or None
         message = f"Unrecognized request argument: {param}" if first["type"] == "extra_forbidden" else first["msg"]
+        value = first.get("input")
+        if isinstance(value, float) and not math.isfinite(value):  # NaN fails "<= 2" too: say what is wrong
+            message = f"Input should be a finite number, got {value}"
         raise RequestError(f"{message} ({param})" if param else message, param) from None
 
 
@@ -216,7 +273,8 @@ def _prepare_inputs(state: ServerState, chat: ChatCompletionRequest) -> dict:
                 conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
             )
         except (ValueError, OSError, RuntimeError) as error:
-            raise RequestError(f"The messages could not be processed: {error}", "messages") from None
+            logger.info(f"Messages could not be processed: {error!r}")
+            raise RequestError(f"The messages could not be processed: {public_text(str(error))}", "messages") from None
     except ValueError as error:
         if isinstance(error, RequestError):
             raise
@@ -245,10 +303,11 @@ def _reply_request(state: ServerState, chat: ChatCompletionRequest, inputs: dict
 class _Completion:
     """Builds the OpenAI objects of one reply."""
 
-    def __init__(self, model_id: str, chat: ChatCompletionRequest, prompt_tokens: int):
+    def __init__(self, model_id: str, chat: ChatCompletionRequest, prompt_tokens: int, max_tokens: int | None = None):
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.audio_id = f"audio_{uuid.uuid4().hex}"
         self.model_id, self.chat, self.prompt_tokens = model_id, chat, prompt_tokens
+        self.max_tokens = max_tokens  # the reply's token limit: the request's, else the server's default
         self.created = int(time.time())
 
     def chunk(self, delta: dict, finish_reason=None, usage=None) -> str:
@@ -271,15 +330,16 @@ class _Completion:
         }
 
     def finish_reason(self, stats: StreamStats) -> str:
-        limit = self.chat.max_completion_tokens or self.chat.max_tokens
+        limit = self.chat.max_completion_tokens or self.chat.max_tokens or self.max_tokens
         return "length" if limit is not None and stats.text_tokens >= limit else "stop"
 
     def error(self, error: BaseException) -> tuple[str, int]:
         if isinstance(error, RequestTimeout):
             return str(error), 504
         if isinstance(error, ValueError):
-            return str(error), 400
-        return f"Generation failed: {error}", 500
+            return public_text(str(error)), 400
+        logger.error(f"Generation failed: {error!r}")
+        return "Generation failed (see the server log)", 500
 
 
 async def _sse(completion: _Completion, events: asyncio.Queue, job):
@@ -314,17 +374,28 @@ async def _sse(completion: _Completion, events: asyncio.Queue, job):
         job.cancel()
 
 
+async def _disconnected(request: Request) -> None:
+    """Return when the client has gone (its body was read: the next ASGI message is `http.disconnect`)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _whole(completion: _Completion, events: asyncio.Queue, job, request: Request):
-    """The whole reply as one `chat.completion` (cancelled if the client goes away while waiting)."""
+    """The whole reply as one `chat.completion`; cancelled as soon as the client goes away (the engine stops it
+    at its next tick)."""
     text, audio = [], []
+    gone = asyncio.ensure_future(_disconnected(request))
+    get = None
     try:
         while True:
-            try:
-                event = await asyncio.wait_for(events.get(), timeout=0.5)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    return error_response("Client disconnected", 499)
-                continue
+            get = asyncio.ensure_future(events.get())
+            await asyncio.wait((get, gone), return_when=asyncio.FIRST_COMPLETED)
+            if not get.done():
+                get.cancel()
+                job.cancel()
+                logger.info("Client disconnected: its reply is cancelled")
+                return error_response("Client disconnected", 499)
+            event = get.result()
             if isinstance(event, TextDelta):
                 text.append(event.text)
             elif isinstance(event, AudioChunk):
@@ -336,6 +407,9 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
                 return error_response(message, status)
     finally:
         job.cancel()
+        gone.cancel()
+        if get is not None:
+            get.cancel()
     transcript = "".join(text)
     message = {"role": "assistant", "content": transcript}
     if completion.chat.speaks:
@@ -353,4 +427,4 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
     }
 
 
-__all__ = ["ServerState", "create_app", "error_response"]
+__all__ = ["ServerState", "create_app", "error_response", "public_text"]

@@ -21,6 +21,7 @@ import hmac
 import logging
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
 from .cross_site import origin_allowed
 from .realtime_events import EventError, error_event
@@ -47,16 +48,27 @@ def _authorized(websocket: WebSocket, api_key: str | None) -> bool:
     if api_key is None:
         return True
     header = websocket.headers.get("authorization", "")
-    offered = header.removeprefix("Bearer ").strip()
+    offered = header[7:].strip() if header.lower().startswith("bearer ") else ""  # as HTTP: any case of "Bearer"
     for protocol in websocket.headers.get("sec-websocket-protocol", "").split(","):  # browsers cannot set headers
         if protocol.strip().startswith("openai-insecure-api-key."):
             offered = protocol.strip().removeprefix("openai-insecure-api-key.")
     return hmac.compare_digest(offered.encode(), api_key.encode())
 
 
+async def _refuse(websocket: WebSocket, status: int, message: str, kind: str, code: str, headers=None) -> None:
+    """Refuse a handshake with an HTTP answer like the API's (`status`, OpenAI error object) where the server can send
+    one (`websocket.http.response`), else close it with code 1008 (policy) or 1013 (try again later)."""
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    try:
+        await websocket.send_denial_response(JSONResponse(body, status_code=status, headers=headers))
+    except RuntimeError:  # the ASGI server cannot send an HTTP answer to a handshake
+        await websocket.close(code=1013 if status == 429 else 1008, reason=message[:120])
+
+
 def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None = None, model_name: str = "omni_hf",
                         generation_kwargs: dict | None = None, seed: int | None = 0, path: str = "/v1/realtime",
-                        engine: BatchScheduler | None = None, allowed_origins=()):  # fmt: skip
+                        engine: BatchScheduler | None = None, allowed_origins=(),
+                        max_sessions: int | None = None):  # fmt: skip
     """Register the Realtime WebSocket on `app`.
 
     Args:
@@ -69,6 +81,8 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
         path: the route.
         allowed_origins: browser origins allowed besides the page's own (`Origin` equal to the `Host`); a handshake
             from any other origin is refused (`omni_hf.serving.cross_site`).
+        max_sessions: open connections allowed at once (None: no limit); one more is refused with HTTP 429
+            (`rate_limit_error`, `Retry-After`) before it is accepted.
         engine: the `BatchScheduler` running the model (default: the server's when `app` is `create_app`'s, else one
             made here): every connection's model work runs on it, beside the HTTP requests, with no lock.
 
@@ -77,7 +91,10 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     """
     if not hasattr(app.state, "realtime_sessions"):
         app.state.realtime_sessions = {}
+    if max_sessions is not None and (not isinstance(max_sessions, int) or max_sessions < 1):
+        raise ValueError(f"max_sessions must be a positive integer or None, got {max_sessions!r}")
     engine = engine or _engine_of(app, model, processor)
+    opening = set()  # handshakes that hold a session place (checked and taken with no await between)
 
     @app.websocket(path)
     async def realtime(websocket: WebSocket):
@@ -86,9 +103,19 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
             await websocket.close(code=1008, reason="cross-site connection refused")
             return
         if not _authorized(websocket, api_key):
-            await websocket.close(code=1008, reason="invalid API key")
+            await _refuse(websocket, 401, "Invalid or missing API key", "authentication_error", "invalid_api_key")
             return
-        await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+        if max_sessions is not None and len(app.state.realtime_sessions) + len(opening) >= max_sessions:
+            message = f"All {max_sessions} realtime sessions are in use; retry later"
+            await _refuse(websocket, 429, message, "rate_limit_error", "too_many_sessions", {"Retry-After": "1"})
+            return
+        place = object()
+        opening.add(place)
+        try:
+            await websocket.accept(subprotocol="realtime" if "realtime" in protocols else None)
+        except BaseException:
+            opening.discard(place)
+            raise
         beta = "realtime=v1" in websocket.headers.get("openai-beta", "") or "openai-beta.realtime-v1" in protocols
         outgoing: asyncio.Queue = asyncio.Queue()
 
@@ -102,6 +129,7 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
 
         session = RealtimeSession(model, processor, send, engine, model_name, beta, generation_kwargs, seed)
         app.state.realtime_sessions[session.id] = session
+        opening.discard(place)
         writer = asyncio.create_task(sender())
         try:
             await session.open()
@@ -115,16 +143,18 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
                     break
         except WebSocketDisconnect:
             pass
-        except Exception as error:  # a bug must not leave the session behind; tell the client if it is still there
+        except Exception:  # a bug must not leave the session behind; tell the client if it is still there
             logger.exception("realtime session %s failed", session.id)
             with contextlib.suppress(Exception):
-                await websocket.send_json(error_event(EventError(f"Internal error: {error}", code="server_error")))
+                problem = EventError("Internal error (see the server log); the session is closed", code="server_error")
+                await websocket.send_json(error_event(problem))
         finally:
             await session.close()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await writer
             app.state.realtime_sessions.pop(session.id, None)
+            opening.discard(place)
             logger.info("realtime session %s closed", session.id)
 
     return realtime

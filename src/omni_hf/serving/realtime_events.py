@@ -150,9 +150,16 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
 
     new = SessionSettings(**settings.__dict__)
     audio = session.get("audio") or {}
+    if not isinstance(audio, dict):
+        fail(f"audio must be an object, got {type(audio).__name__}", "audio")
     audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
+    for key, value in (("audio.input", audio_in), ("audio.output", audio_out)):
+        if not isinstance(value, dict):
+            fail(f"{key} must be an object, got {type(value).__name__}", key)
     voice = session.get("voice", audio_out.get("voice"))
     if voice is not None:
+        if not isinstance(voice, str):
+            fail(f"voice must be a string, got {type(voice).__name__}", "voice")
         if voice not in speakers:
             fail(f"Unknown voice {voice!r}: this model speaks as {', '.join(sorted(speakers))}", "voice")
         new.voice = voice
@@ -168,11 +175,13 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
         ("audio.input.format", audio_in.get("format")),
         ("audio.output.format", audio_out.get("format")),
     ):
-        if value is not None and (value.get("type") != "audio/pcm" or value.get("rate", RATE) != RATE):
+        if value is not None and (
+            not isinstance(value, dict) or value.get("type") != "audio/pcm" or value.get("rate", RATE) != RATE
+        ):
             fail(f"Only audio/pcm at {RATE} Hz is supported, got {value!r}", key)
     modalities = session.get("output_modalities", session.get("modalities"))
     if modalities is not None:
-        if not isinstance(modalities, list) or not set(modalities) <= {"text", "audio"} or not modalities:
+        if not isinstance(modalities, list) or not modalities or not {*map(str, modalities)} <= {"text", "audio"}:
             fail(f"modalities must be a list of 'text' / 'audio', got {modalities!r}", "output_modalities")
         new.audio_output = "audio" in modalities
     limit = session.get("max_output_tokens", session.get("max_response_output_tokens", "unset"))

@@ -31,6 +31,7 @@ from .realtime_events import (
     parse_user_item,
     update_settings,
 )
+from .scheduler import ServerBusy
 from .vad import EnergyVAD, StreamingResampler
 
 logger = logging.getLogger(__name__)
@@ -90,11 +91,17 @@ class RealtimeSession:
 
     async def handle(self, raw: str | bytes) -> None:
         """Take one client event; a bad one gets an `error` event and changes nothing."""
+        event = None
         try:
             event = parse_client_event(raw)
             await getattr(self, "_on_" + event["type"].replace(".", "_"))(event)
         except EventError as error:
             await self.send(error_event(error))
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as error:  # a field of a wrong shape
+            kind = event.get("type") if isinstance(event, dict) else None
+            logger.info("realtime %s event could not be applied: %r", kind, error)
+            message = f"The {kind} event has a field of the wrong type or shape; see the Realtime API reference"
+            await self.send(error_event(EventError(message, event_id=(event or {}).get("event_id"))))
 
     async def _on_session_update(self, event):
         speakers = list(self.model.speakers) if self.model.has_talker else []
@@ -187,7 +194,19 @@ class RealtimeSession:
             raise EventError("`response` must be an object", param="response", event_id=event.get("event_id"))
         modalities = options.get("output_modalities", options.get("modalities"))
         audio = self.settings.audio_output if modalities is None else "audio" in modalities
-        voice = options.get("voice", (options.get("audio") or {}).get("output", {}).get("voice", self.settings.voice))
+        audio_options = options.get("audio") or {}
+        output = audio_options.get("output") or {} if isinstance(audio_options, dict) else None
+        if not isinstance(output, dict):
+            raise EventError("`response.audio.output` must be an object", param="response.audio",
+                             event_id=event.get("event_id"))  # fmt: skip
+        voice = options.get("voice", output.get("voice", self.settings.voice))
+        if not isinstance(voice, str):
+            raise EventError(f"voice must be a string, got {type(voice).__name__}", param="response.voice",
+                             event_id=event.get("event_id"))  # fmt: skip
+        if modalities is not None and (not isinstance(modalities, list) or not modalities
+                                       or not {*map(str, modalities)} <= {"text", "audio"}):  # fmt: skip
+            raise EventError(f"output_modalities must be a list of 'text' / 'audio', got {modalities!r}",
+                             param="response.output_modalities", event_id=event.get("event_id"))  # fmt: skip
         if audio and voice not in self.model.speakers:
             raise EventError(f"Unknown voice {voice!r}", param="response.voice", event_id=event.get("event_id"))
         limit = _max_tokens(options.get("max_output_tokens", options.get("max_response_output_tokens")), event)
@@ -233,21 +252,30 @@ class RealtimeSession:
             if kind == "close":
                 return
             try:
-                await asyncio.to_thread(self._run, kind, payload)
+                await asyncio.to_thread(self._run_reporting, kind, payload)
             except Exception as error:  # reported to the client; the connection stays usable
-                logger.warning("realtime %s failed: %s", kind, error)
-                await self.send(error_event(error))
+                logger.warning("realtime %s failed: %r", kind, error)
+                shown = _client_error(error)
+                await self.send(error_event(shown))
                 if kind == "respond":
                     if self.response is payload[0]:
                         self.response = None
                     failed = self._response(payload[0], "failed")
-                    failed["status_details"] = {"type": "failed", "error": {"message": str(error)}}
+                    failed["status_details"] = {"type": "failed", "error": {"message": str(shown)}}
                     await self.send(self._event("response.done", response=failed))
             finally:
                 if kind == "respond":
                     payload[0].finished.set()
                     if self.response is payload[0]:
                         self.response = None
+
+    def _run_reporting(self, kind, payload):
+        """`_run`, with StopIteration turned into RuntimeError: a StopIteration cannot be set on the asyncio future
+        of `asyncio.to_thread` (the await would never end)."""
+        try:
+            self._run(kind, payload)
+        except StopIteration as error:
+            raise RuntimeError(f"{kind} ended early (StopIteration)") from error
 
     def _run(self, kind, payload):
         """Run one queued piece of work (in a thread of the event loop's pool): model work goes to the engine."""
@@ -353,7 +381,18 @@ class RealtimeSession:
 
     # ---------------------------------------------------------------- events out
     def _emit_threadsafe(self, event: dict):
-        asyncio.run_coroutine_threadsafe(self.send(event), self.loop).result()
+        """Send `event` from a worker thread, in order; gives up (RuntimeError) once the event loop has stopped, so a
+        reply's thread never waits forever on a server that is shutting down."""
+        if self.loop.is_closed():
+            raise RuntimeError("The server is shutting down")
+        future = asyncio.run_coroutine_threadsafe(self.send(event), self.loop)
+        while True:
+            try:
+                return future.result(timeout=1.0)
+            except TimeoutError:
+                if self.loop.is_closed() or not self.loop.is_running():
+                    future.cancel()
+                    raise RuntimeError("The server is shutting down") from None
 
     def _event(self, kind: str, **fields) -> dict:
         if self.beta:
@@ -392,6 +431,16 @@ class RealtimeSession:
         if self.conversation is not None:
             await asyncio.to_thread(self._run, "free", None)
         self.conversation = None
+
+
+def _client_error(error: Exception) -> Exception:
+    """What a client is told about a failed piece of work: our own checks (ValueError, EventError) as they are,
+    anything else as a generic message without internal text (the log has the details)."""
+    if isinstance(error, ValueError):
+        return error
+    if isinstance(error, ServerBusy):  # every reply slot is taken: the client may retry
+        return EventError(f"{error}; retry later", code="server_busy")
+    return RuntimeError("The model could not process this turn (see the server log)")
 
 
 def _max_tokens(value, event) -> int | None:

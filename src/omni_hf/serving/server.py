@@ -18,6 +18,16 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-id", help="the model name clients send and /v1/models lists (default: MODEL)")
     parser.add_argument("--api-key", default=os.environ.get("OMNI_HF_API_KEY"), help="require this bearer key")
     parser.add_argument("--max-concurrent", type=int, default=8, help="replies generated at once; more get 429")
+    parser.add_argument(
+        "--max-realtime-sessions", type=int, default=16, help="/v1/realtime connections open at once; more get 429"
+    )
+    parser.add_argument("--body-timeout", type=float, default=30.0, help="seconds to receive a request body (408)")
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=3.0,
+        help="on SIGTERM/Ctrl-C, seconds open replies and realtime sessions get to finish before they are cancelled",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a reply may take")
     parser.add_argument("--max-tokens", type=int, default=1024, help="largest max_tokens a request may ask")
     parser.add_argument("--max-speech-codes", type=int, default=4096, help="speech codes per reply (50 per second)")
@@ -90,13 +100,16 @@ def serve(args) -> None:
         max_active=args.max_concurrent,
         allowed_hosts=[args.host, *args.allowed_hosts],
         cors_origins=args.cors_origins,
+        max_realtime_sessions=args.max_realtime_sessions,
+        body_timeout=args.body_timeout,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         logger.warning(
             f"Serving on {args.host} without --api-key: anyone who can reach it can use the model (requests must "
             "name it by --host or one of --allowed-hosts in their Host header)"
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    # Open replies and realtime sessions are cancelled after --shutdown-timeout: SIGTERM stops the server in seconds.
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=args.shutdown_timeout)
 
 
 __all__ = ["add_serve_arguments", "limits_from_args", "load_for_serving", "serve", "served_name"]
