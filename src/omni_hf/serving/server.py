@@ -48,18 +48,24 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="browser origins (e.g. https://my-app.example) allowed to call the API; others get 403",
     )
     parser.add_argument("--voice-adapter", action="append", default=[], help="load a LoRA voice (folder or repo)")
+    parser.add_argument(
+        "--token2wav",
+        help="another code-to-wave stage for every reply: a token2wav pipeline folder or repo (e.g. a few-step "
+        "student from recipes/token2wav_distill.py)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     parser.add_argument("--threads", type=int, help="torch CPU threads")
 
 
-def load_for_serving(model_path: str, device: str = "cpu", dtype: str = "auto", voice_adapters=()):
-    """The model (eval, on `device`) and its processor."""
+def load_for_serving(model_path: str, device: str = "cpu", dtype: str = "auto", voice_adapters=(), token2wav=None):
+    """The model (eval, on `device`, with `token2wav` as its code-to-wave stage if given) and its processor."""
     from ..omni import OmniForConditionalGeneration
     from ..processing import OmniProcessor
 
     torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-    model = OmniForConditionalGeneration.from_pretrained(model_path, dtype=torch_dtype).to(device).eval()
+    extra = {} if token2wav is None else {"token2wav": token2wav}
+    model = OmniForConditionalGeneration.from_pretrained(model_path, dtype=torch_dtype, **extra).to(device).eval()
     for adapter in voice_adapters:
         model.voice_adapters.load(adapter)
     return model, OmniProcessor.from_pretrained(model_path)
@@ -90,7 +96,7 @@ def serve(args) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model, processor = load_for_serving(args.model, args.device, args.dtype, args.voice_adapter)
+    model, processor = load_for_serving(args.model, args.device, args.dtype, args.voice_adapter, args.token2wav)
     app = create_app(
         model,
         processor,
