@@ -201,8 +201,8 @@ def main(argv=None) -> dict:
         "inverted_pairs": inverted, "asr": asr_name(transcriber),
     }  # fmt: skip
     if eval_texts:
-        voice = ADAPTER if model.voice_adapters.peft is not None else None
-        after = evaluate_talker_speech(model, processor, eval_texts, voice=voice, **evaluate)
+        adapter = ADAPTER if model.voice_adapters.peft is not None else None
+        after = evaluate_talker_speech(model, processor, eval_texts, voice_adapter=adapter, **evaluate)
         metrics |= {"wer_before": before["wer"], "wer_after": after["wer"]}
         metrics |= {"pause_error_before": before["pause_error"], "pause_error_after": after["pause_error"]}
         if similarity is not None:

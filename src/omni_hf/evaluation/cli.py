@@ -79,15 +79,15 @@ def eval_speech(args) -> None:
         processor = OmniProcessor.from_pretrained(model_path)
         systems = [(Path(model_path).name or model_path, None)]
         if args.voice_adapter:
-            voice = model.voice_adapters.load(args.voice_adapter)
-            systems.append((f"{systems[0][0]}+{voice}", voice))
+            adapter = model.voice_adapters.load(args.voice_adapter)
+            systems.append((f"{systems[0][0]}+{adapter}", adapter))
         if args.reference_audio:
             reference = load_clip(args.reference_audio, "--reference-audio")
         else:  # the voice's own reference mel, vocoded by this model
             reference = (speaker_reference_audio(model, args.speaker), SAMPLING_RATE)
-        for system, voice in systems:
+        for system, adapter in systems:
             waves = speak_texts(
-                model, processor, texts, args.speaker, voice, args.max_speech_codes, args.token2wav_steps, args.seed
+                model, processor, texts, args.speaker, adapter, args.max_speech_codes, args.token2wav_steps, args.seed
             )
             items = [
                 {"id": f"{i:03d}", "text": t, "audio": (w, SAMPLING_RATE)}

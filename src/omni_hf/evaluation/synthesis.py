@@ -15,7 +15,7 @@ def speak_texts(
     processor,
     texts: list[str],
     speaker: str = "Chelsie",
-    voice: str | None = None,
+    voice_adapter: str | None = None,
     max_new_tokens: int = 600,
     token2wav_steps: int = 10,
     seed: int = 0,
@@ -31,14 +31,14 @@ def speak_texts(
     for i, text in enumerate(texts):
         row = prepare_prompt(model, processor, text, i)
         (codes,) = sample_candidates(
-            model, row["thinker_prompt_ids"], row["thinker_reply_ids"], 1, speaker, voice, max_new_tokens,
+            model, row["thinker_prompt_ids"], row["thinker_reply_ids"], 1, speaker, voice_adapter, max_new_tokens,
             media=row["media"], do_sample=False,
         )  # fmt: skip
         if codes.numel() == 0:
             waves.append(np.zeros(0, dtype=np.float32))
             continue
         noise = torch.Generator().manual_seed(seed + i)
-        with model.voice_adapters.use(voice):
+        with model.voice_adapters.use(voice_adapter):
             wave = model.codes_to_waveform(
                 codes, model.speakers[speaker], generator=noise, num_inference_steps=token2wav_steps
             )

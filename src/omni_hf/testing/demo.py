@@ -73,7 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     audio = write_wav(out / "speech.wav", duration=3.0, sampling_rate=44100)
     image = write_image(out / "shapes.png")
     video = write_video(out / "clip.mp4", duration=3.0, with_audio=True)
-    prompts = ["Say hello.", "Count to five.", "Name a colour.", "Describe the sea.", "Tell a short joke.", "Greet me."]
+    prompts = [
+        "Say hello.",
+        "Count to five.",
+        "Name a colour.",
+        "Describe the sea.",
+        "Tell a short joke.",
+        "Greet me.",
+    ]
     (out / "distill_prompts.txt").write_text("\n".join(prompts) + "\n")  # recipes/configs/token2wav_distill_tiny.yaml
     print(f"Built a tiny random model in {model_dir} and sample media {audio}, {image}, {video}.")
     reply_wav = str(out / "reply.wav")

@@ -104,10 +104,10 @@ def train_dit_voice_adapter(
     dit = model.token2wav.dit
     if name in getattr(dit, "peft_config", {}):
         raise ValueError(f"The DiT has an adapter named {name!r} already")
-    voice = model.speakers[speaker]
+    conditioning = model.speakers[speaker]
     dit.add_adapter(LoraConfig(r=r, lora_alpha=alpha, target_modules=DIT_TARGETS), adapter_name=name)
     dit.set_adapters([name], [1.0])
-    before = dit_voice_loss(dit, examples, voice)
+    before = dit_voice_loss(dit, examples, conditioning)
     for param_name, param in dit.named_parameters():
         param.requires_grad_(f".{name}." in param_name)
     trainable = sum(p.numel() for p in dit.parameters() if p.requires_grad)
@@ -126,11 +126,11 @@ def train_dit_voice_adapter(
             remove_unused_columns=False,
             use_cpu=not torch.cuda.is_available(),
         )
-        wrapper = DiTFlowMatching(dit, voice.ref_mel, voice.cond, drop_condition_prob, seed).train()
+        wrapper = DiTFlowMatching(dit, conditioning.ref_mel, conditioning.cond, drop_condition_prob, seed).train()
         trainer = Trainer(model=wrapper, args=args, train_dataset=examples, data_collator=collate_dit_examples)
         trainer.train()
     dit.requires_grad_(False)
-    after = dit_voice_loss(dit, examples, voice)
+    after = dit_voice_loss(dit, examples, conditioning)
     dit.disable_adapters()  # outside `model.voice_adapters.use_dit(name)` the DiT is the base one
     logger.info(f"DiT voice adapter {name!r}: flow-matching loss {before:.4f} -> {after:.4f}")
     return {

@@ -414,7 +414,7 @@ def evaluate_talker_speech(
     transcriber=None,
     scorer=None,
     speaker: str = "Chelsie",
-    voice: str | None = None,
+    voice_adapter: str | None = None,
     seed: int = 0,
     max_new_tokens: int = 600,
     token2wav_kwargs: dict | None = None,
@@ -440,7 +440,7 @@ def evaluate_talker_speech(
             row["thinker_reply_ids"],
             1,
             speaker,
-            voice,
+            voice_adapter,
             max_new_tokens,
             media=row["media"],
             **sampling,
@@ -448,7 +448,7 @@ def evaluate_talker_speech(
         waveform = None
         if getattr(scorer, "needs_audio", True):
             noise = torch.Generator().manual_seed(seed + i)
-            with model.voice_adapters.use(voice):
+            with model.voice_adapters.use(voice_adapter):
                 wave = model.codes_to_waveform(
                     codes, model.speakers[speaker], generator=noise, **(token2wav_kwargs or {})
                 )

@@ -128,7 +128,7 @@ def sample_candidates(
     reply_ids,
     num_candidates: int,
     speaker: str = "Chelsie",
-    voice: str | None = None,
+    voice_adapter: str | None = None,
     max_new_tokens: int = 600,
     media: dict | None = None,
     **sampling,
@@ -147,7 +147,7 @@ def sample_candidates(
     inputs = build_talker_inputs(model.thinker, model.talker.config, full[:, :p], full, track, bos)
     inputs = {k: v.repeat(num_candidates, *([1] * (v.dim() - 1))) for k, v in inputs.items()}
     codes = model.talker_codes(
-        inputs, repeat_layout(layout, num_candidates), voice, max_new_tokens=max_new_tokens, **sampling
+        inputs, repeat_layout(layout, num_candidates), voice_adapter, max_new_tokens=max_new_tokens, **sampling
     )
     return [row.cpu() for row in codes]
 
@@ -179,7 +179,7 @@ def build_preference_pairs(
     transcriber=None,
     num_candidates: int = 4,
     speaker: str = "Chelsie",
-    voice: str | None = None,
+    voice_adapter: str | None = None,
     seed: int = 0,
     talker_max_new_tokens: int = 600,
     talker_sampling: dict | None = None,
@@ -230,7 +230,7 @@ def build_preference_pairs(
         raise ValueError(f"speaker {speaker!r} is not one of the model's speakers {list(model.speakers)}")
     rule = RankingRule.parse(rule)
     sampling = dict(talker_sampling or {})
-    settings = dict(k=num_candidates, speaker=speaker, voice=voice, seed=seed, max_new=talker_max_new_tokens)
+    settings = dict(k=num_candidates, speaker=speaker, voice=voice_adapter, seed=seed, max_new=talker_max_new_tokens)
     settings["sampling"], settings["template"] = sampling, template
     settings["rule"], settings["keep_audio"] = str(rule), keep_audio
     fingerprint = _fingerprint(prompts, settings)
@@ -278,7 +278,7 @@ def build_preference_pairs(
             row["thinker_reply_ids"],
             num_candidates,
             speaker,
-            voice,
+            voice_adapter,
             talker_max_new_tokens,
             media=media,
             **sampling,
@@ -288,7 +288,9 @@ def build_preference_pairs(
 
         def vocode(k, candidates=candidates, waveforms=waveforms, noise_seeds=noise_seeds):
             if k not in waveforms:
-                waveforms[k] = vocode_codes(model, candidates[k], voice_of, voice, noise_seeds[k], token2wav_kwargs)
+                waveforms[k] = vocode_codes(
+                    model, candidates[k], voice_of, voice_adapter, noise_seeds[k], token2wav_kwargs
+                )
             return waveforms[k]
 
         for k, codes in enumerate(candidates):
@@ -348,10 +350,10 @@ def build_preference_pairs(
     return dataset
 
 
-def vocode_codes(model, codes, speaker, voice, seed: int, token2wav_kwargs: dict | None = None):
+def vocode_codes(model, codes, speaker, voice_adapter, seed: int, token2wav_kwargs: dict | None = None):
     """Speech codes `(m,)` → float32 waveform `(samples,)` at 24 kHz (token2wav noise seeded by `seed`)."""
     noise = torch.Generator().manual_seed(seed)
-    with model.voice_adapters.use(voice):
+    with model.voice_adapters.use(voice_adapter):
         wave = model.codes_to_waveform(codes, speaker, generator=noise, **(token2wav_kwargs or {}))
     return wave.float().cpu().numpy()
 

@@ -149,13 +149,15 @@ def code_agreement(talker, examples: list[dict], allowed: torch.Tensor | None = 
 
 
 @torch.no_grad()
-def free_running_agreement(model, targets: list[dict], speaker: str = "Chelsie", voice: str | None = None) -> float:
+def free_running_agreement(
+    model, targets: list[dict], speaker: str = "Chelsie", voice_adapter: str | None = None
+) -> float:
     """Share of the teacher's code positions where the Talker's own greedy speech has the same code (generation as
     at inference, `max_new_tokens` = the teacher's length)."""
     hits = total = 0
     for t in targets:
         (codes,) = sample_candidates(
-            model, t["prompt_ids"][0].tolist(), t["reply_ids"][0].tolist(), 1, speaker, voice, len(t["codes"]),
+            model, t["prompt_ids"][0].tolist(), t["reply_ids"][0].tolist(), 1, speaker, voice_adapter, len(t["codes"]),
             media=t["media"], **GREEDY,
         )  # fmt: skip
         n = min(len(codes), len(t["codes"]))
@@ -225,12 +227,12 @@ def realign_talker(
         figures = train_voice_adapter(
             model, examples, adapter_name, str(output_dir), lora_config, **common, **training_args
         )
-        student, voice = model.voice_adapters.peft, adapter_name
+        student, adapter = model.voice_adapters.peft, adapter_name
     else:
         figures = train_full_talker(model, examples, str(output_dir), **common, **training_args)
-        student, voice = model.talker, None
+        student, adapter = model.talker, None
     after = code_agreement(student, examples)
-    after_free = free_running_agreement(model, targets, speaker, voice)  # with the adapter, if any
+    after_free = free_running_agreement(model, targets, speaker, adapter)  # with the adapter, if any
     return {
         "prompts": len(targets),
         "codes": int(sum(len(t["codes"]) for t in targets)),

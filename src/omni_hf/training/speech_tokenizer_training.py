@@ -152,12 +152,12 @@ def _batches(items: list, batch_size: int) -> Iterable[list]:
 @torch.no_grad()
 def decode_codes(model, codes: torch.LongTensor, speaker: str, generator: torch.Generator, num_inference_steps: int):
     """`(batch, n)` codes → `(batch, n * 480)` float32 CPU waveforms at 24 kHz with `model.speakers[speaker]`."""
-    voice = model.speakers[speaker]
+    conditioning = model.speakers[speaker]
     return (
         model.token2wav(
             codes.to(model.token2wav.device),
-            reference_mel=voice.ref_mel,
-            speaker_embedding=voice.cond,
+            reference_mel=conditioning.ref_mel,
+            speaker_embedding=conditioning.cond,
             generator=generator,
             num_inference_steps=num_inference_steps,
         )

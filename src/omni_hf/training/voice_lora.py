@@ -87,7 +87,7 @@ def load_rows(data: str, speech_tokenizer: str | None, seed: int) -> list[dict]:
 
 
 @torch.no_grad()
-def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompts: int = 3) -> float:
+def code_share(model, processor, voice_adapter: str | None, vocabulary: int = 64, prompts: int = 3) -> float:
     """Share of greedy speech codes inside the stand-in voice's code set (tiny runs: how much the voice took)."""
     from ..omni import StreamStats
 
@@ -99,7 +99,7 @@ def code_share(model, processor, voice: str | None, vocabulary: int = 64, prompt
         )
         for event in model.stream(
             inputs["input_ids"],
-            voice=voice,
+            voice_adapter=voice_adapter,
             thinker_max_new_tokens=6,
             thinker_do_sample=False,
             talker_do_sample=False,
