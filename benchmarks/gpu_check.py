@@ -146,11 +146,13 @@ def check_parity(path: Path, device: str, dtype: torch.dtype, tol: float) -> Non
     if device.startswith("cuda"):
         torch.cuda.manual_seed(11)
     ref_wave = reference.token2wav(
-        codes, conditioning=speaker.cond.to(device, dtype), reference_mel=speaker.ref_mel.to(device, dtype)
+        codes,
+        conditioning=speaker.speaker_embedding.to(device, dtype),
+        reference_mel=speaker.reference_mel.to(device, dtype),
     )
     generator = torch.Generator(device).manual_seed(11)
     wave = ours.token2wav(
-        codes, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, generator=generator
+        codes, reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding, generator=generator
     ).audios
     wave = torch.as_tensor(wave).reshape(-1).to(ref_wave.device)
     diff = relative(wave, ref_wave.reshape(-1))

@@ -135,7 +135,9 @@ def run_token2wav(impl: str, path: str, seconds: float) -> dict:
         if impl == "ours":
 
             def call():
-                return model.token2wav(codes, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond).audios
+                return model.token2wav(
+                    codes, reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding
+                ).audios
         else:
 
             def call():

@@ -258,7 +258,7 @@ def speaker(args) -> None:
     if args.action == "list":
         bank = SpeakerBank.load(directory)
         for name in bank.names():
-            print(f"{name}\tbos {bank[name].bos_token_id}\tref_mel {tuple(bank[name].ref_mel.shape)}")
+            print(f"{name}\tbos {bank[name].bos_token_id}\treference_mel {tuple(bank[name].reference_mel.shape)}")
         return
     from .common.staged_save import exclusive_folder
     from .voices.speaker_builder import build_speaker
@@ -273,7 +273,7 @@ def speaker(args) -> None:
         bank.add(new, overwrite=args.overwrite)
         bank.save(directory)
     print(
-        f"Added speaker {args.name!r} ({new.ref_mel.shape[1] / 100:.2f} s reference, base {args.base}) to {directory}"
+        f"Added speaker {args.name!r} ({new.reference_mel.shape[1] / 100:.2f} s reference, base {args.base}) to {directory}"
     )
 
 

@@ -68,7 +68,13 @@ def test_everything_loads_without_omni_hf(tiny_omni_dir, tmp_path, without_omni_
     pipe = OmniToken2WavPipeline.from_pretrained(full / "token2wav")
     codes = torch.arange(20).unsqueeze(0) * 7
     voice = model.speakers["Ethan"]
-    audio = pipe(codes, voice.ref_mel, voice.cond, num_inference_steps=4, generator=torch.Generator().manual_seed(1))
+    audio = pipe(
+        codes,
+        voice.reference_mel,
+        voice.speaker_embedding,
+        num_inference_steps=4,
+        generator=torch.Generator().manual_seed(1),
+    )
     torch.save(
         {"ids": ids, "waves": waves, "input_ids": inputs["input_ids"], "audio": audio.audios, "codes": codes},
         tmp_path / "expected.pt",
@@ -104,7 +110,7 @@ def test_everything_loads_without_omni_hf(tiny_omni_dir, tmp_path, without_omni_
         pipe = DiffusionPipeline.from_pretrained(full + "/token2wav", trust_remote_code=True)
         assert type(pipe).__name__ == "OmniToken2WavPipeline" and "omni_hf" not in type(pipe).__module__
         voice = model.speakers["Ethan"]
-        audio = pipe(expected["codes"], voice.ref_mel, voice.cond, num_inference_steps=4,
+        audio = pipe(expected["codes"], voice.reference_mel, voice.speaker_embedding, num_inference_steps=4,
                      generator=torch.Generator().manual_seed(1), callback_on_step_end=on_step).audios
         assert torch.equal(audio, expected["audio"]) and steps == [0, 1, 2]  # once per ODE step (4 grid points)
         print("REMOTE_OK")
@@ -125,13 +131,15 @@ def test_token2wav_callback_on_step_end(tiny_omni_dir):
     def zero_after_last(pipeline, step, timestep, kwargs):
         seen.append((step, tuple(kwargs)))
         return (
-            {"latents": torch.zeros_like(kwargs["latents"])} if step == pipeline.scheduler.num_inference_steps - 2 else {}
+            {"latents": torch.zeros_like(kwargs["latents"])}
+            if step == pipeline.scheduler.num_inference_steps - 2
+            else {}
         )
 
     mel = pipe(
         codes,
-        voice.ref_mel,
-        voice.cond,
+        voice.reference_mel,
+        voice.speaker_embedding,
         num_inference_steps=3,
         output_type="mel",
         callback_on_step_end=zero_after_last,
@@ -148,15 +156,15 @@ def test_token2wav_callback_on_step_end(tiny_omni_dir):
             return callback_kwargs
 
     seen.clear()
-    pipe(codes, voice.ref_mel, voice.cond, num_inference_steps=3, callback_on_step_end=Record())
+    pipe(codes, voice.reference_mel, voice.speaker_embedding, num_inference_steps=3, callback_on_step_end=Record())
     assert seen == [0, 1]
     import pytest
 
     with pytest.raises(ValueError, match="only \\['latents'\\]"):
         pipe(
             codes,
-            voice.ref_mel,
-            voice.cond,
+            voice.reference_mel,
+            voice.speaker_embedding,
             callback_on_step_end=zero_after_last,
             callback_on_step_end_tensor_inputs=["prompt_embeds"],
         )

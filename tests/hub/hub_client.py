@@ -99,7 +99,10 @@ def main(work: Path, report_path: Path) -> None:
         "token2wav_equal": state_equal(model.token2wav.dit.state_dict(), loaded.token2wav.dit.state_dict())
         and state_equal(model.token2wav.vocoder.state_dict(), loaded.token2wav.vocoder.state_dict()),
         "speakers_equal": loaded.speakers.names() == model.speakers.names()
-        and all(torch.equal(loaded.speakers[n].cond, model.speakers[n].cond) for n in model.speakers.names()),
+        and all(
+            torch.equal(loaded.speakers[n].speaker_embedding, model.speakers[n].speaker_embedding)
+            for n in model.speakers.names()
+        ),
         "metadata": card["metadata"],
         "text": card["text"],
         "snippet": run_snippets(card["python"]),
@@ -145,11 +148,11 @@ def main(work: Path, report_path: Path) -> None:
     report["speakers"] = {
         "files": sorted(api.list_repo_files(repo)),
         "mixin_load_equal": mixin.names() == bank.names()
-        and all(torch.equal(mixin[n].ref_mel, bank[n].ref_mel) for n in bank.names()),
+        and all(torch.equal(mixin[n].reference_mel, bank[n].reference_mel) for n in bank.names()),
         "weights_equal": bank.names() == model.speakers.names()
         and all(
-            torch.equal(bank[n].cond, model.speakers[n].cond)
-            and torch.equal(bank[n].ref_mel, model.speakers[n].ref_mel)
+            torch.equal(bank[n].speaker_embedding, model.speakers[n].speaker_embedding)
+            and torch.equal(bank[n].reference_mel, model.speakers[n].reference_mel)
             for n in bank.names()
         ),
         "metadata": card["metadata"],

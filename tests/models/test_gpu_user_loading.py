@@ -74,7 +74,9 @@ def test_token2wav_pipeline_keeps_float32_whichever_entry_point(tiny_omni_dir, t
     outputs = []
     for pipe in (ours, generic, model.token2wav):
         noise = torch.Generator().manual_seed(0)
-        kwargs = dict(reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, generator=noise)
+        kwargs = dict(
+            reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding, generator=noise
+        )
         outputs.append(pipe(codes, num_inference_steps=3, **kwargs).audios)
     assert outputs[0].dtype == torch.float32 and outputs[0].numel() == 20 * 2 * 240
     torch.testing.assert_close(outputs[0], outputs[2], rtol=0, atol=0)  # the same as the full model's token2wav
@@ -88,7 +90,7 @@ def test_token2wav_cast_explicitly_runs_in_bf16(tiny_omni_dir, tiny_omni):
     pipe.set_progress_bar_config(disable=True)
     assert pipe.dit.dtype == pipe.vocoder.dtype == torch.bfloat16
     noise = torch.Generator().manual_seed(0)
-    audio = pipe(torch.randint(0, 100, (1, 20)), reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond,
+    audio = pipe(torch.randint(0, 100, (1, 20)), reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding,
                  num_inference_steps=3, generator=noise).audios  # fmt: skip
     assert audio.shape[-1] == 20 * 2 * 240 and torch.isfinite(audio.float()).all()
 

@@ -33,8 +33,8 @@ def saved(tiny_omni_dir, tmp_path):
 def _changed(model):
     with torch.no_grad():
         model.thinker.lm_head.weight.add_(1.0)
-    model.speakers.add(model.speakers["Chelsie"].__class__("Extra", 1, model.speakers["Chelsie"].cond,
-                                                           model.speakers["Chelsie"].ref_mel))  # fmt: skip
+    model.speakers.add(model.speakers["Chelsie"].__class__("Extra", 1, model.speakers["Chelsie"].speaker_embedding,
+                                                           model.speakers["Chelsie"].reference_mel))  # fmt: skip
     return model
 
 

@@ -51,7 +51,7 @@ def test_greedy_stream_matches_generate(tiny_omni, monkeypatch):
     noise = torch.cat([torch.randn(1, 24, 80, generator=g) for _ in range(10)], dim=1)[:, :240]
     voice = model.speakers["Chelsie"]
     expected = model.token2wav(
-        offline_codes[0][None], voice.ref_mel, voice.cond, latents=noise, window=StreamingWindow()
+        offline_codes[0][None], voice.reference_mel, voice.speaker_embedding, latents=noise, window=StreamingWindow()
     ).audios[0]
     assert streamed.shape == expected.shape == (120 * 480,) and len(audio) >= 2
     assert (streamed - expected).abs().max() <= 1e-4

@@ -17,13 +17,13 @@ def _pipe(tiny_omni_dir):
 
 def _whole(pipe, speaker, codes, seed):
     noise = torch.Generator().manual_seed(seed)
-    kwargs = dict(reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, generator=noise)
+    kwargs = dict(reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding, generator=noise)
     return pipe(codes, num_inference_steps=4, **kwargs).audios
 
 
 def _streamed(pipe, speaker, codes, seed):
     noise = torch.Generator().manual_seed(seed)
-    kwargs = dict(reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, generator=noise)
+    kwargs = dict(reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding, generator=noise)
     window = StreamingWindow(chunk_blocks=(2, 2))
     return torch.cat([chunk for chunk in pipe.stream(codes[0], num_inference_steps=4, window=window, **kwargs)], -1)
 

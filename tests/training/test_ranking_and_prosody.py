@@ -52,7 +52,7 @@ def test_speaker_similarity_from_the_models_encoder(model_and_processor):
     similarity = SpeakerSimilarity.from_model(model, "Chelsie")
     encoder = model.token2wav.dit.input_embed.spk_encoder
     with torch.no_grad():
-        reference = encoder(model.speakers["Chelsie"].ref_mel.float())[0].numpy()
+        reference = encoder(model.speakers["Chelsie"].reference_mel.float())[0].numpy()
         audio = wave(200, vibrato=2)
         own = encoder(log_mel_spectrogram(torch.from_numpy(audio)))[0].numpy()
     np.testing.assert_allclose(similarity.reference, reference, rtol=1e-5, atol=1e-6)

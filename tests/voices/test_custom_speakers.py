@@ -16,13 +16,17 @@ def test_espeak_speaker_changes_the_dit_conditioning_and_round_trips(voice_model
     audio, rate = speech_clip
     speaker = voice_model.add_speaker("Robo", audio, sampling_rate=rate)
     base = voice_model.speakers["Chelsie"]
-    assert speaker.bos_token_id == base.bos_token_id and torch.equal(speaker.cond, base.cond)
-    assert speaker.ref_mel.shape[0] == 1 and 150 < speaker.ref_mel.shape[1] <= 400 and speaker.ref_mel.shape[2] == 80
+    assert speaker.bos_token_id == base.bos_token_id and torch.equal(speaker.speaker_embedding, base.speaker_embedding)
+    assert (
+        speaker.reference_mel.shape[0] == 1
+        and 150 < speaker.reference_mel.shape[1] <= 400
+        and speaker.reference_mel.shape[2] == 80
+    )
     dit = voice_model.token2wav.dit
     codes = torch.randint(0, 8000, (1, 12))
     with torch.no_grad():
-        ours = dit.prepare_conditioning(codes, speaker.ref_mel, speaker.cond).speaker_features
-        theirs = dit.prepare_conditioning(codes, base.ref_mel, base.cond).speaker_features
+        ours = dit.prepare_conditioning(codes, speaker.reference_mel, speaker.speaker_embedding).speaker_features
+        theirs = dit.prepare_conditioning(codes, base.reference_mel, base.speaker_embedding).speaker_features
     assert (ours - theirs).abs().max() > 1e-3
     _, robo = voice_model.generate(PROMPT, speaker="Robo", generator=torch.Generator().manual_seed(0), **GREEDY)
     _, chelsie = voice_model.generate(PROMPT, speaker="Chelsie", generator=torch.Generator().manual_seed(0), **GREEDY)
@@ -30,7 +34,7 @@ def test_espeak_speaker_changes_the_dit_conditioning_and_round_trips(voice_model
     assert list(voice_model.stream(PROMPT, speaker="Robo", **GREEDY))[-1].speech_codes == 20
     voice_model.save_pretrained(tmp_path)
     again = OmniForConditionalGeneration.from_pretrained(tmp_path)
-    assert torch.equal(again.speakers["Robo"].ref_mel, speaker.ref_mel)
+    assert torch.equal(again.speakers["Robo"].reference_mel, speaker.reference_mel)
     assert again.speakers["Robo"].bos_token_id == speaker.bos_token_id
 
 
@@ -52,10 +56,14 @@ def test_pluggable_speaker_encoder(voice_model, speech_clip):
 
     def encoder(waveform, sampling_rate):
         seen.append(sampling_rate)
-        return torch.full((base.cond.shape[1],), float(np.abs(waveform).mean()))
+        return torch.full((base.speaker_embedding.shape[1],), float(np.abs(waveform).mean()))
 
     speaker = build_speaker(audio, "Enc", base, sampling_rate=rate, speaker_encoder=encoder, bos_token_id=1013)
-    assert seen == [24000] and speaker.bos_token_id == 1013 and not torch.equal(speaker.cond, base.cond)
+    assert (
+        seen == [24000]
+        and speaker.bos_token_id == 1013
+        and not torch.equal(speaker.speaker_embedding, base.speaker_embedding)
+    )
     with pytest.raises(ValueError, match="speaker_encoder returned"):
         build_speaker(audio, "Bad", base, sampling_rate=rate, speaker_encoder=lambda w, r: torch.zeros(3))
 

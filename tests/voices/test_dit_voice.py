@@ -45,7 +45,7 @@ def _mel(model, voice=None, seed=0):
     speaker = model.speakers["Chelsie"]
     with torch.no_grad(), model.voice_adapters.use_dit(voice):
         out = model.token2wav(
-            CODES, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond, num_inference_steps=2,
+            CODES, reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding, num_inference_steps=2,
             generator=torch.Generator().manual_seed(seed), output_type="mel",
         )  # fmt: skip
     return out.audios if hasattr(out, "audios") else out[0]

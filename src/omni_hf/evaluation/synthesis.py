@@ -54,7 +54,7 @@ def speaker_reference_audio(model, speaker: str) -> np.ndarray:
             f"--speaker {speaker}: not a speaker of the model; known: {', '.join(model.speakers.names())}"
         )
     vocoder = model.token2wav.vocoder
-    mel = torch.as_tensor(model.speakers[speaker].ref_mel).transpose(1, 2)  # (1, 80, frames)
+    mel = torch.as_tensor(model.speakers[speaker].reference_mel).transpose(1, 2)  # (1, 80, frames)
     weight = next(vocoder.parameters())
     return vocoder(mel.to(weight.device, weight.dtype)).float().cpu().numpy().reshape(-1)
 

@@ -79,7 +79,11 @@ def official_state_dict(model) -> dict[str, torch.Tensor]:
 def official_speakers(model) -> dict:
     """The speakers in the official `spk_dict.pt` structure."""
     return {
-        name: {"bos_token": speaker.bos_token_id, "cond": speaker.cond.clone(), "ref_mel": speaker.ref_mel.clone()}
+        name: {
+            "bos_token": speaker.bos_token_id,
+            "cond": speaker.speaker_embedding.clone(),
+            "ref_mel": speaker.reference_mel.clone(),
+        }
         for name, speaker in ((name, model.speakers[name]) for name in model.speakers.names())
     }
 

@@ -46,7 +46,7 @@ def mel_filters(settings: MelSettings = MelSettings()) -> torch.Tensor:
 
 def log_mel_spectrogram(waveform: torch.Tensor, settings: MelSettings = MelSettings()) -> torch.Tensor:
     """Waveform `(samples,)` or `(batch, samples)` at `settings.sampling_rate` → `(batch, samples // hop, num_mels)`
-    natural-log mel (the layout of `Speaker.ref_mel` and of the DiT's output transposed)."""
+    natural-log mel (the layout of `Speaker.reference_mel` and of the DiT's output transposed)."""
     waveform = torch.as_tensor(waveform, dtype=torch.float32)
     if waveform.dim() == 1:
         waveform = waveform.unsqueeze(0)

@@ -87,7 +87,7 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
     ```python
     >>> pipe = OmniToken2WavPipeline.from_pretrained("path/to/omni_hf_model/token2wav")
     >>> speaker = model.speakers["Chelsie"]
-    >>> audio = pipe(codes, reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond).audios  # (1, samples)
+    >>> audio = pipe(codes, reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding).audios  # (1, samples)
     ```"""
 
     model_cpu_offload_seq = "dit->vocoder"
@@ -279,7 +279,7 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
     # ---------------------------------------------------------------- the code-to-wave interface
     def speaker_conditioning(self, speaker) -> DiTSpeakerConditioning:
         """The DiT's conditioning for a `voices.Speaker` (its reference mel and x-vector)."""
-        return DiTSpeakerConditioning(speaker.ref_mel, speaker.cond)
+        return DiTSpeakerConditioning(speaker.reference_mel, speaker.speaker_embedding)
 
     def decode(self, codes: torch.Tensor, conditioning: DiTSpeakerConditioning, generator=None, **options):
         """Speech codes `(n,)` → float32 waveform `(samples,)` at 24 kHz, one global ODE (the reference's numerics);
@@ -342,8 +342,8 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
         """
         Args:
             codes: `(batch, codes)` speech codes in `[0, dit.config.num_embeds)` (50 per second).
-            reference_mel: `(batch or 1, frames, 80)` the speaker's reference mel (`Speaker.ref_mel`).
-            speaker_embedding: `(batch or 1, enc_emb_dim)` the speaker x-vector (`Speaker.cond`).
+            reference_mel: `(batch or 1, frames, 80)` the speaker's reference mel (`Speaker.reference_mel`).
+            speaker_embedding: `(batch or 1, enc_emb_dim)` the speaker x-vector (`Speaker.speaker_embedding`).
             num_inference_steps: ODE grid points (default: the scheduler's; official 10 → 9 RK4 intervals, 36 DiT
                 evaluations; a few-step student saves its own).
             guidance_scale: classifier-free guidance `c + s * (c - u)` (default: the scheduler's; official 0.5; 0

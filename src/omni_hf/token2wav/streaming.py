@@ -201,7 +201,7 @@ class Token2WavStream(CodeToWaveStream):
 
     Args:
         pipeline: an [`OmniToken2WavPipeline`].
-        reference_mel / speaker_embedding: the speaker (`Speaker.ref_mel` `(1, frames, 80)`, `Speaker.cond`).
+        reference_mel / speaker_embedding: the speaker (`Speaker.reference_mel` `(1, frames, 80)`, `Speaker.speaker_embedding`).
         window: [`StreamingWindow`] (default: chunks of 2, 4, 8, 16, then 32 blocks; 2 blocks back, 1 ahead).
         num_inference_steps / guidance_scale / solver / sway_coefficient: as for the pipeline call (default: the
             pipeline scheduler's).

@@ -51,18 +51,21 @@ def collate_dit_examples(examples: list[dict]) -> dict[str, torch.Tensor]:
 
 class DiTFlowMatching(nn.Module):
     """The DiT as a `Trainer` model: `forward(mel, codes)` returns `{"loss"}`, the flow-matching loss conditioned on
-    one speaker (`ref_mel` `(1, T, 80)`, `cond` `(1, 192)`), conditions dropped with `drop_condition_prob`."""
+    one speaker (`reference_mel` `(1, T, 80)`, `speaker_embedding` `(1, 192)`), conditions dropped with
+    `drop_condition_prob`."""
 
-    def __init__(self, dit, ref_mel: torch.Tensor, cond: torch.Tensor, drop_condition_prob: float, seed: int):
+    def __init__(
+        self, dit, reference_mel: torch.Tensor, speaker_embedding: torch.Tensor, drop_condition_prob: float, seed: int
+    ):
         super().__init__()
         self.dit, self.drop_condition_prob = dit, drop_condition_prob
-        self.register_buffer("ref_mel", ref_mel.to(dit.device), persistent=False)
-        self.register_buffer("cond", cond.to(dit.device), persistent=False)
+        self.register_buffer("reference_mel", reference_mel.to(dit.device), persistent=False)
+        self.register_buffer("speaker_embedding", speaker_embedding.to(dit.device), persistent=False)
         self.generator = torch.Generator(device=dit.device).manual_seed(seed)
 
     def forward(self, mel: torch.Tensor, codes: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = mel.shape[0]
-        reference, cond = self.ref_mel.expand(batch, -1, -1), self.cond.expand(batch, -1)
+        reference, cond = self.reference_mel.expand(batch, -1, -1), self.speaker_embedding.expand(batch, -1)
         return {
             "loss": flow_matching_loss(self.dit, mel, codes, reference, cond, self.drop_condition_prob, self.generator)
         }
@@ -72,7 +75,7 @@ class DiTFlowMatching(nn.Module):
 def dit_voice_loss(dit, examples: list[dict], speaker, seed: int = 1234) -> float:
     """Mean flow-matching loss over `examples` with fixed noise and times, no condition dropout."""
     dit.eval()
-    scorer = DiTFlowMatching(dit, speaker.ref_mel, speaker.cond, 0.0, seed)
+    scorer = DiTFlowMatching(dit, speaker.reference_mel, speaker.speaker_embedding, 0.0, seed)
     total = sum(
         float(scorer(e["mel"][None].to(dit.device), e["codes"][None].to(dit.device))["loss"]) for e in examples
     )
@@ -126,7 +129,9 @@ def train_dit_voice_adapter(
             remove_unused_columns=False,
             use_cpu=not torch.cuda.is_available(),
         )
-        wrapper = DiTFlowMatching(dit, conditioning.ref_mel, conditioning.cond, drop_condition_prob, seed).train()
+        wrapper = DiTFlowMatching(
+            dit, conditioning.reference_mel, conditioning.speaker_embedding, drop_condition_prob, seed
+        ).train()
         trainer = Trainer(model=wrapper, args=args, train_dataset=examples, data_collator=collate_dit_examples)
         trainer.train()
     dit.requires_grad_(False)

@@ -298,7 +298,7 @@ class SpeakerSimilarity:
             audio = resample(np.asarray(waveform, dtype=np.float32), int(sampling_rate), rate)
             return encode_mel(log_mel_spectrogram(torch.from_numpy(audio)))
 
-        return cls(embed, encode_mel(torch.as_tensor(model.speakers[speaker].ref_mel)))
+        return cls(embed, encode_mel(torch.as_tensor(model.speakers[speaker].reference_mel)))
 
     def __call__(self, waveform, sampling_rate: int) -> float:
         audio = _check_audio(waveform, sampling_rate)

@@ -156,8 +156,8 @@ def decode_codes(model, codes: torch.LongTensor, speaker: str, generator: torch.
     return (
         model.token2wav(
             codes.to(model.token2wav.device),
-            reference_mel=conditioning.ref_mel,
-            speaker_embedding=conditioning.cond,
+            reference_mel=conditioning.reference_mel,
+            speaker_embedding=conditioning.speaker_embedding,
             generator=generator,
             num_inference_steps=num_inference_steps,
         )

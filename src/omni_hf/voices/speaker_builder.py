@@ -86,12 +86,12 @@ def build_speaker(
     audio, rate = load_reference_audio(reference_audio, sampling_rate)
     clip = prepare_reference_audio(audio, rate, max_seconds=max_seconds)
     ref_mel = log_mel_spectrogram(torch.from_numpy(clip), MEL)
-    cond = base.cond.clone()
+    cond = base.speaker_embedding.clone()
     if speaker_encoder is not None:
         cond = torch.as_tensor(speaker_encoder(clip, MEL.sampling_rate), dtype=torch.float32).reshape(1, -1)
-        if cond.shape != base.cond.shape:
+        if cond.shape != base.speaker_embedding.shape:
             raise ValueError(
-                f"speaker_encoder returned {tuple(cond.shape[1:])} values; the DiT expects {base.cond.shape[1]}"
+                f"speaker_encoder returned {tuple(cond.shape[1:])} values; the DiT expects {base.speaker_embedding.shape[1]}"
             )
     return Speaker(name, base.bos_token_id if bos_token_id is None else bos_token_id, cond, ref_mel)
 

@@ -8,6 +8,7 @@ format is `speakers.safetensors` (tensors `"{name}.cond"`, `"{name}.ref_mel"`) +
 import json
 import os
 import pickle
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,30 +32,44 @@ class Speaker:
     Attributes:
         name: how `generate(speaker=...)` selects it.
         bos_token_id: Thinker-vocabulary id whose embedding starts the Talker's reply (selects the voice there).
-        cond: `(1, enc_emb_dim)` speaker x-vector for the DiT.
-        ref_mel: `(1, frames, 80)` reference mel for the DiT's speaker encoder.
+        speaker_embedding: `(1, enc_emb_dim)` speaker x-vector for the DiT (the official files' `cond`).
+        reference_mel: `(1, frames, 80)` reference mel for the DiT's speaker encoder (the official files' `ref_mel`).
     """
 
     name: str
     bos_token_id: int
-    cond: torch.Tensor
-    ref_mel: torch.Tensor
+    speaker_embedding: torch.Tensor
+    reference_mel: torch.Tensor
 
     def __post_init__(self):
         if not isinstance(self.bos_token_id, int) or isinstance(self.bos_token_id, bool):
             raise ValueError(f"Speaker {self.name!r}: bos_token_id must be an int, got {self.bos_token_id!r}")
-        cond, ref_mel = torch.as_tensor(self.cond), torch.as_tensor(self.ref_mel)
+        cond, ref_mel = torch.as_tensor(self.speaker_embedding), torch.as_tensor(self.reference_mel)
         if cond.dim() == 1:
             cond = cond.unsqueeze(0)
         if ref_mel.dim() == 2:
             ref_mel = ref_mel.unsqueeze(0)
         if cond.dim() != 2 or cond.shape[0] != 1:
-            raise ValueError(f"Speaker {self.name!r}: cond must have shape (1, dim), got {tuple(cond.shape)}")
+            raise ValueError(
+                f"Speaker {self.name!r}: speaker_embedding must have shape (1, dim), got {tuple(cond.shape)}"
+            )
         if ref_mel.dim() != 3 or ref_mel.shape[0] != 1 or ref_mel.shape[1] == 0:
             raise ValueError(
-                f"Speaker {self.name!r}: ref_mel must have shape (1, frames, mels), got {tuple(ref_mel.shape)}"
+                f"Speaker {self.name!r}: reference_mel must have shape (1, frames, mels), got {tuple(ref_mel.shape)}"
             )
-        self.cond, self.ref_mel = cond.float(), ref_mel.float()
+        self.speaker_embedding, self.reference_mel = cond.float(), ref_mel.float()
+
+    @property
+    def cond(self) -> torch.Tensor:
+        """Deprecated name of `speaker_embedding` (the official files' key), removed in omni_hf 0.3."""
+        warnings.warn("Speaker.cond is deprecated: use Speaker.speaker_embedding", FutureWarning, stacklevel=2)
+        return self.speaker_embedding
+
+    @property
+    def ref_mel(self) -> torch.Tensor:
+        """Deprecated name of `reference_mel` (the official files' key), removed in omni_hf 0.3."""
+        warnings.warn("Speaker.ref_mel is deprecated: use Speaker.reference_mel", FutureWarning, stacklevel=2)
+        return self.reference_mel
 
 
 class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf", "qwen2.5-omni", "speakers"]):
@@ -128,8 +143,10 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
     def _write(self, directory: Path) -> None:
         tensors, index = {}, {"format": FORMAT, "speakers": {}}
         for name, speaker in self._speakers.items():
-            tensors[f"{name}.cond"] = speaker.cond.contiguous().clone()  # speakers may share a base tensor
-            tensors[f"{name}.ref_mel"] = speaker.ref_mel.contiguous().clone()
+            tensors[f"{name}.cond"] = (
+                speaker.speaker_embedding.contiguous().clone()
+            )  # speakers may share a base tensor
+            tensors[f"{name}.ref_mel"] = speaker.reference_mel.contiguous().clone()
             index["speakers"][name] = {"bos_token_id": speaker.bos_token_id}
         save_file(tensors, directory / SPEAKERS_WEIGHTS, metadata={"format": "pt"})
         (directory / SPEAKERS_INDEX).write_text(json.dumps(index, indent=2) + "\n")
@@ -184,7 +201,7 @@ class SpeakerBank(Mapping, ModelHubMixin, library_name="omni_hf", tags=["omni_hf
         from ..hub.cards import render_card
 
         rows = [
-            {"name": n, "bos_token_id": self[n].bos_token_id, "seconds": f"{self[n].ref_mel.shape[1] / 100:.2f}"}
+            {"name": n, "bos_token_id": self[n].bos_token_id, "seconds": f"{self[n].reference_mel.shape[1] / 100:.2f}"}
             for n in self.names()
         ]
         return render_card("speakers", repo_id, results=results, speakers=self.names(), speaker_rows=rows, **details)

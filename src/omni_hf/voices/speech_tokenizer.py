@@ -12,7 +12,7 @@ Example:
 ```python
 >>> tokenizer = OmniSpeechTokenizer.from_pretrained("speech-tokenizer")
 >>> codes = tokenizer.encode(waveform, sampling_rate=16000)  # (len(waveform) * 24000 / 16000 // 480,)
->>> audio = model.token2wav(codes[None], reference_mel=speaker.ref_mel, speaker_embedding=speaker.cond).audios
+>>> audio = model.token2wav(codes[None], reference_mel=speaker.reference_mel, speaker_embedding=speaker.speaker_embedding).audios
 ```
 """
 
