@@ -101,6 +101,7 @@ class OmniGenerationMixin(GenerationMixin):
         thinker_max_new_tokens: int = 1024,
         talker_max_new_tokens: int = 4096,
         generator: torch.Generator | None = None,
+        stage_kwargs: dict[str, dict] | None = None,
         **kwargs,
     ) -> OmniRequest:
         """One request from a call's keyword arguments.
@@ -113,6 +114,8 @@ class OmniGenerationMixin(GenerationMixin):
             thinker_* / talker_* / token2wav_*: keyword arguments for each stage (e.g. `talker_do_sample=False`,
                 `token2wav_num_inference_steps=10`); unprefixed ones and the media inputs go to the Thinker.
             generator: the token2wav ODE noise.
+            stage_kwargs: the same per stage without prefixes, `{"thinker": {...}, "talker": {...}, "token2wav":
+                {...}}` (for callers that already hold them apart, such as the server).
         """
         if "voice" in kwargs:
             warnings.warn(
@@ -134,6 +137,10 @@ class OmniGenerationMixin(GenerationMixin):
             if name is not None and name not in self.voice_adapters:
                 raise ValueError(f"Unknown voice adapter {name!r}: loaded adapters are {self.voice_adapters.names}")
         routed = route_generation_kwargs(kwargs)
+        for stage, options in (stage_kwargs or {}).items():
+            if stage not in routed:
+                raise ValueError(f"stage_kwargs has {stage!r}: the stages are {sorted(routed)}")
+            routed[stage] |= options
         routed["thinker"] = {"max_new_tokens": thinker_max_new_tokens} | routed["thinker"]
         routed["talker"] = {"max_new_tokens": talker_max_new_tokens} | routed["talker"]
         return OmniRequest(

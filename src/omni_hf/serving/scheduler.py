@@ -371,13 +371,12 @@ class BatchScheduler:
     def _omni_request(self, request: ReplyRequest) -> OmniRequest:
         """The conductor's request for this reply (`model.build_request`: speaker, voice adapter, kwargs routed
         to the Thinker / Talker / token2wav, media layout), as `generate`, `stream` and `OmniSession` build it."""
-        sampling = {"thinker_do_sample": request.do_sample}
+        thinker = {"do_sample": request.do_sample}
+        talker = {}
         if request.do_sample:
-            sampling |= {
-                f"thinker_{k}": v for k, v in (("temperature", request.temperature), ("top_p", request.top_p)) if v
-            }
+            thinker |= {k: v for k, v in (("temperature", request.temperature), ("top_p", request.top_p)) if v}
         else:
-            sampling["talker_do_sample"] = False
+            talker["do_sample"] = False
         media = {k: v for k, v in request.inputs.items() if k not in ("input_ids", "attention_mask")}
         generator = None
         if request.seed is not None and request.speaker is not None:
@@ -389,8 +388,7 @@ class BatchScheduler:
             thinker_max_new_tokens=request.max_new_tokens,
             talker_max_new_tokens=request.talker_max_new_tokens,
             generator=generator,
-            **{f"token2wav_{k}": v for k, v in request.token2wav_kwargs.items()},
-            **sampling,
+            stage_kwargs={"thinker": thinker, "talker": talker, "token2wav": dict(request.token2wav_kwargs)},
             **media,
         )
 
