@@ -80,7 +80,7 @@ def main() -> None:
         mel, seconds = solve(solver, points, sway, noise)
         rows.append((order[solver] * (points - 1), solver, points, sway, error(mel), seconds))
     print(f"{'evals':>5} {'solver':>8} {'points':>6} {'sway':>5} {'mel error':>10} {'s/solve':>8}  preset")
-    for evals, solver, points, sway, err, seconds in sorted(rows):
+    for evals, solver, points, sway, err, seconds in sorted(rows, key=lambda r: (r[0], r[4])):
         name = presets.get((solver, points, sway), "")
         print(f"{evals:>5} {solver:>8} {points:>6} {str(sway):>5} {err:>10.4f} {seconds:>8.2f}  {name}")
     for budget in (4, 8, 16):
