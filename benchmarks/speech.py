@@ -6,6 +6,11 @@ hidden 256, 6 layers; BigVGAN with 256 initial channels.
 
     python benchmarks/speech.py                # everything (several minutes: the reference token2wav is slow)
     python benchmarks/speech.py --seconds 5 10 --codes 100 --reply-codes 250 --rounds 1
+
+Each token2wav and end-to-end figure is also given for a few-step token2wav student (`--student-steps`, default 2;
+0 leaves it out): the same run with `model.token2wav` replaced by a 2-step Euler student without guidance. Its
+weights are an untrained copy of the teacher's (speed only); `recipes/token2wav_distill.py` trains one and reports
+its error.
 """
 
 import argparse
@@ -47,7 +52,20 @@ def build_checkpoint(path: Path) -> None:
     torch.save(speakers, path / "spk_dict.pt")
 
 
+STUDENT_STEPS = 2  # --student-steps: the few-step token2wav student run beside the reference and the paper's solver
+
+
 def load(impl: str, path: str):
+    if impl == "student":  # ours with a few-step student as token2wav (speed only: its weights are the teacher's copy,
+        import copy  # untrained here; recipes/token2wav_distill.py trains one and measures its error)
+
+        from omni_hf.training.token2wav_distill import student_pipeline
+
+        model = load("ours", path)
+        teacher = model.token2wav.pipeline
+        model.token2wav = student_pipeline(teacher, copy.deepcopy(teacher.dit), STUDENT_STEPS)
+        model.token2wav.set_progress_bar_config(disable=True)
+        return model
     if impl == "ours":
         from omni_hf import OmniForConditionalGeneration
 
@@ -130,9 +148,9 @@ def run_talker(impl: str, path: str, codes: int) -> dict:
 def run_token2wav(impl: str, path: str, seconds: float) -> dict:
     model = load(impl, path)
     codes = torch.randint(0, 8192, (1, int(seconds * 50)), generator=torch.Generator().manual_seed(0))
-    speaker = model.speakers["Chelsie"] if impl == "ours" else model.speaker_map["Chelsie"]
+    speaker = model.speakers["Chelsie"] if impl != "reference" else model.speaker_map["Chelsie"]
     with torch.no_grad():
-        if impl == "ours":
+        if impl != "reference":
 
             def call():
                 return model.token2wav(
@@ -174,12 +192,12 @@ def run_end_to_end(impl: str, path: str, codes: int) -> dict:
     model = load(impl, path)
     inputs = prompt()
     kwargs = fixed_reply_kwargs(codes)
-    if impl != "ours":
+    if impl == "reference":
         kwargs["talker_logits_processor"] = speech_code_filter()
     else:
         model.talker.generation_config.suppress_tokens = list(speech_code_filter()[0].suppress_tokens.tolist())
     warmup = 0.0
-    if impl == "ours" and COMPILE:
+    if impl != "reference" and COMPILE:
         kwargs |= compiled_kwargs("thinker_") | compiled_kwargs("talker_")
         start = time.perf_counter()
         with torch.no_grad():
@@ -214,9 +232,9 @@ def run_reply_memory(impl: str, path: str, codes: int) -> dict:
 
 
 def child(args) -> None:
-    global COMPILE
+    global COMPILE, STUDENT_STEPS
     torch.set_num_threads(2)
-    COMPILE = args.compile
+    COMPILE, STUDENT_STEPS = args.compile, args.student_steps
     if args.child == "memory":
         report(run_reply_memory(args.impl, args.path, args.codes))
     elif args.child == "talker":
@@ -237,6 +255,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each implementation (best kept)")
     parser.add_argument("--skip-token2wav", action="store_true")
     parser.add_argument("--compile", action="store_true", help="ours decodes with the compiled step (static cache)")
+    parser.add_argument(
+        "--student-steps", type=int, default=2, help="a token2wav student of this many steps beside them (0: none)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--impl", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
@@ -249,15 +270,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build_checkpoint(Path(tmp))
 
-        def both(kind, *extra, codes=args.codes):
-            """Reference and ours alternated over `rounds`; each figure's best is kept (this VM's speed drifts)."""
-            best = [{}, {}]
+        def both(kind, *extra, codes=args.codes, student=False):
+            """Reference and ours (and the student) alternated over `rounds`; each figure's best is kept (this VM's
+            speed drifts)."""
+            impls = ("reference", "ours") + (("student",) if student and args.student_steps else ())
+            best = [{} for _ in impls]
             for _ in range(args.rounds):
-                for i, impl in enumerate(("reference", "ours")):
+                for i, impl in enumerate(impls):
                     found = run_child(
                         __file__,
                         ["--child", kind, "--impl", impl, "--path", tmp, "--codes", str(codes), *extra]
-                        + ["--compile"] * args.compile,
+                        + ["--compile"] * args.compile
+                        + ["--student-steps", str(args.student_steps)],
                     )
                     for key, value in found.items():
                         keep_max = key.endswith("per_s")
@@ -265,25 +289,29 @@ def main() -> None:
                             best[i][key] = value
             return best
 
-        def add(label, ref, ours, key, ratio):
+        def add(label, ref, ours, key, ratio, student=None):
             rows.append((label, ref[key], ours[key], ratio(ref[key], ours[key])))
+            if student is not None:
+                rows.append(
+                    (f"  {args.student_steps}-step student", ref[key], student[key], ratio(ref[key], student[key]))
+                )
 
         ref_over_ours, ours_over_ref = (lambda r, o: r / o), (lambda r, o: o / max(r, 1e-9))
         ref, ours = both("talker")
         add(f"talker, {args.codes} codes (codes/s)", ref, ours, "talker_codes_per_s", ours_over_ref)
         for seconds in [] if args.skip_token2wav else args.seconds:
-            ref, ours = both("token2wav", "--child-seconds", str(seconds))
-            add(f"token2wav RTF, {seconds:g} s", ref, ours, "rtf", ref_over_ours)
+            ref, ours, *student = both("token2wav", "--child-seconds", str(seconds), student=True)
+            add(f"token2wav RTF, {seconds:g} s", ref, ours, "rtf", ref_over_ours, *student)
             add(f"token2wav peak MB, {seconds:g} s", ref, ours, "peak_mb", ours_over_ref)
         targets = []
         for codes in args.reply_codes:
-            ref, ours = both("e2e", codes=codes)
+            ref, ours, *student = both("e2e", codes=codes, student=True)
             memory = [
                 run_child(__file__, ["--child", "memory", "--impl", impl, "--path", tmp, "--codes", str(codes)])
                 for impl in ("reference", "ours")
             ]
             ref, ours = ref | memory[0], ours | memory[1]
-            add(f"spoken reply, {ours['audio_s']:.1f} s audio (s)", ref, ours, "e2e_s", ref_over_ours)
+            add(f"spoken reply, {ours['audio_s']:.1f} s audio (s)", ref, ours, "e2e_s", ref_over_ours, *student)
             add(f"spoken reply, {ours['audio_s']:.1f} s, process peak MB", ref, ours, "e2e_peak_mb", ours_over_ref)
             add(f"spoken reply, {ours['audio_s']:.1f} s, working MB", ref, ours, "reply_mb", ours_over_ref)
             speed, memory = ref["e2e_s"] / ours["e2e_s"], ours["e2e_peak_mb"] / ref["e2e_peak_mb"]
@@ -295,11 +323,17 @@ def main() -> None:
                 f"({'met' if working <= 0.7 else 'NOT met'})"
                 + (f" (compile warm-up, paid once: {ours['warmup_s']:.1f} s)" if args.compile else "")
             )
+            if student:
+                fast = ref["e2e_s"] / student[0]["e2e_s"]
+                targets.append(
+                    f"TARGET end to end with the {args.student_steps}-step token2wav student, {ours['audio_s']:.0f} s: "
+                    f">= 3x -> {fast:.2f}x: {'met' if fast >= 3 else 'NOT met'}"
+                )
     print(
         f"Speech benchmark: small config, 2 torch threads, best of {args.rounds} alternated runs "
         "(ratios: ref/ours for time, ours/ref for memory and codes/s)"
     )
-    print(f"{'metric':<36}{'reference':>12}{'omni_hf':>12}{'ratio':>9}")
+    print(f"{'metric':<36}{'reference':>12}{'omni_hf':>12}{'ratio':>9}   (student rows: the student's figure)")
     for label, ref_value, our_value, ratio in rows:
         print(f"{label:<36}{ref_value:>12.3f}{our_value:>12.3f}{ratio:>8.2f}x")
     for line in targets:
