@@ -5,6 +5,7 @@ Environment:
     OMNI_VOICES           comma-separated LoRA voice adapters (folders or repos) to offer besides the base voice
     OMNI_MAX_NEW_TOKENS   reply length in text tokens (default 256)
     OMNI_MAX_SPEECH_CODES reply length in speech codes, 50 per second (default 1500)
+    OMNI_TOKEN2WAV        another token2wav pipeline folder or repo, e.g. a few-step student (recipes/token2wav_distill.py)
 On Spaces (`SPACE_ID` set) uploads are capped in size and duration and one reply is generated at a time.
 """
 
@@ -68,7 +69,9 @@ LIMITS = (
 def load_model():
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = OmniForConditionalGeneration.from_pretrained(MODEL_ID, dtype=dtype).to(device).eval()
+    token2wav = os.environ.get("OMNI_TOKEN2WAV")
+    extra = {"token2wav": token2wav} if token2wav else {}
+    model = OmniForConditionalGeneration.from_pretrained(MODEL_ID, dtype=dtype, **extra).to(device).eval()
     processor = OmniProcessor.from_pretrained(MODEL_ID)
     voices = [model.voice_adapters.load(v.strip()) for v in os.environ.get("OMNI_VOICES", "").split(",") if v.strip()]
     return model, processor, voices
