@@ -57,13 +57,13 @@ def run_reference_reply(path: str, codes: int) -> dict:
     return {"first_audio_s": elapsed, "e2e_s": elapsed, "audio_s": wave.numel() / 24000}
 
 
-def run_streamed_reply(path: str, codes: int, planned: bool = True) -> dict:
+def run_streamed_reply(path: str, codes: int, planned: bool = True, impl: str = "ours") -> dict:
     """Our `stream()`: a 2 s warm-up reply measures the stage speeds, `StreamingWindow.from_stage_seconds` picks the
     chunking from them (unless `planned` is False: the fixed default chunking), then the measured reply."""
     from omni_hf.omni import AudioChunk
     from omni_hf.token2wav.streaming import StreamingWindow
 
-    model = load("ours", path)
+    model = load(impl, path)  # "student": token2wav is a few-step student (the plan follows its measured speed)
     background = OPTIONS["background"]
     list(model.stream(**prompt(), **our_reply_kwargs(model, 100), background_token2wav=background))  # compiles
     warm = list(model.stream(**prompt(), **our_reply_kwargs(model, 100), background_token2wav=background))[-1]
@@ -103,13 +103,13 @@ def spoken_input(seconds: float) -> np.ndarray:
     return wave.astype(np.float32)
 
 
-def run_input_latency(path: str, seconds: float, chunked: bool) -> dict:
+def run_input_latency(path: str, seconds: float, chunked: bool, impl: str = "ours") -> dict:
     """Seconds from the end of the spoken input to the first text token / first audio chunk."""
     from omni_hf.omni import AudioChunk, TextDelta
     from omni_hf.omni.session import OmniSession
     from omni_hf.testing.tokenizer import build_tiny_processor
 
-    model, processor = load("ours", path), build_tiny_processor()
+    model, processor = load(impl, path), build_tiny_processor()
     wave = spoken_input(seconds)
     kwargs = our_reply_kwargs(model, 100, compiled=("talker",))  # a session's Thinker continues its own cache
     result = {}
@@ -151,6 +151,9 @@ def run_input_latency(path: str, seconds: float, chunked: bool) -> dict:
 
 
 def child(args) -> None:
+    import speech
+
+    speech.STUDENT_STEPS = args.student_steps
     torch.set_num_threads(2)
     OPTIONS.update(compile=args.compile, background=args.background)
     if args.child == "reference":
@@ -159,6 +162,10 @@ def child(args) -> None:
         report(run_streamed_reply(args.path, args.codes))
     elif args.child == "stream_fixed":
         report(run_streamed_reply(args.path, args.codes, planned=False))
+    elif args.child == "stream_student":
+        report(run_streamed_reply(args.path, args.codes, impl="student"))
+    elif args.child == "chunked_student":
+        report(run_input_latency(args.path, args.input_seconds, chunked=True, impl="student"))
     else:
         report(run_input_latency(args.path, args.input_seconds, chunked=args.child == "chunked"))
 
@@ -173,6 +180,9 @@ def main() -> None:
     parser.add_argument("--skip-reply", action="store_true", help="skip the spoken-reply part")
     parser.add_argument("--compile", action="store_true", help="ours decodes with the compiled step (static cache)")
     parser.add_argument("--background", action="store_true", default=None, help="token2wav on a worker thread")
+    parser.add_argument(
+        "--student-steps", type=int, default=2, help="also with a token2wav student of this many steps (0: none)"
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -182,6 +192,7 @@ def main() -> None:
         build_checkpoint(Path(tmp))
         common = ["--path", tmp, "--codes", str(args.codes), "--input-seconds", str(args.input_seconds)]
         common += ["--compile"] * args.compile + ["--background"] * bool(args.background)
+        common += ["--student-steps", str(args.student_steps)]
         print(
             "Latency benchmark: small config, 2 torch threads, same random weights for both implementations, "
             f"best of {args.rounds} alternated runs" + (", omni_hf with compiled decode steps" if args.compile else "")
@@ -205,9 +216,11 @@ def alternated(kinds: list[str], common: list[str], rounds: int) -> list[dict]:
 
 
 def report_reply(args, common: list[str]) -> None:
-    kinds = ["reference", "stream"] + ["stream_fixed"] * args.compare_fixed
-    ref, ours, *fixed = alternated(kinds, common, args.rounds)
-    fixed = fixed[0] if fixed else None
+    kinds = ["reference", "stream"] + ["stream_student"] * bool(args.student_steps)
+    kinds += ["stream_fixed"] * args.compare_fixed
+    ref, ours, *rest = alternated(kinds, common, args.rounds)
+    student = rest.pop(0) if args.student_steps else None
+    fixed = rest[0] if rest else None
     share = ours["first_audio_s"] / ref["e2e_s"]
     print(f"\nSpoken reply of {ours['audio_s']:.1f} s ({args.codes} codes, {THINKER_TOKENS} text tokens):")
     print(f"  reference generate, end to end (first audio = last): {ref['e2e_s']:.2f} s")
@@ -227,10 +240,23 @@ def report_reply(args, common: list[str]) -> None:
         f"TARGET smooth playback: 0 s starvation with first audio <= 0.1 of the reference's end to end -> "
         f"{ours['starved_s']:.2f} s starvation, first audio {share:.3f}: {'met' if met else 'NOT met'}"
     )
+    if student is not None:
+        share = student["first_audio_s"] / ref["e2e_s"]
+        met = student["starved_s"] == 0 and share <= 0.1
+        print(
+            f"  with the {args.student_steps}-step token2wav student: first audio {student['first_audio_s']:.2f} s, "
+            f"end to end {student['e2e_s']:.2f} s, chunks {student['chunk_blocks']}, RTF "
+            + ", ".join(f"{k} {v:.2f}" for k, v in student["rtf"].items())
+        )
+        print(
+            f"TARGET smooth playback with the student: -> {student['starved_s']:.2f} s starvation, first audio "
+            f"{share:.3f}: {'met' if met else 'NOT met'}"
+        )
 
 
 def report_input(args, common: list[str]) -> None:
-    one_shot, chunked = alternated(["one_shot", "chunked"], common, args.rounds)
+    kinds = ["one_shot", "chunked"] + ["chunked_student"] * bool(args.student_steps)
+    one_shot, chunked, *student = alternated(kinds, common, args.rounds)
     print(f"\nAfter the end of a {args.input_seconds:g} s spoken input:")
     for label, key, target in (("first text", "first_text_s", 5), ("first audio", "first_audio_s", 3)):
         ratio = one_shot[key] / chunked[key]
@@ -242,9 +268,17 @@ def report_input(args, common: list[str]) -> None:
             f"TARGET {label} after a {args.input_seconds:g} s spoken input, chunked vs one-shot: >= {target}x -> "
             f"{ratio:.1f}x: {'met' if ratio >= target else 'NOT met'}"
         )
-    for label, result in (("one-shot", one_shot), ("chunked", chunked)):
+    labelled = [("one-shot", one_shot), ("chunked", chunked)] + [("chunked + student", s) for s in student]
+    for label, result in labelled:
         stages = ", ".join(f"{k} {v:.2f} s" for k, v in result["stages_to_first_audio"].items())
         print(f"  {label} first audio is made of: {stages} (the rest: processor, audio encoder, Python)")
+    for result in student:
+        share = result["stages_to_first_audio"]["dit"] / result["first_audio_s"]
+        print(
+            f"TARGET DiT share of the first audio after a {args.input_seconds:g} s spoken input, chunked, with the "
+            f"student: <= 10 % -> {100 * share:.0f} % of {result['first_audio_s']:.2f} s: "
+            f"{'met' if share <= 0.1 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":
