@@ -171,6 +171,11 @@ def load_image(
     if isinstance(image, Image.Image):
         _refuse_animation(image, describe(image))
         image = _eight_bit(image)
+    if isinstance(image, np.ndarray) and image.dtype.kind not in "uif":
+        raise ValueError(
+            f"Image {describe(image)} has dtype {image.dtype}: expected uint8 (0..255), uint16 or float (0..1) pixels "
+            "(a boolean mask: multiply it by 255 and convert to uint8 first)"
+        )
     if isinstance(image, np.ndarray) and image.dtype == np.uint16:
         image = np.round(image / 257.0).astype(np.uint8)
     if isinstance(image, (Image.Image, np.ndarray)):
@@ -366,9 +371,15 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     if isinstance(video, (list, tuple)):
         if not video:
             raise ValueError("Video input is an empty list of frames")
-        video = np.stack(
-            [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video]
-        )
+        frames = [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video]
+        shapes = list(dict.fromkeys(frame.shape for frame in frames))
+        if len(shapes) > 1:
+            first = next(i for i, frame in enumerate(frames) if frame.shape != shapes[0])
+            raise ValueError(
+                f"Video frames have different sizes: frame 0 is {shapes[0]} but frame {first} is {frames[first].shape}"
+                f" ({len(shapes)} sizes in {len(frames)} frames): resize every frame to one size first"
+            )
+        video = np.stack(frames)
     if not isinstance(video, np.ndarray) or video.ndim != 4:
         raise ValueError(
             f"Unsupported video input {describe(video)}: expected a file path, a VideoClip, or frames shaped "
@@ -382,6 +393,8 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
         )
     if video.shape[0] == 0:
         raise ValueError("Video input has 0 frames")
+    if video.dtype.kind not in "uif":
+        raise ValueError(f"Video frames {describe(video)} have dtype {video.dtype}: expected uint8 or float pixels")
     if video.dtype != np.uint8:
         if video.dtype.kind == "f" and video.size and float(video.max()) <= 1.0:
             video = video * 255.0

@@ -41,8 +41,12 @@ def read_audio(value, base: str | os.PathLike | None = None, what: str = "audio"
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValueError(f"{what}: expected an audio file path or {{'bytes', 'path'}}, got {value!r}")
         path = Path(base, path) if base is not None and not Path(path).is_absolute() else Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{what}: audio file {str(path)!r} does not exist")
+        if not path.is_file():
+            raise ValueError(
+                f"{what}: {str(path)!r} is not a regular file (a folder, device or FIFO): pass an audio file"
+            )
         try:
             audio, rate = soundfile.read(str(path), dtype="float32")
         except Exception as error:  # soundfile raises LibsndfileError / RuntimeError for non-audio files
