@@ -20,13 +20,14 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import soundfile
 import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
-from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from omni_hf.processing import AUDIO_EXTENSIONS, TOKEN2WAV_SAMPLING_RATE, VIDEO_EXTENSIONS
+from omni_hf.processing.audio import check_sampling_rate, probe_audio
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
+from omni_hf.processing.encoding import wav_bytes
 from omni_hf.serving.scheduler import BatchScheduler
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
@@ -75,14 +76,11 @@ def load_model():
 
 
 def media_seconds(path: str) -> float:
-    """Duration of an audio or video file (seconds)."""
-    try:
-        return soundfile.info(path).duration
-    except RuntimeError:  # not a libsndfile format (mp3 in old builds, video): ask ffmpeg's demuxer
-        import av
-
-        with av.open(path) as container:
-            return (container.duration or 0) / 1e6
+    """Duration of an audio or video file from its header (nothing decoded); its sample rate is checked too."""
+    seconds, rate = probe_audio(path)
+    if rate is not None:
+        check_sampling_rate(rate, Path(path).name)
+    return seconds
 
 
 def user_content(message: dict) -> list[dict]:
@@ -279,7 +277,7 @@ def stats_markdown(stats: StreamStats) -> str:
 def save_wav(audio: np.ndarray, output_dir: Path) -> str:
     """Write a spoken reply `(samples,)` at 24 kHz into its own subfolder of `output_dir`."""
     path = Path(tempfile.mkdtemp(prefix="reply_", dir=output_dir)) / "reply.wav"
-    soundfile.write(path, audio, 24000, subtype="PCM_16")
+    path.write_bytes(wav_bytes(audio, TOKEN2WAV_SAMPLING_RATE))  # omni_hf's one pcm16 convention
     return str(path)
 
 

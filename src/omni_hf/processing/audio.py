@@ -65,7 +65,7 @@ def check_file(path: PathLike, kind: str, extensions: tuple[str, ...]) -> str:
         raise IsADirectoryError(f"{kind} input {path!r} is a directory, not a file")
     if not os.path.isfile(path):
         raise ValueError(
-            f"{kind} input {path!r} is not a regular file (a device, FIFO or socket): pass a {kind.lower()} file"
+            f"{kind} input {path!r} is not a regular file (a device, FIFO or socket): pass {kind.lower()} from a file"
         )
     if os.path.getsize(path) == 0:
         raise ValueError(f"{kind} file {path!r} is empty (0 bytes)")

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from .audio import check_sampling_rate, probe_audio, read_audio
-from .budgets import MAX_TEXT_CHARS
 from .encoding import PCM16_RATE, MediaError, pcm16_to_float, url_scheme
 from .media import MAX_DECODE_PIXELS, check_decode_pixels, load_image
 
@@ -62,9 +61,12 @@ def _typename(value) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def parse_content_part(part: Any, where: str, api: str = "chat") -> ContentPart | None:
+def parse_content_part(
+    part: Any, where: str, api: str = "chat", max_text_chars: int | None = None
+) -> ContentPart | None:
     """Check one content part's shape (no decoding). Returns None for omni_hf's own `image` / `audio` / `video`
-    blocks (`api="processor"`), which the processor reads as they are.
+    blocks (`api="processor"`), which the processor reads as they are. A text over `max_text_chars` is refused
+    (status 413) before anything tokenizes it.
 
     Raises:
         MediaError: naming `where`: not an object, an unknown type, a missing or mistyped field.
@@ -87,10 +89,9 @@ def parse_content_part(part: Any, where: str, api: str = "chat") -> ContentPart 
         text = part.get("text")
         if not isinstance(text, str):
             raise MediaError(f"{where} is a text block without a 'text' string (got {_typename(text)})", where)
-        if len(text) > MAX_TEXT_CHARS:
-            raise MediaError(
-                f"{where}: text of {len(text)} characters is over the {MAX_TEXT_CHARS} accepted", where, 413
-            )
+        if max_text_chars is not None and len(text) > max_text_chars:
+            message = f"{where}: text of {len(text)} characters is over the {max_text_chars} accepted"
+            raise MediaError(message, where, 413)
         return ContentPart("text", text=text)
     if kind in ("image", "audio", "video"):
         return None

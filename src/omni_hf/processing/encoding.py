@@ -167,11 +167,12 @@ def parse_data_url(url: str, kind: str, where: str, max_bytes: int | None = None
     mime = (match.group("mime") or "").lower()
     declared_kind, _, subtype = mime.partition("/")
     if mime and declared_kind != kind and mime != "application/octet-stream":
-        raise MediaError(f"{where} declares {mime!r}, but a {kind} is expected here", where)
+        raise MediaError(f"{where} declares {mime!r}, but {kind} data is expected here", where)
     sniffed = sniff_media(data)
     if sniffed is not None and sniffed[0] != kind and not (kind == "video" and sniffed[0] == "audio"):
         raise MediaError(
-            f"{where} declares {mime or 'no type'} but holds {sniffed[0]} data ({sniffed[1]}): send a {kind}", where
+            f"{where} declares {mime or 'no type'} but holds {sniffed[0]} data ({sniffed[1]}): send {kind} data here",
+            where,
         )
     declared = _ALIASES.get(subtype, subtype)
     if sniffed is not None and declared and declared_kind == kind and sniffed[0] == kind and declared != sniffed[1]:

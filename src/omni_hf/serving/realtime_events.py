@@ -11,6 +11,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
+from ..processing.budgets import MAX_TEXT_CHARS
 from ..processing.content_parts import decode_image_data, parse_content_part
 from ..processing.encoding import PCM16_RATE, MediaError, audio_b64, b64decode_strict, parse_data_url, pcm16_to_float
 
@@ -141,11 +142,17 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
         raise EventError(message, param=f"session.{param}", event_id=event_id)
 
     new = SessionSettings(**settings.__dict__)
-    audio = session.get("audio") or {}
-    audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
+
+    def mapping(value, param):
+        if value is not None and not isinstance(value, dict):
+            fail(f"{param} must be an object, got {type(value).__name__}", param)
+        return value or {}
+
+    audio = mapping(session.get("audio"), "audio")
+    audio_in, audio_out = mapping(audio.get("input"), "audio.input"), mapping(audio.get("output"), "audio.output")
     voice = session.get("voice", audio_out.get("voice"))
     if voice is not None:
-        if voice not in speakers:
+        if not isinstance(voice, str) or voice not in speakers:
             fail(f"Unknown voice {voice!r}: this model speaks as {', '.join(sorted(speakers))}", "voice")
         new.voice = voice
     if "instructions" in session:
@@ -160,7 +167,9 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
         ("audio.input.format", audio_in.get("format")),
         ("audio.output.format", audio_out.get("format")),
     ):
-        if value is not None and (value.get("type") != "audio/pcm" or value.get("rate", RATE) != RATE):
+        if value is not None and (
+            not isinstance(value, dict) or value.get("type") != "audio/pcm" or value.get("rate", RATE) != RATE
+        ):
             fail(f"Only audio/pcm at {RATE} Hz is supported, got {value!r}", key)
     modalities = session.get("output_modalities", session.get("modalities"))
     if modalities is not None:
@@ -213,7 +222,7 @@ def parse_user_item(event: dict) -> list[tuple[str, object]]:
     for i, raw in enumerate(content):
         where = f"item.content[{i}]"
         try:
-            part = parse_content_part(raw, where, api="realtime")
+            part = parse_content_part(raw, where, api="realtime", max_text_chars=MAX_TEXT_CHARS)
         except MediaError as error:
             image = isinstance(raw, dict) and raw.get("type") == "input_image"
             shape = error.param == where and error.status != 413  # not a part we take, vs a bad field or size
