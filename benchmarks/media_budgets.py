@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-CASES = ("wav_50mhz", "png_bomb_http", "png_bomb_realtime", "flac_hour_http", "video_10min_http", "text_20mb")
+CASES = ("wav_50mhz", "png_bomb_http", "png_bomb_realtime", "flac_hour_http", "video_10min_http", "video_10min_cli",
+         "text_20mb")  # fmt: skip
 
 CHILD = r"""
 import base64, io, json, os, struct, sys, tempfile, time, zlib
@@ -86,6 +87,12 @@ elif case == "video_10min_http":
     processor = build_tiny_processor()
     video = url("video/mp4", open(path, "rb").read())
     run = lambda: http([{"type": "video_url", "video_url": {"url": video}}], process)
+elif case == "video_10min_cli":  # the processor alone, as the CLI and the Space call it
+    from omni_hf.testing.media import write_video
+    from omni_hf.testing.tokenizer import build_tiny_processor
+    path = write_video(os.path.join(tmp, "long.mp4"), duration=600, fps=10, width=320, height=240, with_audio=False)
+    processor = build_tiny_processor()
+    run = lambda: processor(text="<|VIDEO|>", videos=[path])
 elif case == "text_20mb":
     from omni_hf.testing.tokenizer import build_tiny_processor
     processor = build_tiny_processor()
