@@ -147,9 +147,11 @@ def chat(args) -> str:
     if args.output:
         import soundfile
 
+        from .processing.encoding import pcm16_samples
         from .token2wav import SAMPLING_RATE
 
-        soundfile.write(args.output, waveform.cpu().numpy(), SAMPLING_RATE, subtype="PCM_16")
+        samples = pcm16_samples(waveform.float().cpu().numpy())
+        soundfile.write(args.output, samples, SAMPLING_RATE, subtype="PCM_16")
         print(f"Wrote {waveform.numel() / SAMPLING_RATE:.2f} s of speech ({args.speaker}) to {args.output}")
     return reply
 
@@ -160,6 +162,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     import torch
 
     from .omni import AudioChunk, StreamStats, TextDelta
+    from .processing.encoding import pcm16_samples
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
@@ -175,7 +178,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
                     reply.append(event.text)
                     print(event.text, end="", flush=True)
                 elif isinstance(event, AudioChunk):
-                    wav.write(event.audio)
+                    wav.write(pcm16_samples(event.audio))
                     wav.flush()  # a player can start on the file while the reply is still being generated
                 elif isinstance(event, StreamStats):
                     print()

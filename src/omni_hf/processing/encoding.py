@@ -47,10 +47,15 @@ class MediaError(ValueError):
 # ------------------------------------------------------------------------------------------------------------ pcm16
 
 
+def pcm16_samples(samples: np.ndarray) -> np.ndarray:
+    """float samples `(n,)` in [-1, 1] → int16 `(n,)` (rounded, clipped to the int16 range), e.g. for soundfile."""
+    scaled = np.round(np.asarray(samples, dtype=np.float64).reshape(-1) * PCM16_FULL_SCALE)
+    return np.clip(scaled, -32768, 32767).astype("<i2")
+
+
 def float_to_pcm16(samples: np.ndarray) -> bytes:
     """float samples `(n,)` in [-1, 1] → little-endian 16-bit PCM bytes (rounded, clipped to the int16 range)."""
-    scaled = np.round(np.asarray(samples, dtype=np.float64).reshape(-1) * PCM16_FULL_SCALE)
-    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+    return pcm16_samples(samples).tobytes()
 
 
 def pcm16_to_float(data: bytes) -> np.ndarray:
@@ -63,8 +68,7 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
 def wav_bytes(audio: np.ndarray, sampling_rate: int = PCM16_RATE) -> bytes:
     """float32 `(samples,)` → a complete 16-bit PCM WAV file holding the same samples as `float_to_pcm16`."""
     buffer = io.BytesIO()
-    samples = np.frombuffer(float_to_pcm16(audio), dtype="<i2")
-    soundfile.write(buffer, samples, sampling_rate, format="WAV", subtype="PCM_16")
+    soundfile.write(buffer, pcm16_samples(audio), sampling_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
@@ -240,6 +244,7 @@ __all__ = [
     "encode_audio",
     "float_to_pcm16",
     "parse_data_url",
+    "pcm16_samples",
     "pcm16_to_float",
     "refuse_remote",
     "sniff_media",

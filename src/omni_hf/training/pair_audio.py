@@ -10,16 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processing.encoding import wav_bytes
+
 AUDIO_COLUMNS = ("chosen_audio", "rejected_audio")
 
 
 def wav_entry(waveform, sampling_rate: int, name: str) -> dict:
     """A float waveform `(samples,)` → `{"bytes": 16-bit PCM WAV, "path": name}` (an `Audio(decode=False)` value)."""
-    import soundfile
 
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), int(sampling_rate), format="WAV")
-    return {"bytes": buffer.getvalue(), "path": name}
+    return {"bytes": wav_bytes(np.asarray(waveform, dtype=np.float32).reshape(-1), int(sampling_rate)), "path": name}
 
 
 def file_entry(path: str | os.PathLike) -> dict:
