@@ -89,14 +89,22 @@ def audio_b64(samples: np.ndarray) -> str:
 # ------------------------------------------------------------------------------------------------ base64, data URLs
 
 
-def b64decode_strict(data: str, what: str) -> bytes:
-    """Decode standard base64 or raise a `MediaError` naming `what`."""
+def b64decode_strict(data: str, what: str, max_bytes: int | None = None) -> bytes:
+    """Decode standard base64 or raise a `MediaError` naming `what`; over `max_bytes` is a 413, checked on the
+    base64 text before decoding it."""
     if not isinstance(data, str):
         raise MediaError(f"{what} must be a base64 string, got {type(data).__name__}", what)
+    if max_bytes is not None and len(data) * 3 // 4 > max_bytes + 3:
+        raise MediaError(
+            f"{what}: upload of about {len(data) * 3 // 4} bytes is over the limit of {max_bytes}", what, 413
+        )
     try:
-        return base64.b64decode(data, validate=True)
+        decoded = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as error:
         raise MediaError(f"{what} is not valid base64 ({error})", what) from None
+    if max_bytes is not None and len(decoded) > max_bytes:
+        raise MediaError(f"{what}: upload of {len(decoded)} bytes is over the limit of {max_bytes}", what, 413)
+    return decoded
 
 
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w=.+-]+)*);base64,(?P<data>.*)$", re.S)
@@ -160,14 +168,7 @@ def parse_data_url(url: str, kind: str, where: str, max_bytes: int | None = None
     match = _DATA_URL.match(url) if isinstance(url, str) else None
     if match is None:
         raise MediaError(f"{where} is not a base64 data URL (data:{kind}/...;base64,...)", where)
-    encoded = match.group("data")
-    if max_bytes is not None and len(encoded) * 3 // 4 > max_bytes + 3:
-        raise MediaError(
-            f"{where}: upload of about {len(encoded) * 3 // 4} bytes is over the limit of {max_bytes}", where, 413
-        )
-    data = b64decode_strict(encoded, where)
-    if max_bytes is not None and len(data) > max_bytes:
-        raise MediaError(f"{where}: upload of {len(data)} bytes is over the limit of {max_bytes}", where, 413)
+    data = b64decode_strict(match.group("data"), where, max_bytes)
     mime = (match.group("mime") or "").lower()
     declared_kind, _, subtype = mime.partition("/")
     if mime and declared_kind != kind and mime != "application/octet-stream":

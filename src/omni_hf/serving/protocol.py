@@ -205,7 +205,7 @@ class ConversationBuilder:
         if part.kind == "text":
             return {"type": "text", "text": part.text}
         if part.kind == "audio":
-            data = b64decode_sized(part.data, f"{where}.input_audio.data", limits.max_media_bytes)
+            data = b64decode_strict(part.data, f"{where}.input_audio.data", limits.max_media_bytes)
             audio, rate = decode_audio_data(data, part.format, f"{where}.input_audio", limits.max_audio_seconds)
             return {"type": "audio", "audio": audio, "sampling_rate": rate}
         source = self._url_source(part.url, part.kind, f"{where}.{part.kind}_url.url")
@@ -233,18 +233,6 @@ class ConversationBuilder:
         if path.stat().st_size > self.limits.max_media_bytes:
             raise RequestError(f"{where}: {url!r} is over the size limit", where, status=413)
         return path
-
-
-def b64decode_sized(data: str, what: str, max_bytes: int) -> bytes:
-    """`b64decode_strict` with `max_bytes` (413) checked on the base64 text first, then on the bytes."""
-    if len(data) * 3 // 4 > max_bytes + 3:
-        raise MediaError(
-            f"{what}: upload of about {len(data) * 3 // 4} bytes is over the limit of {max_bytes}", what, 413
-        )
-    decoded = b64decode_strict(data, what)
-    if len(decoded) > max_bytes:
-        raise MediaError(f"{what}: upload of {len(decoded)} bytes is over the limit of {max_bytes}", what, 413)
-    return decoded
 
 
 __all__ = [
