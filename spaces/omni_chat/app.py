@@ -28,6 +28,7 @@ from omni_hf.processing import AUDIO_EXTENSIONS, TOKEN2WAV_SAMPLING_RATE, VIDEO_
 from omni_hf.processing.audio import check_sampling_rate, probe_audio
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
 from omni_hf.processing.encoding import wav_bytes
+from omni_hf.processing.media import check_decode_pixels
 from omni_hf.serving.scheduler import BatchScheduler
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
@@ -83,6 +84,15 @@ def media_seconds(path: str) -> float:
     return seconds
 
 
+def image_pixels(path: str) -> int:
+    """Pixels of an image from its header (nothing decoded), refused above what the processor decodes at all."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        check_decode_pixels(image.height, image.width, Path(path).name)
+        return image.height * image.width
+
+
 def user_content(message: dict) -> list[dict]:
     """The user's turn as omni_hf chat content, after checking every upload; gr.Error names what is wrong."""
     text = (message or {}).get("text", "").strip()
@@ -101,6 +111,10 @@ def user_content(message: dict) -> list[dict]:
         if size_mb > LIMITS.max_file_mb:
             raise gr.Error(f"{name} is {size_mb:.1f} MB; files up to {LIMITS.max_file_mb} MB are accepted.")
         if suffix in IMAGE_TYPES:
+            try:
+                image_pixels(path)
+            except Exception as error:
+                raise gr.Error(f"{name} could not be used as an image: {error}") from None
             content.append({"type": "image", "image": path})
             continue
         if suffix not in AUDIO_TYPES | VIDEO_TYPES:
