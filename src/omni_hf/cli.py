@@ -71,10 +71,17 @@ def check_device(device: str) -> None:
 def check_chat_args(args) -> None:
     """Everything `chat` can check before loading weights or touching a file: inputs, model, device, output."""
     _chat_messages(args)
+    from .processing.audio import MAX_AUDIO_SECONDS
+    from .processing.media import check_media_header
+
     for option in ("audio", "image", "video"):
         for path in getattr(args, option) or []:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"--{option} {path}: no such file")
+            try:  # budgets from the header (sample rate, seconds, pixels) before any weights are loaded
+                check_media_header(path, option, max_audio_seconds=MAX_AUDIO_SECONDS)
+            except ValueError as error:
+                raise ValueError(f"--{option} {path}: {error}") from None
     check_model_path(args.model)
     check_device(args.device)
     if args.output:

@@ -311,3 +311,22 @@ def test_realtime_session_fields_of_the_wrong_type_are_named(session, param):
     with pytest.raises(EventError) as error:
         update_settings(SessionSettings(), session, {"Chelsie"})
     assert error.value.param == param and error.value.code == "invalid_event"
+
+
+def test_cli_checks_media_headers_before_loading_weights(tiny_omni_dir, tmp_path, capsys, monkeypatch):
+    import omni_hf
+    from omni_hf import cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weights were loaded before the media were checked")
+
+    monkeypatch.setattr(omni_hf.OmniForConditionalGeneration, "from_pretrained", classmethod(refuse))
+    monkeypatch.setattr(omni_hf.OmniThinkerForConditionalGeneration, "from_pretrained", classmethod(refuse))
+    fast, bomb = tmp_path / "fast.wav", tmp_path / "bomb.png"
+    fast.write_bytes(_wav_at(50_000_001))
+    bomb.write_bytes(_png_bomb())
+    chat = ["chat", "--model", str(tiny_omni_dir), "--max-new-tokens", "3"]
+    assert cli.main([*chat, "--audio", str(fast)]) == 2
+    assert f"--audio {fast}: " in (err := capsys.readouterr().err) and "50000001 Hz" in err
+    assert cli.main([*chat, "--image", str(bomb), "--text", "look"]) == 2
+    assert f"--image {bomb}: " in (err := capsys.readouterr().err) and "12000x12000 = 144.0 MP" in err

@@ -19,12 +19,15 @@ from transformers.video_utils import VideoMetadata
 
 from .audio import (
     AUDIO_SAMPLING_RATE,
+    AUDIO_TRACK_EXTENSIONS,
     VIDEO_EXTENSIONS,
     check_duration,
     check_file,
+    check_sampling_rate,
     decode_audio_track,
     describe,
     load_audio,
+    probe_audio,
     resample_audio,
 )
 from .image_processing import (
@@ -403,6 +406,54 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     return VideoClip(frames=np.ascontiguousarray(video), fps=float(fps))
 
 
+# ----------------------------------------------------------------------------------------------------------- headers
+
+
+def check_media_header(
+    path: PathLike,
+    kind: str,
+    max_audio_seconds: float | None = None,
+    max_decode_pixels: int | None = MAX_DECODE_PIXELS,
+) -> None:
+    """Check a media file's budgets from its header alone (nothing decoded), e.g. before loading a model: an audio
+    file's sample rate (1 kHz .. 384 kHz) and seconds, an image's or a video's frame pixels.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file, as the loaders would after decoding.
+    """
+    if kind == "image":
+        path = check_file(path, "Image", IMAGE_EXTENSIONS)
+        try:
+            with Image.open(path) as opened:
+                height, width = opened.height, opened.width
+        except Exception as err:
+            raise ValueError(
+                f"Could not read image file {path!r}: it is corrupt or not a valid image ({err})"
+            ) from None
+        check_decode_pixels(height, width, f"Image {path!r}", max_decode_pixels)
+    elif kind == "audio":
+        path = check_file(path, "Audio", AUDIO_TRACK_EXTENSIONS)
+        seconds, rate = probe_audio(path)
+        if rate is not None:
+            check_sampling_rate(rate, f"Audio {path!r}")
+        check_duration(seconds, repr(path), max_audio_seconds, truncate=False)
+    elif kind == "video":
+        path = check_file(path, "Video", VIDEO_EXTENSIONS)
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise ValueError(f"Video file {path!r} has no video stream")
+                context = container.streams.video[0].codec_context
+                height, width = context.height, context.width
+        except av.error.FFmpegError as err:
+            raise ValueError(
+                f"Could not open video file {path!r}: it is corrupt or not a valid video ({err})"
+            ) from None
+        check_decode_pixels(height, width, f"Video {path!r} (frame size)", max_decode_pixels)
+    else:
+        raise ValueError(f"kind must be 'audio', 'image' or 'video', got {kind!r}")
+
+
 # ----------------------------------------------------------------------------------------------------------- batches
 
 
@@ -440,6 +491,7 @@ __all__ = [
     "as_video_clip",
     "check_decode_pixels",
     "check_image_size",
+    "check_media_header",
     "flatten_media",
     "image_size",
     "load_audio",
