@@ -84,13 +84,18 @@ def media_seconds(path: str) -> float:
     return seconds
 
 
-def image_pixels(path: str) -> int:
-    """Pixels of an image from its header (nothing decoded), refused above what the processor decodes at all."""
+def image_pixels(path: str) -> int | None:
+    """Pixels of an image from its header (nothing decoded), refused above what the processor decodes at all; None
+    when the header is unreadable (the processor names the corrupt file when the turn runs)."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        check_decode_pixels(image.height, image.width, Path(path).name)
-        return image.height * image.width
+    try:
+        with Image.open(path) as image:
+            height, width = image.height, image.width
+    except Exception:
+        return None
+    check_decode_pixels(height, width, Path(path).name)
+    return height * width
 
 
 def user_content(message: dict) -> list[dict]:
@@ -113,7 +118,7 @@ def user_content(message: dict) -> list[dict]:
         if suffix in IMAGE_TYPES:
             try:
                 image_pixels(path)
-            except Exception as error:
+            except ValueError as error:
                 raise gr.Error(f"{name} could not be used as an image: {error}") from None
             content.append({"type": "image", "image": path})
             continue
