@@ -21,13 +21,15 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import soundfile
 import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
-from omni_hf.processing import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from omni_hf.processing import AUDIO_EXTENSIONS, TOKEN2WAV_SAMPLING_RATE, VIDEO_EXTENSIONS
+from omni_hf.processing.audio import check_sampling_rate, probe_audio
 from omni_hf.processing.chat_utils import DEFAULT_SYSTEM_PROMPT
+from omni_hf.processing.encoding import wav_bytes
+from omni_hf.processing.media import check_decode_pixels
 from omni_hf.serving.scheduler import BatchScheduler
 
 sys.path.insert(0, str(Path(__file__).parent))  # the Space's own live.py
@@ -78,14 +80,25 @@ def load_model():
 
 
 def media_seconds(path: str) -> float:
-    """Duration of an audio or video file (seconds)."""
-    try:
-        return soundfile.info(path).duration
-    except RuntimeError:  # not a libsndfile format (mp3 in old builds, video): ask ffmpeg's demuxer
-        import av
+    """Duration of an audio or video file from its header (nothing decoded); its sample rate is checked too."""
+    seconds, rate = probe_audio(path)
+    if rate is not None:
+        check_sampling_rate(rate, Path(path).name)
+    return seconds
 
-        with av.open(path) as container:
-            return (container.duration or 0) / 1e6
+
+def image_pixels(path: str) -> int | None:
+    """Pixels of an image from its header (nothing decoded), refused above what the processor decodes at all; None
+    when the header is unreadable (the processor names the corrupt file when the turn runs)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            height, width = image.height, image.width
+    except Exception:
+        return None
+    check_decode_pixels(height, width, Path(path).name)
+    return height * width
 
 
 def user_content(message: dict) -> list[dict]:
@@ -106,6 +119,10 @@ def user_content(message: dict) -> list[dict]:
         if size_mb > LIMITS.max_file_mb:
             raise gr.Error(f"{name} is {size_mb:.1f} MB; files up to {LIMITS.max_file_mb} MB are accepted.")
         if suffix in IMAGE_TYPES:
+            try:
+                image_pixels(path)
+            except ValueError as error:
+                raise gr.Error(f"{name} could not be used as an image: {error}") from None
             content.append({"type": "image", "image": path})
             continue
         if suffix not in AUDIO_TYPES | VIDEO_TYPES:
@@ -282,7 +299,7 @@ def stats_markdown(stats: StreamStats) -> str:
 def save_wav(audio: np.ndarray, output_dir: Path) -> str:
     """Write a spoken reply `(samples,)` at 24 kHz into its own subfolder of `output_dir`."""
     path = Path(tempfile.mkdtemp(prefix="reply_", dir=output_dir)) / "reply.wav"
-    soundfile.write(path, audio, 24000, subtype="PCM_16")
+    path.write_bytes(wav_bytes(audio, TOKEN2WAV_SAMPLING_RATE))  # omni_hf's one pcm16 convention
     return str(path)
 
 

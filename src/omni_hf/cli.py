@@ -73,10 +73,17 @@ def check_device(device: str) -> None:
 def check_chat_args(args) -> None:
     """Everything `chat` can check before loading weights or touching a file: inputs, model, device, output."""
     _chat_messages(args)
+    from .processing.audio import MAX_AUDIO_SECONDS
+    from .processing.media import check_media_header
+
     for option in ("audio", "image", "video"):
         for path in getattr(args, option) or []:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"--{option} {path}: no such file")
+            try:  # budgets from the header (sample rate, seconds, pixels) before any weights are loaded
+                check_media_header(path, option, max_audio_seconds=MAX_AUDIO_SECONDS)
+            except ValueError as error:
+                raise ValueError(f"--{option} {path}: {error}") from None
     check_model_path(args.model)
     check_device(args.device)
     if args.output:
@@ -149,9 +156,11 @@ def chat(args) -> str:
     if args.output:
         import soundfile
 
+        from .processing.encoding import pcm16_samples
         from .token2wav import SAMPLING_RATE
 
-        soundfile.write(args.output, waveform.cpu().numpy(), SAMPLING_RATE, subtype="PCM_16")
+        samples = pcm16_samples(waveform.float().cpu().numpy())
+        soundfile.write(args.output, samples, SAMPLING_RATE, subtype="PCM_16")
         print(f"Wrote {waveform.numel() / SAMPLING_RATE:.2f} s of speech ({args.speaker}) to {args.output}")
     return reply
 
@@ -162,6 +171,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     import torch
 
     from .omni import AudioChunk, StreamStats, TextDelta
+    from .processing.encoding import pcm16_samples
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
@@ -177,7 +187,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
                     reply.append(event.text)
                     print(event.text, end="", flush=True)
                 elif isinstance(event, AudioChunk):
-                    wav.write(event.audio)
+                    wav.write(pcm16_samples(event.audio))
                     wav.flush()  # a player can start on the file while the reply is still being generated
                 elif isinstance(event, StreamStats):
                     print()

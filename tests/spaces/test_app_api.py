@@ -74,6 +74,33 @@ def test_space_limits(spaces_app, tmp_path):
     ]
 
 
+def test_space_refuses_media_bombs_from_their_headers(spaces_app, tmp_path):
+    """A WAV declaring 50 MHz and a 12000 x 12000 PNG (both tiny on disk) are refused before any decoding."""
+    import struct
+    import zlib
+
+    import gradio as gr
+
+    fmt = struct.pack("<HHIIHH", 1, 1, 50_000_001, 100_000_002, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 3200) + bytes(3200)
+    fast = tmp_path / "fast.wav"
+    fast.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(gr.Error, match=r"fast\.wav could not be read as audio: .*50000001 Hz: sampling rates from"):
+        spaces_app.user_content({"text": "", "files": [str(fast)]})
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    side = 12000
+    pixels = zlib.compress(bytes(1 + side // 8) * side, 9)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))  # fmt: skip
+    assert bomb.stat().st_size < 200_000
+    with pytest.raises(gr.Error, match=r"bomb\.png could not be used as an image: .*12000x12000 = 144\.0 MP"):
+        spaces_app.user_content({"text": "look", "files": [str(bomb)]})
+
+
 async def _live_turn(ws_url: str, text: str) -> tuple[str, bytes]:
     """One typed question to the live tab's `/v1/realtime`: (transcript, pcm16 audio bytes)."""
     import asyncio

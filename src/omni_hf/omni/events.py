@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..processing.audio import TOKEN2WAV_SAMPLING_RATE
+
 _STEP_MARKERS: contextvars.ContextVar = contextvars.ContextVar("omni_hf_step_markers", default=False)
 
 
@@ -24,7 +26,7 @@ class AudioChunk:
 
     audio: np.ndarray
     start: float
-    sampling_rate: int = 24000
+    sampling_rate: int = TOKEN2WAV_SAMPLING_RATE
 
     @property
     def duration(self) -> float:

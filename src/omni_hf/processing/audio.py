@@ -35,6 +35,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".gif")
 # Files whose audio track can be read: audio files, and video containers (their first audio stream).
 AUDIO_TRACK_EXTENSIONS = tuple(dict.fromkeys(AUDIO_EXTENSIONS + VIDEO_EXTENSIONS[:-1]))
+# Sampling rates accepted from any header or caller: a declared 50 MHz makes the resampling filter gigabytes.
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 384_000
 # A float signal peaking above this is not [-1, 1] audio: most likely int16 PCM converted without scaling.
 MAX_FLOAT_PEAK = 4.0
 
@@ -61,7 +64,9 @@ def check_file(path: PathLike, kind: str, extensions: tuple[str, ...]) -> str:
     if os.path.isdir(path):
         raise IsADirectoryError(f"{kind} input {path!r} is a directory, not a file")
     if not os.path.isfile(path):
-        raise ValueError(f"{kind} input {path!r} is not a regular file")
+        raise ValueError(
+            f"{kind} input {path!r} is not a regular file (a device, FIFO or socket): pass {kind.lower()} from a file"
+        )
     if os.path.getsize(path) == 0:
         raise ValueError(f"{kind} file {path!r} is empty (0 bytes)")
     ext = Path(path).suffix.lower()
@@ -73,11 +78,31 @@ def check_file(path: PathLike, kind: str, extensions: tuple[str, ...]) -> str:
     return path
 
 
+def check_sampling_rate(rate: Any, source: str = "sampling_rate") -> int:
+    """A sampling rate as an int, refused (naming `source`) unless it is an integer in
+    [`MIN_SAMPLING_RATE`, `MAX_SAMPLING_RATE`] (1 kHz .. 384 kHz)."""
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, np.integer))
+        and not (isinstance(rate, (float, np.floating)) and float(rate).is_integer())
+    ):
+        raise ValueError(f"{source}: the sampling rate must be an integer number of Hz, got {rate!r}")
+    if not MIN_SAMPLING_RATE <= int(rate) <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"{source} is at {int(rate)} Hz: sampling rates from {MIN_SAMPLING_RATE} to {MAX_SAMPLING_RATE} Hz are "
+            "accepted (the header may be corrupt)"
+        )
+    return int(rate)
+
+
 def resample_audio(waveform: np.ndarray, orig_rate: int, target_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
-    """Polyphase resampling of a mono `(samples,)` signal; returns float32 `(ceil(samples * target / orig),)`."""
+    """Polyphase resampling of a mono `(samples,)` signal; returns float32 `(ceil(samples * target / orig),)`.
+
+    Both rates must lie in [`MIN_SAMPLING_RATE`, `MAX_SAMPLING_RATE`] (the filter grows with the rates)."""
     if orig_rate <= 0 or target_rate <= 0:
         raise ValueError(f"Sampling rates must be positive, got {orig_rate} -> {target_rate}")
-    orig_rate, target_rate = int(orig_rate), int(target_rate)
+    orig_rate = check_sampling_rate(orig_rate, "The input audio")
+    target_rate = check_sampling_rate(target_rate, "target_rate")
     if orig_rate == target_rate:
         return np.asarray(waveform, dtype=np.float32)
     g = math.gcd(orig_rate, target_rate)
@@ -173,6 +198,12 @@ def _decode_with_av(source, name: str, max_seconds: float | None) -> tuple[np.nd
             raise ValueError(f"Audio input {name} has no audio stream")
         stream = container.streams.audio[0]
         rate = stream.rate
+        if not stream.codec_context.channels or not rate:  # what ffmpeg makes of random bytes named .mp3
+            raise ValueError(
+                f"Could not decode audio {name}: it is corrupt or not a valid audio file (no channels or no rate "
+                "in its header)"
+            )
+        check_sampling_rate(rate, f"Audio {name}")
         resampler = av.AudioResampler(format="fltp", layout=stream.layout.name, rate=rate)
         limit = None if max_seconds is None else int(max_seconds * rate)
         chunks, total = [], 0
@@ -188,18 +219,33 @@ def _decode_with_av(source, name: str, max_seconds: float | None) -> tuple[np.nd
     return data[:, :limit].T, rate
 
 
-def media_seconds(source: PathLike) -> float:
-    """Duration of an audio or video file from its header (no decoding); 0.0 when the header does not say."""
-    path = os.fspath(source)
+def probe_audio(source) -> tuple[float, int | None]:
+    """(seconds, sampling rate) of an audio or video file (path or file object) from its header, without decoding;
+    (0.0, None) for what the header does not say. A file object is left at its start."""
+    name = repr(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else describe(source)
     try:
-        return float(sf.info(path).duration)
+        with sf.SoundFile(source) as handle:
+            return (handle.frames / handle.samplerate if handle.samplerate else 0.0), int(handle.samplerate)
     except Exception:  # not a libsndfile format: ask the container
         pass
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
     try:
-        with av.open(path) as container:
-            return (container.duration or 0) / 1e6
-    except av.error.FFmpegError as error:
-        raise ValueError(f"Could not read the header of {path!r}: {error}") from None
+        with av.open(source) as container:
+            streams = container.streams.audio
+            rate = int(streams[0].rate or 0) or None if streams else None
+            return (container.duration or 0) / 1e6, rate
+    except (av.error.FFmpegError, OSError) as error:
+        raise ValueError(f"Could not read the header of {name}: {error}") from None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+
+
+def media_seconds(source: PathLike) -> float:
+    """Duration of an audio or video file from its header (no decoding); 0.0 when the header does not say."""
+    return probe_audio(os.fspath(source))[0]
 
 
 def check_duration(seconds: float, source: str, max_seconds: float | None, truncate: bool, what: str = "Audio"):
@@ -228,11 +274,13 @@ def _read_file(source, name: str, max_seconds: float | None, truncate: bool) -> 
                 f"Audio file {name} is truncated: its header promises {shortfall[0]:.2f} s but it holds "
                 f"{shortfall[1]:.2f} s"
             )
-        try:
-            seconds = media_seconds(source)
-        except ValueError:  # unreadable header: decoding below says what is wrong
-            seconds = 0.0
-        keep = check_duration(seconds, name, max_seconds, truncate)
+    try:
+        seconds, header_rate = probe_audio(source)
+    except ValueError:  # unreadable header: decoding below says what is wrong
+        seconds, header_rate = 0.0, None
+    if header_rate is not None:  # budgets from the header, before decoding
+        check_sampling_rate(header_rate, f"Audio {name}")
+    keep = check_duration(seconds, name, max_seconds, truncate)
     try:
         with sf.SoundFile(source) as handle:
             rate = handle.samplerate
@@ -327,17 +375,21 @@ __all__ = [
     "AUDIO_SAMPLING_RATE",
     "AUDIO_TRACK_EXTENSIONS",
     "MAX_AUDIO_SECONDS",
+    "MAX_SAMPLING_RATE",
     "MIN_AUDIO_SAMPLES",
+    "MIN_SAMPLING_RATE",
     "THINKER_SAMPLING_RATE",
     "TOKEN2WAV_SAMPLING_RATE",
     "VIDEO_EXTENSIONS",
     "check_audio_samples",
     "check_duration",
     "check_file",
+    "check_sampling_rate",
     "decode_audio_track",
     "describe",
     "load_audio",
     "media_seconds",
+    "probe_audio",
     "read_audio",
     "resample_audio",
     "to_mono_float",

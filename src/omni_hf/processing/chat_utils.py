@@ -1,13 +1,13 @@
 """Chat helpers: the official Qwen2.5-Omni chat template, the default system prompt, and media extraction from
 conversations (`{"type": "audio" | "image" | "video" | "text", ...}` content blocks)."""
 
-import base64
-import binascii
 from importlib import resources
 
 import numpy as np
 
 from .audio import AUDIO_SAMPLING_RATE
+from .content_parts import parse_content_part
+from .encoding import PCM16_RATE, b64decode_strict, parse_data_url, pcm16_to_float, url_scheme
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of perceiving auditory and "
@@ -71,49 +71,34 @@ def _short(value, limit: int = 120) -> str:
 
 
 def _check_block(block, index: int, position: int) -> dict:
+    """One content block: OpenAI parts (parsed by `content_parts.parse_content_part`) become omni_hf blocks."""
     where = f"Message #{index}, block #{position}"
-    if not isinstance(block, dict):
-        raise ValueError(f"{where} must be a dict like {{'type': 'text', 'text': ...}}, got {_short(block)}")
-    kind = block.get("type")
-    if kind == "text" or (kind is None and "text" in block):
-        if not isinstance(block.get("text"), str):
-            raise ValueError(f"{where} is a text block without a 'text' string: {_short(block)}")
+    part = parse_content_part(block, where, api="processor")
+    if part is None:  # omni_hf's own image / audio / video block
         return block
-    if kind == "image_url":  # OpenAI: {"type": "image_url", "image_url": {"url": ...}}
-        url = block.get("image_url")
-        url = url.get("url") if isinstance(url, dict) else url
-        return {"type": "image", "image": _from_url(url, "image", where)}
-    if kind == "input_audio":  # OpenAI: {"type": "input_audio", "input_audio": {"data": base64, "format": "wav"}}
-        data = block.get("input_audio")
-        data = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(data, str):
-            raise ValueError(
-                f"{where}: an input_audio block needs {{'input_audio': {{'data': base64, 'format': ...}}}}"
-            )
-        return {"type": "audio", "audio": _base64(data, where)}
-    if kind in MEDIA_KINDS:
+    if part.kind == "text":
         return block
-    raise ValueError(
-        f"{where} has type {kind!r}, which is not supported: use text, image, audio, video, image_url or "
-        f"input_audio blocks ({_short(block)})"
-    )
+    if part.kind == "audio":
+        if part.format == "pcm16":
+            samples = pcm16_to_float(b64decode_strict(part.data, where))
+            return {"type": "audio", "audio": samples, "sampling_rate": PCM16_RATE}
+        return {"type": "audio", "audio": b64decode_strict(part.data, where)}
+    return {"type": part.kind, part.kind: _from_url(part.url, part.kind, where)}
 
 
-def _from_url(url, kind: str, where: str):
-    if not isinstance(url, str) or not url:
-        raise ValueError(f"{where}: an {kind}_url block needs a URL string")
-    if url.startswith("data:"):
-        return _base64(url.split(",", 1)[-1], where)
-    if url.startswith("file://"):
+def _from_url(url: str, kind: str, where: str):
+    scheme = url_scheme(url)
+    if scheme == "data":
+        if kind == "video":
+            raise ValueError(f"{where}: pass a video as a file path here (video data URLs are taken by the server)")
+        return parse_data_url(url, kind, where)
+    if scheme == "file":
         return url[len("file://") :]
-    return url  # a path (remote URLs are refused when the media are collected)
-
-
-def _base64(data: str, where: str) -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ValueError(f"{where}: its data is not valid base64 ({error})") from None
+    if scheme is not None:
+        raise ValueError(
+            f"{where}: Remote {kind} URLs are not supported ({scheme}://): download the file and pass its path"
+        )
+    return url
 
 
 def with_system_prompt(conversations: list[list[dict]], system_prompt: str | None) -> list[list[dict]]:
@@ -143,8 +128,8 @@ def _block_media(block: dict, kind: str):
     value = block.get(kind, block.get("path", block.get("url")))
     if value is None:
         raise ValueError(f"A {kind!r} content block needs the media under the {kind!r} (or 'path') key: {block}")
-    if isinstance(value, str) and value.startswith(("http://", "https://")):
-        raise ValueError(f"Remote {kind} URLs are not supported ({value!r}): download the file and pass its path.")
+    if isinstance(value, str) and url_scheme(value) is not None:
+        value = _from_url(value, kind, f"A {kind!r} content block")
     if kind == "audio" and "sampling_rate" in block:
         return (value, int(block["sampling_rate"]))
     if kind == "audio" and isinstance(value, np.ndarray):

@@ -19,12 +19,15 @@ from transformers.video_utils import VideoMetadata
 
 from .audio import (
     AUDIO_SAMPLING_RATE,
+    AUDIO_TRACK_EXTENSIONS,
     VIDEO_EXTENSIONS,
     check_duration,
     check_file,
+    check_sampling_rate,
     decode_audio_track,
     describe,
     load_audio,
+    probe_audio,
     resample_audio,
 )
 from .image_processing import (
@@ -171,6 +174,11 @@ def load_image(
     if isinstance(image, Image.Image):
         _refuse_animation(image, describe(image))
         image = _eight_bit(image)
+    if isinstance(image, np.ndarray) and image.dtype.kind not in "uif":
+        raise ValueError(
+            f"Image {describe(image)} has dtype {image.dtype}: expected uint8 (0..255), uint16 or float (0..1) pixels "
+            "(a boolean mask: multiply it by 255 and convert to uint8 first)"
+        )
     if isinstance(image, np.ndarray) and image.dtype == np.uint16:
         image = np.round(image / 257.0).astype(np.uint8)
     if isinstance(image, (Image.Image, np.ndarray)):
@@ -366,9 +374,15 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
     if isinstance(video, (list, tuple)):
         if not video:
             raise ValueError("Video input is an empty list of frames")
-        video = np.stack(
-            [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video]
-        )
+        frames = [np.asarray(frame.convert("RGB") if isinstance(frame, Image.Image) else frame) for frame in video]
+        shapes = list(dict.fromkeys(frame.shape for frame in frames))
+        if len(shapes) > 1:
+            first = next(i for i, frame in enumerate(frames) if frame.shape != shapes[0])
+            raise ValueError(
+                f"Video frames have different sizes: frame 0 is {shapes[0]} but frame {first} is {frames[first].shape}"
+                f" ({len(shapes)} sizes in {len(frames)} frames): resize every frame to one size first"
+            )
+        video = np.stack(frames)
     if not isinstance(video, np.ndarray) or video.ndim != 4:
         raise ValueError(
             f"Unsupported video input {describe(video)}: expected a file path, a VideoClip, or frames shaped "
@@ -382,12 +396,62 @@ def as_video_clip(video: Any, fps: float = FPS, **load_kwargs) -> VideoClip:
         )
     if video.shape[0] == 0:
         raise ValueError("Video input has 0 frames")
+    if video.dtype.kind not in "uif":
+        raise ValueError(f"Video frames {describe(video)} have dtype {video.dtype}: expected uint8 or float pixels")
     if video.dtype != np.uint8:
         if video.dtype.kind == "f" and video.size and float(video.max()) <= 1.0:
             video = video * 255.0
         video = np.clip(np.round(video), 0, 255).astype(np.uint8)
     check_image_size(video.shape[1], video.shape[2], f"(video frames {describe(video)})")
     return VideoClip(frames=np.ascontiguousarray(video), fps=float(fps))
+
+
+# ----------------------------------------------------------------------------------------------------------- headers
+
+
+def check_media_header(
+    path: PathLike,
+    kind: str,
+    max_audio_seconds: float | None = None,
+    max_decode_pixels: int | None = MAX_DECODE_PIXELS,
+) -> None:
+    """Check a media file's budgets from its header alone (nothing decoded), e.g. before loading a model: an audio
+    file's sample rate (1 kHz .. 384 kHz) and seconds, an image's or a video's frame pixels.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the file, as the loaders would after decoding.
+    """
+    if kind == "image":
+        path = check_file(path, "Image", IMAGE_EXTENSIONS)
+        try:
+            with Image.open(path) as opened:
+                height, width = opened.height, opened.width
+        except Exception as err:
+            raise ValueError(
+                f"Could not read image file {path!r}: it is corrupt or not a valid image ({err})"
+            ) from None
+        check_decode_pixels(height, width, f"Image {path!r}", max_decode_pixels)
+    elif kind == "audio":
+        path = check_file(path, "Audio", AUDIO_TRACK_EXTENSIONS)
+        seconds, rate = probe_audio(path)
+        if rate is not None:
+            check_sampling_rate(rate, f"Audio {path!r}")
+        check_duration(seconds, repr(path), max_audio_seconds, truncate=False)
+    elif kind == "video":
+        path = check_file(path, "Video", VIDEO_EXTENSIONS)
+        try:
+            with av.open(path) as container:
+                if not container.streams.video:
+                    raise ValueError(f"Video file {path!r} has no video stream")
+                context = container.streams.video[0].codec_context
+                height, width = context.height, context.width
+        except av.error.FFmpegError as err:
+            raise ValueError(
+                f"Could not open video file {path!r}: it is corrupt or not a valid video ({err})"
+            ) from None
+        check_decode_pixels(height, width, f"Video {path!r} (frame size)", max_decode_pixels)
+    else:
+        raise ValueError(f"kind must be 'audio', 'image' or 'video', got {kind!r}")
 
 
 # ----------------------------------------------------------------------------------------------------------- batches
@@ -427,6 +491,7 @@ __all__ = [
     "as_video_clip",
     "check_decode_pixels",
     "check_image_size",
+    "check_media_header",
     "flatten_media",
     "image_size",
     "load_audio",

@@ -33,6 +33,7 @@ from ..common.remote_code import auto_map_entry, write_code_set
 from ..common.staged_save import check_complete_if_local, staged_save
 from ..common.tmrope import TMRoPETokens, audio_token_lengths, get_rope_index, interleave_video_audio
 from .audio import MAX_AUDIO_SECONDS, MIN_AUDIO_SAMPLES, describe, load_audio
+from .budgets import CHARS_PER_TOKEN_BOUND, check_text_chars
 from .chat_utils import (
     DEFAULT_SYSTEM_PROMPT,
     collect_media,
@@ -66,6 +67,11 @@ OMNI_NAMED_TOKENS = {
     "vision_bos_token": "<|vision_bos|>",
     "vision_eos_token": "<|vision_eos|>",
 }
+
+
+def _sane_length(length) -> int | None:
+    """A tokenizer's `model_max_length`, or None for transformers' "no limit" placeholder (~1e30)."""
+    return int(length) if isinstance(length, int) and 0 < length < 10**8 else None
 
 
 def _warn_raw_audio_without_rate(audio_inputs: list, assumed: int) -> None:
@@ -267,10 +273,15 @@ class OmniProcessor(ProcessorMixin):
         truncate = long_audio == "truncate"
         max_seconds = float(getattr(self.feature_extractor, "chunk_length", MAX_AUDIO_SECONDS))
         limit = max_length if max_length is not None else self.max_length
+        # budgets before any tokenizing or decoding: characters of text, and the tokens of each image / video
+        # (from its header) against `limit`, or else the tokenizer's context
+        context = limit if limit is not None else _sane_length(getattr(self.tokenizer, "model_max_length", None))
+        max_chars = None if context is None else CHARS_PER_TOKEN_BOUND * context
+        check_text_chars(list(texts) + list(text_literals or []), max_chars, "The prompt")
         self._check_counts(texts, len(image_inputs), len(video_inputs), len(audio_inputs))
         image_list = [load_image(im) for im in image_inputs]
         self._check_image_tokens(image_list, limit)
-        clips = self._load_videos(video_inputs, fps, use_audio_in_video, (max_seconds, truncate), limit)
+        clips = self._load_videos(video_inputs, fps, use_audio_in_video, (max_seconds, truncate), context)
         if sampling_rate is None:
             _warn_raw_audio_without_rate(audio_inputs, self.feature_extractor.sampling_rate)
         standalone = [load_audio(a, sampling_rate, max_seconds=max_seconds, truncate=truncate) for a in audio_inputs]

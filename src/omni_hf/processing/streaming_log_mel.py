@@ -1,4 +1,5 @@
-"""Whisper log-mel features computed while a 16 kHz stream arrives (chunked prefill: `OmniSession`, realtime)."""
+"""Whisper log-mel features computed while a 16 kHz stream arrives, and the 2 s chunker of live audio (chunked
+prefill: `OmniSession`, `OmniConversation`, realtime)."""
 
 import math
 
@@ -65,4 +66,53 @@ class StreamingLogMel:
         return features.numpy()
 
 
-__all__ = ["StreamingLogMel"]
+def encoder_chunk_frames(n_window: int) -> int:
+    """Mel frames per prefill chunk: the audio encoder attends within `2 * n_window` frames (2 s); two such chunks
+    at a time when `n_window` is odd, so that the encoder's pooled pairs never straddle two calls."""
+    return 2 * n_window * (1 + n_window % 2)
+
+
+class AudioChunker:
+    """The 2 s audio chunker of live input: 16 kHz samples in, complete encoder chunks of log-mel features out.
+
+    Each chunk is final when it is returned (see `StreamingLogMel`), so it can be encoded and prefilled while the
+    speaker goes on; `finish()` returns the last, shorter chunk. The chunks joined equal the features of the whole
+    clip, whatever the packet sizes.
+
+    Args:
+        feature_extractor: the processor's `WhisperFeatureExtractor`.
+        n_window: the audio encoder's `n_window` (`config.audio_config.n_window`).
+    """
+
+    def __init__(self, feature_extractor, n_window: int):
+        self.mel = StreamingLogMel(feature_extractor)
+        self.chunk_frames = encoder_chunk_frames(n_window)
+        self.pending = np.zeros((self.mel.filters.shape[1], 0), dtype=np.float32)
+        self.frames = 0  # mel frames produced so far (chunks returned + pending)
+
+    @property
+    def samples(self) -> int:
+        return self.mel.samples
+
+    def push(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Add 16 kHz mono float32 samples `(n,)`; returns the chunks completed, each `(mels, chunk_frames)`."""
+        return self._cut(self.mel.push(samples))
+
+    def finish(self) -> np.ndarray:
+        """The last chunk `(mels, <= chunk_frames)` (the end zero-padded to a whole frame); may have 0 frames."""
+        chunks = self._cut(self.mel.finish())
+        tail = np.concatenate([*chunks, self.pending], axis=1) if chunks else self.pending
+        self.pending = self.pending[:, :0]
+        return tail
+
+    def _cut(self, frames: np.ndarray) -> list[np.ndarray]:
+        self.frames += frames.shape[1]
+        self.pending = np.concatenate([self.pending, frames], axis=1)
+        chunks = []
+        while self.pending.shape[1] >= self.chunk_frames:
+            chunks.append(self.pending[:, : self.chunk_frames])
+            self.pending = self.pending[:, self.chunk_frames :]
+        return chunks
+
+
+__all__ = ["AudioChunker", "StreamingLogMel", "encoder_chunk_frames"]

@@ -14,7 +14,6 @@ import hmac
 import importlib
 import inspect
 import json
-import math
 import re
 import time
 import uuid
@@ -33,7 +32,14 @@ from transformers.utils import logging
 from ..omni.events import AudioChunk, StreamStats, TextDelta
 from .audio_encoding import encode_audio, pcm16_bytes
 from .cross_site import CrossSiteGuard, is_json
-from .protocol import ChatCompletionRequest, ConversationBuilder, RequestError, ServerLimits, check_request
+from .protocol import (
+    ChatCompletionRequest,
+    ConversationBuilder,
+    RequestError,
+    ServerLimits,
+    check_request,
+    request_error,
+)
 from .scheduler import BatchScheduler, ReplyRequest, RequestTimeout, ServerBusy
 
 logger = logging.get_logger(__name__)
@@ -255,13 +261,7 @@ def _parse(body: bytes) -> ChatCompletionRequest:
     try:
         return ChatCompletionRequest.model_validate_json(body)
     except pydantic.ValidationError as error:
-        first = error.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        message = f"Unrecognized request argument: {param}" if first["type"] == "extra_forbidden" else first["msg"]
-        value = first.get("input")
-        if isinstance(value, float) and not math.isfinite(value):  # NaN fails "<= 2" too: say what is wrong
-            message = f"Input should be a finite number, got {value}"
-        raise RequestError(f"{message} ({param})" if param else message, param) from None
+        raise request_error(error) from None
 
 
 def _prepare_inputs(state: ServerState, chat: ChatCompletionRequest) -> dict:

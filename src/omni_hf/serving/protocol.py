@@ -1,20 +1,38 @@
 """Request models of `POST /v1/chat/completions` (the OpenAI audio API subset we serve) and their validation.
 
 Unknown fields are rejected (an OpenAI-style 400 naming the field), as are malformed media, too many media, and
-uploads over the limits, all before any model work. `to_conversation` turns the OpenAI content parts into the
-`OmniProcessor` conversation (`text`, `audio` arrays, `image` PIL images, `video` files).
+uploads over the limits, all before any model work. Content parts are parsed once, by `omni_hf.processing.content_parts`
+(shared with realtime and the processor); `ConversationBuilder` turns them into the `OmniProcessor` conversation
+(`text`, `audio` arrays, `image` PIL images, `video` files), checking each budget from the media's header first.
 """
 
-import io
-import re
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from .audio_encoding import OUTPUT_FORMATS, b64decode_strict, decode_audio_upload
+from ..processing.budgets import MAX_TEXT_CHARS
+from ..processing.content_parts import (
+    ContentPart,
+    check_video_file,
+    decode_audio_data,
+    decode_image_data,
+    parse_content,
+)
+from ..processing.encoding import (
+    OUTPUT_FORMATS,
+    MediaError,
+    b64decode_strict,
+    parse_data_url,
+    refuse_remote,
+    url_scheme,
+)
+from ..processing.media import MAX_DECODE_PIXELS
 
 
 class RequestError(ValueError):
@@ -33,6 +51,9 @@ class ServerLimits:
     max_media_bytes: int = 16 * 1024 * 1024
     max_media_items: int = 4
     max_audio_seconds: float = 300.0
+    max_video_seconds: float = 300.0
+    max_image_pixels: int = MAX_DECODE_PIXELS
+    max_text_chars: int = MAX_TEXT_CHARS
     max_messages: int = 64
     max_tokens: int = 1024
     talker_max_new_tokens: int = 4096
@@ -44,42 +65,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TextPart(_Strict):
-    type: Literal["text"]
-    text: str
-
-
-class InputAudio(_Strict):
-    data: str
-    format: Literal["wav", "mp3", "flac", "ogg", "pcm16"] = "wav"
-
-
-class InputAudioPart(_Strict):
-    type: Literal["input_audio"]
-    input_audio: InputAudio
-
-
-class MediaURL(_Strict):
-    url: str
-    detail: str | None = None
-
-
-class ImagePart(_Strict):
-    type: Literal["image_url"]
-    image_url: MediaURL
-
-
-class VideoPart(_Strict):
-    type: Literal["video_url"]
-    video_url: MediaURL
-
-
-ContentPart = Annotated[TextPart | InputAudioPart | ImagePart | VideoPart, Field(discriminator="type")]
-
-
 class Message(_Strict):
+    """A chat message; a list `content` holds `ContentPart`s, parsed by `omni_hf.processing.content_parts` when the
+    request is validated."""
+
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart]
+    content: str | list[Any]
     name: str | None = None
 
 
@@ -104,16 +95,43 @@ class ChatCompletionRequest(_Strict):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
     voice_adapter: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_content(cls, data):
+        """Every message's content parsed once, here, with errors naming the part (`messages[0].content[1]`)."""
+        messages = data.get("messages") if isinstance(data, dict) else None
+        for i, message in enumerate(messages if isinstance(messages, list) else []):
+            if isinstance(message, dict) and "content" in message:
+                try:
+                    message["content"] = parse_content(message["content"], f"messages[{i}].content", api="chat")
+                except MediaError as error:
+                    context = {"message": str(error), "param": error.param}
+                    raise PydanticCustomError("content_part", "{message}", context) from None
+        return data
+
     @property
     def speaks(self) -> bool:
         return "audio" in self.modalities
+
+
+def request_error(error: pydantic.ValidationError) -> "RequestError":
+    """A request that failed validation as an OpenAI-style error: the first problem, named by its field."""
+    first = error.errors()[0]
+    param = (first.get("ctx") or {}).get("param") or ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "content_part":
+        return RequestError(first["msg"], param)
+    message = f"Unrecognized request argument: {param}" if first["type"] == "extra_forbidden" else first["msg"]
+    value = first.get("input")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN fails "<= 2" too: say what is wrong
+        message = f"Input should be a finite number, got {value}"
+    return RequestError(f"{message} ({param})" if param else message, param)
 
 
 def check_request(request: ChatCompletionRequest, speakers: list[str], adapters: list[str], limits: ServerLimits):
@@ -135,24 +153,28 @@ def check_request(request: ChatCompletionRequest, speakers: list[str], adapters:
         raise RequestError(f"Unknown voice adapter {request.voice_adapter!r}; loaded: {known}", "voice_adapter")
     if len(request.messages) > limits.max_messages:
         raise RequestError(f"Too many messages ({len(request.messages)} > {limits.max_messages})", "messages")
-    media = sum(
-        not isinstance(part, TextPart)
-        for message in request.messages
-        if isinstance(message.content, list)
-        for part in message.content
-    )
+    parts = [part for message in request.messages if isinstance(message.content, list) for part in message.content]
+    media = sum(part.kind != "text" for part in parts)
     if media > limits.max_media_items:
         raise RequestError(f"Too many media parts ({media} > {limits.max_media_items})", "messages")
+    texts = [m.content for m in request.messages if isinstance(m.content, str)] + [p.text for p in parts if p.text]
+    chars = sum(len(text) for text in texts)
+    if chars > limits.max_text_chars:
+        raise RequestError(
+            f"The messages hold {chars} characters of text, more than this server's limit of {limits.max_text_chars}",
+            "messages",
+            status=413,
+        )
     tokens = request.max_completion_tokens or request.max_tokens
     if tokens is not None and tokens > limits.max_tokens:
         raise RequestError(f"max_tokens {tokens} is above this server's limit {limits.max_tokens}", "max_tokens")
 
 
-_DATA_URL = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[\w=-]+)*;base64,(?P<data>.*)$", re.DOTALL)
-
-
 class ConversationBuilder:
-    """Turn validated messages into an `OmniProcessor` conversation; owns temporary video files (`close()`)."""
+    """Turn validated messages into an `OmniProcessor` conversation; owns temporary video files (`close()`).
+
+    Every budget is checked from the media's header before decoding: audio sample rate and seconds, image pixels,
+    video seconds and frame size."""
 
     def __init__(self, limits: ServerLimits):
         self.limits = limits
@@ -175,64 +197,41 @@ class ConversationBuilder:
                     blocks.append(self._block(part, where))
                 except RequestError:
                     raise
+                except MediaError as error:
+                    raise RequestError(str(error), where, status=error.status) from None
                 except ValueError as error:
                     raise RequestError(str(error), where) from None
             conversation.append({"role": role, "content": blocks})
         return conversation
 
-    def _block(self, part, where: str) -> dict:
-        if isinstance(part, TextPart):
+    def _block(self, part: ContentPart, where: str) -> dict:
+        limits = self.limits
+        if part.kind == "text":
             return {"type": "text", "text": part.text}
-        if isinstance(part, InputAudioPart):
-            data = self._sized(b64decode_strict(part.input_audio.data, f"{where}.input_audio.data"), where)
-            audio, rate = decode_audio_upload(data, part.input_audio.format, f"{where}.input_audio")
-            if audio.shape[0] / rate > self.limits.max_audio_seconds:
-                raise RequestError(
-                    f"{where}: audio of {audio.shape[0] / rate:.1f} s is longer than the limit "
-                    f"{self.limits.max_audio_seconds:g} s",
-                    where,
-                    status=413,
-                )
+        if part.kind == "audio":
+            data = b64decode_strict(part.data, f"{where}.input_audio.data", limits.max_media_bytes)
+            audio, rate = decode_audio_data(data, part.format, f"{where}.input_audio", limits.max_audio_seconds)
             return {"type": "audio", "audio": audio, "sampling_rate": rate}
-        if isinstance(part, ImagePart):
-            from PIL import Image
+        source = self._url_source(part.url, part.kind, f"{where}.{part.kind}_url.url")
+        if part.kind == "image":
+            if isinstance(source, Path):
+                return {"type": "image", "image": str(source)}
+            return {"type": "image", "image": decode_image_data(source, f"{where}.image_url", limits.max_image_pixels)}
+        if not isinstance(source, Path):
+            path = Path(self._temp.name) / f"video{len(list(Path(self._temp.name).iterdir()))}.mp4"
+            path.write_bytes(source)
+            source = path
+        check_video_file(source, f"{where}.video_url", limits.max_video_seconds, limits.max_image_pixels)
+        return {"type": "video", "video": str(source)}
 
-            data = self._url_bytes(part.image_url.url, f"{where}.image_url.url")
-            if isinstance(data, Path):
-                return {"type": "image", "image": str(data)}
-            try:
-                image = Image.open(io.BytesIO(data))
-                image.load()
-            except Exception as error:  # noqa: BLE001 - PIL raises several types
-                raise RequestError(f"{where}.image_url: not a readable image ({error})", where) from None
-            return {"type": "image", "image": image.convert("RGB")}
-        data = self._url_bytes(part.video_url.url, f"{where}.video_url.url")
-        if isinstance(data, Path):
-            return {"type": "video", "video": str(data)}
-        path = Path(self._temp.name) / f"video{len(list(Path(self._temp.name).iterdir()))}.mp4"
-        path.write_bytes(data)
-        return {"type": "video", "video": str(path)}
-
-    def _sized(self, data: bytes, where: str) -> bytes:
-        if len(data) > self.limits.max_media_bytes:
-            raise RequestError(
-                f"{where}: upload of {len(data)} bytes is over the limit of {self.limits.max_media_bytes}",
-                where,
-                status=413,
-            )
-        return data
-
-    def _url_bytes(self, url: str, where: str) -> bytes | Path:
-        """A data URL's bytes, or a local path inside the operator's allowed folder."""
-        match = _DATA_URL.match(url)
-        if match:
-            return self._sized(b64decode_strict(match.group("data"), where), where)
-        if url.startswith(("http://", "https://")):
-            raise RequestError(f"{where}: remote URLs are not fetched; send a base64 data URL", where)
-        if self.limits.allowed_media_dir is None:
-            raise RequestError(f"{where}: local paths are disabled on this server; send a base64 data URL", where)
+    def _url_source(self, url: str, kind: str, where: str) -> bytes | Path:
+        """A data URL's bytes (its declared type checked against them), or a local path inside the operator's
+        allowed folder."""
+        if url_scheme(url) == "data":
+            return parse_data_url(url, kind, where, self.limits.max_media_bytes)
+        refuse_remote(url, where, local_paths=self.limits.allowed_media_dir is not None)
         root = Path(self.limits.allowed_media_dir).resolve()
-        path = Path(url.removeprefix("file://")).resolve()
+        path = Path(url[len("file://") :] if url_scheme(url) == "file" else url).resolve()
         if not path.is_relative_to(root) or not path.is_file():
             raise RequestError(f"{where}: {url!r} is not a file inside the allowed media folder", where)
         if path.stat().st_size > self.limits.max_media_bytes:
@@ -247,4 +246,5 @@ __all__ = [
     "RequestError",
     "ServerLimits",
     "check_request",
+    "request_error",
 ]

@@ -7,11 +7,13 @@ that connects with the `OpenAI-Beta: realtime=v1` header gets the beta names (`r
 `response.audio.delta`, `response.audio_transcript.delta`).
 """
 
-import base64
-import binascii
 import json
 import uuid
 from dataclasses import dataclass, field
+
+from ..processing.budgets import MAX_TEXT_CHARS
+from ..processing.content_parts import decode_image_data, parse_content_part
+from ..processing.encoding import PCM16_RATE, MediaError, audio_b64, b64decode_strict, parse_data_url, pcm16_to_float
 
 CLIENT_EVENTS = (
     "session.update",
@@ -30,7 +32,7 @@ BETA_NAMES = {
     "response.output_audio_transcript.delta": "response.audio_transcript.delta",
     "response.output_audio_transcript.done": "response.audio_transcript.done",
 }
-RATE = 24000  # pcm16 rate of the protocol, in and out
+RATE = PCM16_RATE  # pcm16 rate of the protocol, in and out
 
 
 class EventError(ValueError):
@@ -110,34 +112,25 @@ def parse_client_event(raw: str | bytes) -> dict:
 
 def decode_audio(value, param: str, event_id=None):
     """base64 pcm16 at 24 kHz → float32 samples `(n,)`."""
-    from .vad import pcm16_to_float
-
     if not isinstance(value, str):
         raise EventError(f"`{param}` must be a base64 string of pcm16 audio", param=param, event_id=event_id)
     try:
-        return pcm16_to_float(base64.b64decode(value, validate=True))
-    except (binascii.Error, ValueError) as error:
+        return pcm16_to_float(b64decode_strict(value, f"`{param}`"))
+    except ValueError as error:
         raise EventError(f"`{param}` is not base64 pcm16 audio: {error}", param=param, event_id=event_id) from None
 
 
 def decode_image(value, param: str, event_id=None):
-    """A `data:image/...;base64,...` URL → an RGB PIL image (remote URLs are not fetched)."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    if not isinstance(value, str) or not value.startswith("data:image/") or ";base64," not in value:
-        raise EventError(
-            f"`{param}` must be a data URL (data:image/png;base64,...); the server fetches no remote URLs",
-            code="invalid_image",
-            param=param,
-            event_id=event_id,
-        )
+    """A `data:image/...;base64,...` URL → an RGB PIL image (remote URLs are not fetched; the size is checked from
+    the header before decoding)."""
     try:
-        return Image.open(io.BytesIO(base64.b64decode(value.split(",", 1)[1], validate=True))).convert("RGB")
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError) as error:
-        raise EventError(f"`{param}` is not a readable image: {error}", code="invalid_image", param=param,
-                         event_id=event_id) from None  # fmt: skip
+        if not isinstance(value, str) or not value.startswith("data:"):
+            raise MediaError(
+                f"`{param}` must be a data URL (data:image/png;base64,...); the server fetches no remote URLs"
+            )
+        return decode_image_data(parse_data_url(value, "image", f"`{param}`"), f"`{param}`")
+    except ValueError as error:
+        raise EventError(str(error), code="invalid_image", param=param, event_id=event_id) from None
 
 
 def update_settings(settings: SessionSettings, session: dict, speakers, event_id=None) -> SessionSettings:
@@ -149,13 +142,14 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
         raise EventError(message, param=f"session.{param}", event_id=event_id)
 
     new = SessionSettings(**settings.__dict__)
-    audio = session.get("audio") or {}
-    if not isinstance(audio, dict):
-        fail(f"audio must be an object, got {type(audio).__name__}", "audio")
-    audio_in, audio_out = audio.get("input") or {}, audio.get("output") or {}
-    for key, value in (("audio.input", audio_in), ("audio.output", audio_out)):
-        if not isinstance(value, dict):
-            fail(f"{key} must be an object, got {type(value).__name__}", key)
+
+    def mapping(value, param):
+        if value is not None and not isinstance(value, dict):
+            fail(f"{param} must be an object, got {type(value).__name__}", param)
+        return value or {}
+
+    audio = mapping(session.get("audio"), "audio")
+    audio_in, audio_out = mapping(audio.get("input"), "audio.input"), mapping(audio.get("output"), "audio.output")
     voice = session.get("voice", audio_out.get("voice"))
     if voice is not None:
         if not isinstance(voice, str):
@@ -227,21 +221,21 @@ def parse_user_item(event: dict) -> list[tuple[str, object]]:
     if not isinstance(content, list) or not content:
         raise EventError("item.content must be a non-empty list", param="item.content", event_id=event_id)
     parts = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in ("input_text", "text") and isinstance(part.get("text"), str):
-            parts.append(("text", part["text"]))
-        elif kind == "input_audio":
-            parts.append(("audio", decode_audio(part.get("audio"), f"item.content[{i}].audio", event_id)))
-        elif kind == "input_image":
-            parts.append(("image", decode_image(part.get("image_url"), f"item.content[{i}].image_url", event_id)))
+    for i, raw in enumerate(content):
+        where = f"item.content[{i}]"
+        try:
+            part = parse_content_part(raw, where, api="realtime", max_text_chars=MAX_TEXT_CHARS)
+        except MediaError as error:
+            image = isinstance(raw, dict) and raw.get("type") == "input_image"
+            shape = error.param == where and error.status != 413  # not a part we take, vs a bad field or size
+            code = "invalid_image" if image else "unsupported_content" if shape else "invalid_event"
+            raise EventError(str(error), code=code, param=error.param, event_id=event_id) from None
+        if part.kind == "text":
+            parts.append(("text", part.text))
+        elif part.kind == "audio":
+            parts.append(("audio", decode_audio(part.data, f"{where}.audio", event_id)))
         else:
-            raise EventError(
-                f"item.content[{i}]: supported parts are input_text, input_audio (pcm16) and input_image, got {kind!r}",
-                code="unsupported_content",
-                param=f"item.content[{i}]",
-                event_id=event_id,
-            )
+            parts.append(("image", decode_image(part.url, f"{where}.image_url", event_id)))
     return parts
 
 
@@ -258,12 +252,6 @@ def error_event(error: Exception, event_id=None) -> dict:
             "event_id": getattr(error, "event_id", None) or event_id,
         },
     }
-
-
-def audio_b64(samples) -> str:
-    from .vad import float_to_pcm16
-
-    return base64.b64encode(float_to_pcm16(samples)).decode("ascii")
 
 
 __all__ = [

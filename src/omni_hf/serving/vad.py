@@ -1,4 +1,5 @@
-"""Model-free turn detection: an energy voice-activity detector, and a streaming resampler for pcm16 input.
+"""Model-free turn detection: an energy voice-activity detector (resampling and pcm16 live in
+`omni_hf.processing.encoding`, re-exported here).
 
 `EnergyVAD` classifies 20 ms frames as speech when their RMS level is above a threshold, reports the start of speech
 after `min_speech_ms` of speech frames and its end after `silence_duration_ms` of non-speech frames (the Realtime
@@ -6,10 +7,10 @@ API's `server_vad` parameters; `threshold` 0..1 maps to -60..-20 dBFS, 0.5 = -40
 """
 
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
-from scipy.signal import firwin, lfilter
+
+from ..processing.encoding import PCM16_RATE, StreamingResampler, float_to_pcm16, pcm16_to_float
 
 
 @dataclass
@@ -31,7 +32,7 @@ class EnergyVAD:
         frame_ms: analysis frame length.
     """
 
-    def __init__(self, sampling_rate: int = 24000, threshold: float = 0.5, silence_duration_ms: int = 500,
+    def __init__(self, sampling_rate: int = PCM16_RATE, threshold: float = 0.5, silence_duration_ms: int = 500,
                  min_speech_ms: int = 60, frame_ms: int = 20):  # fmt: skip
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {threshold}")
@@ -68,46 +69,6 @@ class EnergyVAD:
     def reset(self) -> None:
         self.buffer = np.zeros(0, dtype=np.float32)
         self.speaking, self.run = False, 0
-
-
-class StreamingResampler:
-    """Polyphase-equivalent resampling of a stream (e.g. 24 kHz → 16 kHz): the chunking does not change the output.
-
-    Zero-stuffs by `up`, applies `resample_poly`'s Kaiser FIR with its state carried between calls, keeps every
-    `down`-th sample. Causal, so the output lags the input by half the filter (under 1 ms for 24 → 16 kHz).
-    """
-
-    def __init__(self, source_rate: int = 24000, target_rate: int = 16000):
-        g = gcd(source_rate, target_rate)
-        self.up, self.down = target_rate // g, source_rate // g
-        taps = 2 * 10 * max(self.up, self.down) + 1
-        self.taps = firwin(taps, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
-        self.state = np.zeros(taps - 1)
-        self.phase = 0
-
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """Resample the next samples `(n,)`; returns float32 `(m,)`."""
-        samples = np.asarray(samples, dtype=np.float64).reshape(-1)
-        if self.up == self.down == 1:
-            return samples.astype(np.float32)
-        stuffed = np.zeros(samples.size * self.up)
-        stuffed[:: self.up] = samples
-        filtered, self.state = lfilter(self.taps, 1.0, stuffed, zi=self.state)
-        out = filtered[self.phase :: self.down]
-        self.phase = (self.phase - stuffed.size) % self.down
-        return out.astype(np.float32)
-
-
-def pcm16_to_float(data: bytes) -> np.ndarray:
-    """Little-endian 16-bit PCM bytes → float32 in [-1, 1)."""
-    if len(data) % 2:
-        raise ValueError(f"pcm16 audio must have an even number of bytes, got {len(data)}")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
-
-
-def float_to_pcm16(samples: np.ndarray) -> bytes:
-    """float32 samples → little-endian 16-bit PCM bytes (clipped)."""
-    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
 
 
 __all__ = ["EnergyVAD", "StreamingResampler", "VADEvent", "float_to_pcm16", "pcm16_to_float"]

@@ -33,6 +33,7 @@ from transformers.utils import logging
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
+from ..processing.audio import TOKEN2WAV_SAMPLING_RATE
 from .preference_pairs import check_pair_dataset, encode_media_prompt, has_media, prepare_prompt, sample_candidates
 from .prosody import prosody_summary
 from .rewards import SpeechScorer
@@ -454,7 +455,7 @@ def evaluate_talker_speech(
                 )
             waveform = wave.float().cpu().numpy()
             waves.append(waveform)
-        score = scorer(row["text"], codes.tolist(), waveform, 24000)
+        score = scorer(row["text"], codes.tolist(), waveform, TOKEN2WAV_SAMPLING_RATE)
         rows.append({"text": row["text"], "wer": score.wer, "pause_error": score.pause_error, "codes": len(codes)})
         rows[-1]["speaker_similarity"] = score.speaker_similarity
     model.train(model_was_training)
@@ -463,7 +464,7 @@ def evaluate_talker_speech(
         "wer": float(np.mean([r["wer"] for r in rows])),
         "pause_error": float(np.mean([r["pause_error"] for r in rows])),
         "speaker_similarity": float(np.mean(similarities)) if similarities else None,
-        "prosody": prosody_summary(waves, 24000) if waves else None,
+        "prosody": prosody_summary(waves, TOKEN2WAV_SAMPLING_RATE) if waves else None,
         "per_text": rows,
     }
 

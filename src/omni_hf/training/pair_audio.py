@@ -10,16 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processing.encoding import wav_bytes
+
 AUDIO_COLUMNS = ("chosen_audio", "rejected_audio")
 
 
 def wav_entry(waveform, sampling_rate: int, name: str) -> dict:
     """A float waveform `(samples,)` → `{"bytes": 16-bit PCM WAV, "path": name}` (an `Audio(decode=False)` value)."""
-    import soundfile
 
-    buffer = io.BytesIO()
-    soundfile.write(buffer, np.asarray(waveform, dtype=np.float32).reshape(-1), int(sampling_rate), format="WAV")
-    return {"bytes": buffer.getvalue(), "path": name}
+    return {"bytes": wav_bytes(np.asarray(waveform, dtype=np.float32).reshape(-1), int(sampling_rate)), "path": name}
 
 
 def file_entry(path: str | os.PathLike) -> dict:
@@ -41,8 +40,12 @@ def read_audio(value, base: str | os.PathLike | None = None, what: str = "audio"
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValueError(f"{what}: expected an audio file path or {{'bytes', 'path'}}, got {value!r}")
         path = Path(base, path) if base is not None and not Path(path).is_absolute() else Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{what}: audio file {str(path)!r} does not exist")
+        if not path.is_file():
+            raise ValueError(
+                f"{what}: {str(path)!r} is not a regular file (a folder, device or FIFO): pass an audio file"
+            )
         try:
             audio, rate = soundfile.read(str(path), dtype="float32")
         except Exception as error:  # soundfile raises LibsndfileError / RuntimeError for non-audio files

@@ -130,7 +130,7 @@ def _decode(kind: str, value, base_dir: Path, video_audio: bool = False):
 
     if isinstance(value, (str, os.PathLike)):
         path = Path(value) if Path(value).is_absolute() else base_dir / value
-        if not path.is_file():
+        if not path.exists():  # a device, FIFO or folder exists: the media loader says what it is
             raise FileNotFoundError(str(path))
         value = str(path)
     if kind == "audio":  # paths, bytes (wav, mp3, m4a, ...) and arrays: (samples,) float32 at 16 kHz
