@@ -19,15 +19,8 @@ import torch
 from ..common.tmrope import video_temporal_ids, vision_local_ids
 from ..processing.image_processing import preprocess_video
 from ..processing.media import as_video_clip
-from ..processing.streaming_log_mel import StreamingLogMel
+from ..processing.streaming_log_mel import AudioChunker
 from .prefill import PrefilledPrompt, encode_audio_chunk
-
-
-def encoder_chunk_frames(audio_config) -> int:
-    """Mel frames per prefilled audio chunk: `2 * n_window`, two chunks at a time when `n_window` is odd, so that the
-    encoder's pooled pairs never straddle two calls."""
-    n_window = audio_config.n_window
-    return 2 * n_window * (1 + n_window % 2)
 
 
 class LiveTurn:
@@ -44,7 +37,8 @@ class LiveTurn:
         self.thinker, self.processor, self.prefilled = thinker, processor, prefilled
         self.media_base = media_base
         self.rope_tokens = thinker.rope_tokens
-        self.chunk_frames = encoder_chunk_frames(thinker.config.audio_config)
+        self.audio = AudioChunker(processor.feature_extractor, thinker.config.audio_config.n_window)
+        self.chunk_frames = self.audio.chunk_frames
         self.video_fps = video_fps
         if video_fps is not None:
             if video_fps <= 0:
@@ -56,10 +50,7 @@ class LiveTurn:
                     f"chunk, TMRoPE chunks have {self.rope_tokens.tokens_per_chunk})"
                 )
             self.second_per_grid = float(np.float32(processor.image_processor.temporal_patch_size / video_fps))
-        self.features = StreamingLogMel(processor.feature_extractor)
-        self.pending = np.zeros((thinker.config.audio_config.num_mel_bins, 0), dtype=np.float32)
         self.feature_chunks: list[np.ndarray] = []  # `(mels, frames)` of every chunk, in order
-        self.audio_frames = 0
         self.audio_tokens = 0  # audio tokens prefilled (their local TMRoPE ids)
         self.frames: list[np.ndarray] = []  # video frames waiting for their temporal pair
         self.frame_size: tuple[int, int] | None = None
@@ -71,15 +62,23 @@ class LiveTurn:
 
     @property
     def samples(self) -> int:
-        return self.features.samples
+        return self.audio.samples
+
+    @property
+    def audio_frames(self) -> int:
+        """Mel frames of the turn's audio so far."""
+        return self.audio.frames
+
+    @property
+    def features(self):
+        """The turn's streaming log-mel front end (`StreamingLogMel`)."""
+        return self.audio.mel
 
     def append_audio(self, samples: np.ndarray) -> int:
         """Add 16 kHz mono float32 samples; encode every complete 2 s chunk and prefill it (in a video turn, once
         the chunk's frames are in too). Returns the audio tokens prefilled so far."""
-        self._add_frames(self.features.push(samples))
-        while self.pending.shape[1] >= self.chunk_frames:
-            self._encode_audio(self.pending[:, : self.chunk_frames])
-            self.pending = self.pending[:, self.chunk_frames :]
+        for chunk in self.audio.push(samples):
+            self._encode_audio(chunk)
         self._advance()
         return self.audio_tokens
 
@@ -106,23 +105,19 @@ class LiveTurn:
         first forward. Video: everything is prefilled here; → None."""
         if self.video_fps is not None and self.groups == 0 and not self.frames:
             raise ValueError("This video turn has no frames: append_video_frames() before finishing the turn")
-        self._add_frames(self.features.finish())
+        tail = self.audio.finish()
         if self.video_fps is None:
-            self.feature_chunks.append(self.pending)
-            return self.pending
+            self.feature_chunks.append(tail)
+            return tail
         if self.frames:  # an odd last frame is repeated, as the processor pads a video
             self._encode_frames(np.stack([self.frames[-1]] * 2))
             self.frames = []
-        if self.pending.shape[1]:
-            self._encode_audio(self.pending)
+        if tail.shape[1]:
+            self._encode_audio(tail)
         self._advance(final=True)
         return None
 
     # ---------------------------------------------------------------- internals
-    def _add_frames(self, frames: np.ndarray) -> None:
-        self.pending = np.concatenate([self.pending, frames], axis=1)
-        self.audio_frames += frames.shape[1]
-
     @torch.no_grad()
     def _encode_audio(self, features: np.ndarray) -> None:
         """Encode one audio chunk `(mels, frames ≤ chunk)`; an audio-only turn prefills it at once."""
@@ -179,4 +174,4 @@ class LiveTurn:
                 return
 
 
-__all__ = ["LiveTurn", "encoder_chunk_frames"]
+__all__ = ["LiveTurn"]

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..common.staged_save import check_complete, staged_save
+from ..processing.audio import TOKEN2WAV_SAMPLING_RATE as SAMPLING_RATE
 from ..talker.talker_inputs import build_talker_inputs
 from .pair_audio import cast_audio_columns, wav_entry
 from .rewards import RankingRule, SpeechScorer, rank_candidates
@@ -30,7 +31,6 @@ from .voice_lora import DEFAULT_PROMPT
 
 logger = logging.get_logger(__name__)
 
-SAMPLING_RATE = 24000  # token2wav output
 TRAINING_COLUMNS = ("thinker_prompt_ids", "thinker_reply_ids", "speaker_bos_id", "chosen_codes", "rejected_codes")
 STATE_FILE, SHARDS, DATASET, AUDIO = "state.json", "shards", "dataset", "audio"
 
