@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PCM_RATE = 24000
+from ..processing.audio import TOKEN2WAV_SAMPLING_RATE as PCM_RATE
+
 PERCENTILES = (50, 90, 99)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SAMPLING_RATE = 24000
+from ..processing.audio import TOKEN2WAV_SAMPLING_RATE as SAMPLING_RATE
 
 
 @torch.no_grad()
