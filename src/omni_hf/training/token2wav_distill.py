@@ -31,7 +31,11 @@ from ..token2wav.pipeline_token2wav import OmniToken2WavPipeline
 from ..token2wav.scheduling_flow_match import OmniFlowMatchScheduler
 
 logger = logging.getLogger(__name__)
-TEACHER_CACHE = "teacher_couplings.safetensors"
+# `distill_token2wav`'s `TrainingArguments` when none are given (the recipe passes its own)
+DEFAULT_TRAINING = dict(
+    max_steps=200, per_device_train_batch_size=4, learning_rate=1e-4, lr_scheduler_type="constant",
+    save_strategy="no", logging_steps=10, report_to="none", remove_unused_columns=False,
+)  # fmt: skip
 
 
 @dataclass
@@ -211,7 +215,8 @@ def distill_token2wav(
             when None.
         steps: the Euler step counts the student is trained for (its evaluation times are their grid points).
         lora_rank: train a LoRA of this rank on the student (None: every DiT weight).
-        training_args: `transformers.TrainingArguments` (default: 200 steps, AdamW 1e-4, batch 4).
+        training_args: `transformers.TrainingArguments` (default: `DEFAULT_TRAINING`: 200 steps, AdamW 1e-4,
+            batch 4).
         seed: noise of the couplings and the sampling of `t`.
 
     Returns:
@@ -242,17 +247,7 @@ def distill_token2wav(
     rows = [dict(zip(couplings, values)) for values in zip(*couplings.values())]
     with tempfile.TemporaryDirectory(prefix="token2wav_distill_") as scratch:
         args = training_args or TrainingArguments(
-            output_dir=str(output_dir or scratch),
-            max_steps=200,
-            per_device_train_batch_size=4,
-            learning_rate=1e-4,
-            lr_scheduler_type="constant",
-            seed=seed,
-            save_strategy="no",
-            logging_steps=10,
-            report_to="none",
-            remove_unused_columns=False,
-            use_cpu=not torch.cuda.is_available(),
+            output_dir=str(output_dir or scratch), seed=seed, use_cpu=not torch.cuda.is_available(), **DEFAULT_TRAINING
         )
         trainer = Trainer(
             model=ReflowDistillation(student, times, seed),
