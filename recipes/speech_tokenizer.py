@@ -24,7 +24,6 @@ Then `recipes/voice_lora.py --speech_tokenizer ./speech-tokenizer` encodes a voi
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -162,4 +161,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from omni_hf.training.recipe_config import run_recipe
+
+    run_recipe(main)

@@ -37,7 +37,6 @@ result (and `--pairs_repo_id` the pair dataset).
 """
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,4 +224,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from omni_hf.training.recipe_config import run_recipe
+
+    run_recipe(main)

@@ -20,7 +20,6 @@ Talker), each with its card, and `realign_metrics.json`.
 """
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,4 +129,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from omni_hf.training.recipe_config import run_recipe
+
+    run_recipe(main)

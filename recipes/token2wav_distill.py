@@ -25,10 +25,8 @@ checkpoints go to `OUTPUT/checkpoints` (`--resume` continues from the last one).
 """
 
 import json
-import sys
 from dataclasses import dataclass, field
 
-import torch
 from accelerate import PartialState
 from transformers import TrainingArguments
 
@@ -174,5 +172,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)
-    sys.exit(0 if main() else 1)
+    from omni_hf.training.recipe_config import run_recipe
+
+    run_recipe(main)

@@ -24,7 +24,6 @@ Then: `model.voice_adapters.load("voices/alice")` and `model.generate(..., voice
 """
 
 import json
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -127,4 +126,6 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from omni_hf.training.recipe_config import run_recipe
+
+    run_recipe(main)

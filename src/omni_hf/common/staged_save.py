@@ -56,10 +56,20 @@ def check_complete(directory: str | os.PathLike) -> None:
 
 
 def check_complete_if_local(path, subfolder: str = "") -> None:
-    """`check_complete` for a local folder; Hub repo ids and files pass through."""
+    """`check_complete` for a local folder; Hub repo ids and files pass through. A name that can only be a local
+    path (absolute, `./`, `../`, `~`, or with more than one `/`) but is not a folder is refused by name, instead of
+    the Hub's "Repo id must be in the form ..." it would otherwise get."""
     folder = Path(str(path)) / (subfolder or "")
     if folder.is_dir():
         check_complete(folder)
+    elif isinstance(path, (str, os.PathLike)) and not Path(str(path)).exists() and _looks_local(str(path)):
+        raise FileNotFoundError(
+            f"{str(path)!r} is not a folder (nothing is there), and not a Hub repo id like 'Qwen/Qwen2.5-Omni-7B'"
+        )
+
+
+def _looks_local(name: str) -> bool:
+    return os.path.isabs(name) or name.startswith(("./", "../", "~", ".\\")) or name.count("/") > 1 or "\\" in name
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from transformers.utils import cached_file, logging
 
 from ..common.modeling_utils import OmniPreTrainedModel
 from ..common.remote_code import auto_map_entry, write_code_set
+from ..common.staged_save import check_complete_if_local
 from ..talker.modeling_talker import OmniTalkerForConditionalGeneration
 from ..thinker.modeling_thinker import OmniThinkerForConditionalGeneration
 from ..token2wav.code_to_wave import is_code_to_wave
@@ -226,6 +227,7 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         """Load a full model (official layout or ours). `token2wav`: another code-to-wave stage instead of the
         folder's own (e.g. a few-step student from `recipes/token2wav_distill.py`): a pipeline folder or repo id,
         or a loaded stage; the speakers still come from the model's folder."""
+        check_complete_if_local(pretrained_model_name_or_path)  # a missing local folder is named as such
         hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
         raw, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
         official = raw.get("model_type") == "qwen2_5_omni"

@@ -7,6 +7,7 @@ spellings of earlier omni_hf releases still work (`ALIASES`: `--batch_size`, `--
 """
 
 import copy
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -144,6 +145,22 @@ def trainer_arguments(training_args, **changes):
     return args
 
 
+def run_recipe(main, argv=None) -> None:
+    """Run a recipe's `main(argv)` as a command: exit status 0 when it returned metrics, 1 when not; an input error
+    (`ValueError`, `FileNotFoundError`) is printed as one line naming what is wrong, exit status 2, without a
+    traceback (`OMNI_HF_TRACEBACK=1` shows it)."""
+    import sys
+
+    try:
+        result = main(argv)
+    except (ValueError, FileNotFoundError) as error:
+        if os.environ.get("OMNI_HF_TRACEBACK"):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(0 if result else 1)
+
+
 RECIPE_OUTPUT_MARKER = ".omni_hf_recipe_output"  # in every folder a recipe writes into: "--overwrite may replace me"
 
 
@@ -185,6 +202,7 @@ __all__ = [
     "check_output_dir",
     "option_value",
     "parse_recipe_args",
+    "run_recipe",
     "read_config",
     "split_config",
     "trainer_arguments",

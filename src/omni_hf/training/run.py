@@ -309,10 +309,10 @@ def stage_recipe(stage_name: str, allowed: tuple[str, ...]):
 
 def run_cli(main) -> None:
     """Run a recipe's `main()` on `sys.argv` with info logging; exit status 0 when it returned metrics."""
-    import sys
+    from .recipe_config import run_recipe
 
     logging.set_verbosity_info()
-    sys.exit(0 if main() else 1)
+    run_recipe(main)
 
 
 __all__ = [

@@ -8,6 +8,7 @@ format is `speakers.safetensors` (tensors `"{name}.cond"`, `"{name}.ref_mel"`) +
 import json
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ SPEAKERS_WEIGHTS = "speakers.safetensors"
 SPEAKERS_INDEX = "speakers.json"
 OFFICIAL_SPEAKERS = "spk_dict.pt"
 FORMAT = "omni_hf-speakers/1"
+SPEAKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_. -]{0,63}")
 
 
 @dataclass
@@ -42,6 +44,11 @@ class Speaker:
     reference_mel: torch.Tensor
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not SPEAKER_NAME.fullmatch(self.name):
+            raise ValueError(
+                f"Speaker name {self.name!r}: use 1-64 letters, digits, spaces, '_', '-' or '.', starting with a letter "
+                "or digit (it names the speaker in requests, files and cards)"
+            )
         if not isinstance(self.bos_token_id, int) or isinstance(self.bos_token_id, bool):
             raise ValueError(f"Speaker {self.name!r}: bos_token_id must be an int, got {self.bos_token_id!r}")
         cond, ref_mel = torch.as_tensor(self.speaker_embedding), torch.as_tensor(self.reference_mel)
