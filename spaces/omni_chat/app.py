@@ -6,6 +6,7 @@ Environment:
     OMNI_MAX_NEW_TOKENS   reply length in text tokens (default 256)
     OMNI_MAX_SPEECH_CODES reply length in speech codes, 50 per second (default 1500)
     OMNI_TOKEN2WAV        another token2wav pipeline folder or repo, e.g. a few-step student (recipes/token2wav_distill.py)
+    OMNI_SEED             seed every chat reply (the same message gives the same reply, whatever else runs)
 On Spaces (`SPACE_ID` set) uploads are capped in size and duration and one reply is generated at a time.
 """
 
@@ -41,6 +42,7 @@ ON_SPACES = bool(os.environ.get("SPACE_ID"))
 MODEL_ID = os.environ.get("OMNI_MODEL", "Qwen/Qwen2.5-Omni-3B")
 MAX_NEW_TOKENS = int(os.environ.get("OMNI_MAX_NEW_TOKENS", "256"))
 MAX_SPEECH_CODES = int(os.environ.get("OMNI_MAX_SPEECH_CODES", "1500"))
+SEED = int(os.environ["OMNI_SEED"]) if os.environ.get("OMNI_SEED") else None
 NO_VOICE = "base voice"
 IMAGE_TYPES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif"}
 AUDIO_TYPES = set(AUDIO_EXTENSIONS)  # the media layer's own list (.m4a / .webm recordings included)
@@ -204,7 +206,7 @@ def build_demo(
                 thinker_max_new_tokens=MAX_NEW_TOKENS,
                 talker_max_new_tokens=MAX_SPEECH_CODES,
             )
-            for event in engine.stream(lambda: model.stream(**inputs, **kwargs)):
+            for event in engine.stream(lambda: model.stream(**inputs, **kwargs), seed=SEED):
                 if isinstance(event, TextDelta) and event.text:
                     reply += event.text
                     chat[-1] = {"role": "assistant", "content": reply}

@@ -1,12 +1,14 @@
-"""One engine for HTTP and realtime: every model forward of the server runs on its `BatchScheduler`. An HTTP stream
-and two realtime turns at once each equal the same request alone, and two realtime sessions answer together (on this
-machine the second's first audio came within 2x the first's; 3.8x before replies yielded between model steps)."""
+"""One engine for HTTP, realtime and the Space: every model forward of the server runs on its `BatchScheduler`. An
+HTTP stream, two realtime turns and a Space chat turn at once each equal the same request alone, and two realtime
+sessions answer together (on this machine the second's first audio came within 2x the first's; 3.8x before replies
+yielded between model steps)."""
 
 import asyncio
 import base64
 import json
 import time
 
+import gradio as gr
 import pytest
 import websockets
 
@@ -15,7 +17,7 @@ HTTP_QUESTION = ("Tell me a story.", "Ethan", 10)
 
 
 @pytest.fixture(scope="module")
-def one_engine_server(tiny_omni_dir, live_server, server_limits):
+def one_engine_server(tiny_omni_dir, live_server, server_limits, tmp_path_factory):
     """`omni-hf serve`'s app on its own copy of the tiny model, plus a realtime route with short greedy replies."""
     from omni_hf import OmniForConditionalGeneration, OmniProcessor
     from omni_hf.serving import create_app
@@ -25,9 +27,41 @@ def one_engine_server(tiny_omni_dir, live_server, server_limits):
     model.token2wav.set_progress_bar_config(disable=True)
     processor = OmniProcessor.from_pretrained(tiny_omni_dir)
     app = create_app(model, processor, model_id="tiny-omni", limits=server_limits, max_active=6)
-    add_realtime_routes(app, model, processor, generation_kwargs=REALTIME, seed=0, path="/v1/realtime-short")
+    engine = app.state.omni.engine
+    add_realtime_routes(
+        app, model, processor, generation_kwargs=REALTIME, seed=0, path="/v1/realtime-short", engine=engine
+    )
+    space = _space_module()
+    space.SEED, space.MAX_NEW_TOKENS, space.MAX_SPEECH_CODES = 0, 4, 40  # seeded, short replies
+    demo = space.build_demo(model, processor, [], tmp_path_factory.mktemp("space_replies"), engine=engine)
+    app = gr.mount_gradio_app(app, demo, path="/space")
     with live_server(app) as live:
         yield live
+
+
+def _space_module():
+    """The Space's app.py as a module (its model is not loaded: the test gives it ours)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "spaces" / "omni_chat" / "app.py"
+    spec = importlib.util.spec_from_file_location("omni_chat_app_one_engine", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _space_turn(url: str, text: str) -> tuple[str, bytes]:
+    """One chat-tab turn through the Space's own API (`gradio_client`): (reply text, WAV bytes)."""
+    from gradio_client import Client
+
+    client = Client(url + "/space/", verbose=False)
+    _, chat, _, audio_path, _ = client.submit({"text": text, "files": []}, [], "Chelsie", "base voice",
+                                              api_name="/respond").result(timeout=300)  # fmt: skip
+    with open(audio_path, "rb") as audio:
+        return chat[-1]["content"], audio.read()
 
 
 async def _realtime_turn(url: str, text: str, voice: str, started: list | None = None):
@@ -116,3 +150,27 @@ def test_two_realtime_sessions_are_answered_together(one_engine_server):
     # Answered together, not one after the other (with a model lock the second waited for the whole first reply):
     # both first audios come before either reply is done. An order of events, so load on the machine cannot fail it.
     assert max(times_a[0], times_b[0]) < min(times_a[1], times_b[1]), (times_a, times_b)
+
+
+def test_http_stream_two_realtime_turns_and_a_space_turn_at_once(one_engine_server):
+    """The four paths on one engine in one process, at once: each equals the same request alone (the Space seeds its
+    replies, so its sampled reply is reproducible whatever runs beside it)."""
+    url, ws_url = one_engine_server.url, one_engine_server.url.replace("http://", "ws://")
+    turns = [("Hello there.", "Chelsie"), ("What is two and two?", "Ethan")]
+    alone_space = _space_turn(url, "Tell me a story.")
+    alone_http = asyncio.run(_http_stream(url, *HTTP_QUESTION))
+    alone_realtime = [asyncio.run(_realtime_turn(ws_url, *turn))[:2] for turn in turns]
+    assert alone_space[1] and alone_http[1] and all(audio for _, audio in alone_realtime)
+
+    async def together():
+        return await asyncio.gather(
+            asyncio.to_thread(_space_turn, url, "Tell me a story."),
+            _http_stream(url, *HTTP_QUESTION),
+            *(_realtime_turn(ws_url, *turn) for turn in turns),
+        )
+
+    space, http, *realtime = asyncio.run(together())
+    assert space == alone_space
+    assert http == alone_http
+    assert [result[:2] for result in realtime] == alone_realtime
+    assert one_engine_server.app.state.omni.engine.active == 0
