@@ -2,9 +2,10 @@
 against fewer grid points, other solvers and other grids, on the same codes, speaker and noise.
 
 For each schedule: DiT evaluations per solve, the mel error against the paper's output (mean absolute error over the
-teacher mel's mean absolute deviation, as `omni_hf.training.token2wav_distill.mel_error` measures it) and the time
-of a solve; beside them the teacher's own run-to-run spread (the same codes with other noise), which no schedule
-needs to beat. The named presets of `OmniFlowMatchScheduler.SCHEDULES` are marked; the default stays the paper's.
+teacher mel's mean absolute deviation, as `omni_hf.training.token2wav_distill.mel_error` measures it), the speaker
+similarity of its vocoded waveforms to the paper's (Resemblyzer, the evaluation harness's offline speaker encoder;
+mean cosine) and the time of a solve; beside them the teacher's own run-to-run spread (the same codes with other
+noise), which no schedule needs to beat. The named presets of `OmniFlowMatchScheduler.SCHEDULES` are marked; the default stays the paper's.
 
     python benchmarks/token2wav_schedules.py                    # small config, 4 utterances of 5 s
     python benchmarks/token2wav_schedules.py --utterances 2 --codes 100
@@ -66,23 +67,40 @@ def main() -> None:
 
     paper, _ = solve("rk4", 10, -1.0, noise)
     scale = (paper - paper.mean(dim=(1, 2), keepdim=True)).abs().mean()
+    from omni_hf.evaluation.speaker import ResemblyzerEncoder, cosine
+
+    encoder = ResemblyzerEncoder()
+
+    def embeddings(mel):
+        with torch.no_grad():
+            waves = pipe.vocoder(mel.transpose(1, 2)).reshape(mel.shape[0], -1)
+        return [encoder(w.numpy(), 24000) for w in waves]
+
+    reference_voice = embeddings(paper)
 
     def error(mel):
         return float((mel - paper).abs().mean() / scale)
 
+    def similarity(mel):
+        return sum(cosine(a, b) for a, b in zip(embeddings(mel), reference_voice)) / len(reference_voice)
+
     spread, _ = solve("rk4", 10, -1.0, other)
     print(f"token2wav schedules, {args.size} config, {args.utterances} x {args.codes} codes; error vs the paper's mel")
-    print(f"teacher run-to-run spread (other noise): {error(spread):.4f}")
+    print(
+        f"teacher run-to-run spread (other noise): mel error {error(spread):.4f}, similarity {similarity(spread):.3f}"
+    )
     presets = {(p["solver"], p["num_inference_steps"], p["sway_coefficient"]): name for name, p in PRESETS.items()}
     order = {"euler": 1, "midpoint": 2, "rk4": 4}
     rows = []
     for solver, points, sway in SCHEDULES:
         mel, seconds = solve(solver, points, sway, noise)
-        rows.append((order[solver] * (points - 1), solver, points, sway, error(mel), seconds))
-    print(f"{'evals':>5} {'solver':>8} {'points':>6} {'sway':>5} {'mel error':>10} {'s/solve':>8}  preset")
-    for evals, solver, points, sway, err, seconds in sorted(rows, key=lambda r: (r[0], r[4])):
+        rows.append((order[solver] * (points - 1), solver, points, sway, error(mel), seconds, similarity(mel)))
+    print(
+        f"{'evals':>5} {'solver':>8} {'points':>6} {'sway':>5} {'mel error':>10} {'similarity':>10} {'s/solve':>8}  preset"
+    )
+    for evals, solver, points, sway, err, seconds, sim in sorted(rows, key=lambda r: (r[0], r[4])):
         name = presets.get((solver, points, sway), "")
-        print(f"{evals:>5} {solver:>8} {points:>6} {str(sway):>5} {err:>10.4f} {seconds:>8.2f}  {name}")
+        print(f"{evals:>5} {solver:>8} {points:>6} {str(sway):>5} {err:>10.4f} {sim:>10.3f} {seconds:>8.2f}  {name}")
     for budget in (4, 8, 16):
         best = min((r for r in rows if r[0] <= budget), key=lambda r: r[4])
         print(f"best within {budget:>2} evaluations: {best[1]} {best[2]} points sway {best[3]}: error {best[4]:.4f}")
