@@ -25,6 +25,7 @@ checkpoints go to `OUTPUT/checkpoints` (`--resume` continues from the last one).
 """
 
 import json
+import sys
 from dataclasses import dataclass, field
 
 from accelerate import PartialState
@@ -63,6 +64,17 @@ class DistillArguments(OutputArguments):
     talker_max_new_tokens: int = field(default=2048, metadata={"help": "--prompts: speech codes per reply"})
 
 
+def _speaker_encoder():
+    """The evaluation harness's offline speaker encoder (Resemblyzer), or None where it is not installed."""
+    try:
+        from omni_hf.evaluation.speaker import ResemblyzerEncoder
+
+        return ResemblyzerEncoder()
+    except ValueError as error:
+        print(f"speaker similarity left out: {error}", file=sys.stderr)
+        return None
+
+
 def parse_args(argv=None) -> tuple[DistillArguments, TrainingArguments]:
     return parse_recipe_args(
         (DistillArguments, TrainingArguments), argv, defaults=TRAINING_DEFAULTS, required=("model",)
@@ -77,6 +89,7 @@ def main(argv=None) -> dict:
         mel_error,
         read_code_examples,
         segments,
+        speaker_similarity,
         student_pipeline,
         talker_examples,
         teacher_couplings,
@@ -136,11 +149,22 @@ def main(argv=None) -> dict:
         "student": {},
         "cut_teacher": {},
     }
+    encoder = _speaker_encoder()
+    similarity = {"encoder": getattr(encoder, "name", str(encoder)), "student": {}, "cut_teacher": {}}
+    if encoder is not None:
+        similarity["teacher_run_to_run"] = speaker_similarity(
+            teacher, {**other_noise, "target": held_couplings["target"]}, encoder
+        )
     for n in steps:
         student = student_pipeline(teacher, result["student"], n)
         student.set_progress_bar_config(disable=True)
+        cut = dict(num_inference_steps=n + 1, solver="euler")
         proof["student"][n] = mel_error(student, held_couplings)
-        proof["cut_teacher"][n] = mel_error(teacher, held_couplings, num_inference_steps=n + 1, solver="euler")
+        proof["cut_teacher"][n] = mel_error(teacher, held_couplings, **cut)
+        if encoder is not None:
+            similarity["student"][n] = speaker_similarity(student, held_couplings, encoder)
+            similarity["cut_teacher"][n] = speaker_similarity(teacher, held_couplings, encoder, **cut)
+    proof["speaker_similarity"] = similarity
     metrics = {
         "method": "rectified-flow distillation (teacher couplings, guidance folded in)",
         "train_segments": len(train),

@@ -42,6 +42,9 @@ def test_distillation_lowers_its_loss_and_beats_the_cut_teacher(distilled):
     proof = metrics["held_out_mel_error"]
     assert proof["student"][1] < proof["cut_teacher"][1]  # one DiT evaluation each, on held-out codes
     assert proof["teacher_run_to_run"] > proof["student"][1]  # closer to the teacher than another noise draw
+    similarity = proof["speaker_similarity"]  # Resemblyzer on the vocoded mels (the dev extra installs it)
+    assert similarity["encoder"].startswith("resemblyzer") and -1 <= similarity["student"][1] <= 1
+    assert similarity["student"][1] >= similarity["teacher_run_to_run"] - 0.02  # issue 25's bar
     saved = json.loads((out / "run" / "results.json").read_text())
     assert saved["held_out_mel_error"]["student"]["1"] == pytest.approx(proof["student"][1])
     assert any(p.name.startswith("checkpoint-") for p in (out / "run" / "checkpoints").iterdir())  # resumable

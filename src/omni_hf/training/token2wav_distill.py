@@ -292,6 +292,29 @@ def mel_error(pipe: OmniToken2WavPipeline, couplings: dict, **call) -> float:
     return sum(errors) / max(sum(scales), 1e-12)
 
 
+@torch.no_grad()
+def speaker_similarity(pipe: OmniToken2WavPipeline, couplings: dict, encoder, **call) -> float:
+    """Mean cosine similarity of speaker embeddings (`encoder(waveform, 24000) -> vector`, e.g. the evaluation
+    harness's `ResemblyzerEncoder`) between `pipe`'s waveforms and the teacher's (its mel through the same vocoder),
+    on the same codes, speakers and noise."""
+    from ..evaluation.speaker import cosine
+
+    total = 0.0
+    count = couplings["codes"].shape[0]
+    for i in range(count):
+        wave = pipe(
+            couplings["codes"][i : i + 1],
+            couplings["reference_mel"][i : i + 1],
+            couplings["speaker_embedding"][i : i + 1],
+            latents=couplings["noise"][i : i + 1].to(pipe.device),
+            **call,
+        ).audios.reshape(-1)
+        mel = couplings["target"][i : i + 1].transpose(1, 2).to(pipe.device, pipe.vocoder.dtype)
+        teacher = pipe.vocoder(mel).reshape(-1)
+        total += cosine(encoder(wave.float().cpu().numpy(), 24000), encoder(teacher.float().cpu().numpy(), 24000))
+    return total / count
+
+
 __all__ = [
     "DistillExample",
     "ReflowDistillation",
@@ -300,6 +323,7 @@ __all__ = [
     "read_code_examples",
     "reflow_loss",
     "segments",
+    "speaker_similarity",
     "student_pipeline",
     "student_times",
     "talker_examples",
