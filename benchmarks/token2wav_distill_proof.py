@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # helper
 
 def main() -> None:
     from helpers.recipes import load_recipe
-
     from omni_hf import OmniForConditionalGeneration
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
