@@ -9,6 +9,7 @@ audio packet (p50, p90, from sending the request), audio RTF (request time / its
 
     python benchmarks/serve.py                         # 8 requests of 2 s speech per level
     python benchmarks/serve.py --requests 8 --codes 50 --tokens 10 --levels 1 8
+    python benchmarks/serve.py --student-steps 2     # token2wav is a 2-step student (speed only: untrained copy)
 """
 
 import argparse
@@ -32,6 +33,13 @@ def start_server(path: Path, args):
     from omni_hf.serving.server import load_for_serving
 
     model, processor = load_for_serving(str(path))
+    if args.student_steps:  # a few-step token2wav student (an untrained copy of the teacher's DiT: speed only)
+        import copy
+
+        from omni_hf.training.token2wav_distill import student_pipeline
+
+        teacher = model.token2wav.pipeline
+        model.token2wav = student_pipeline(teacher, copy.deepcopy(teacher.dit), args.student_steps)
     model.thinker.generation_config.eos_token_id = None  # fixed reply length: no early end
     config = model.talker.generation_config
     config.suppress_tokens = list(config.suppress_tokens or []) + list(model.talker.config.codec_eos_token_ids)
@@ -70,6 +78,7 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", help="a model directory (default: build the small random config)")
+    parser.add_argument("--student-steps", type=int, default=0, help="serve a token2wav student of this many steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from omni_hf.testing.tokenizer import build_tiny_processor
