@@ -279,6 +279,31 @@ def check_speed(path: Path, device: str, dtype: torch.dtype, codes: int) -> None
         f"first audio {stats.time_to_first_audio:.3f} s, {stats.audio_seconds:.1f} s audio, RTF {rtf}; "
         f"thinker decode {tok_s:.1f} tok/s",
     )
+    check_student_speed(model, device, codes)
+
+
+@torch.no_grad()
+def check_student_speed(model, device: str, codes: int, steps: int = 2) -> None:
+    """The same streamed reply with a few-step token2wav student (a 2-step Euler student without guidance; its weights
+    are an untrained copy of the teacher's: speed only) and CUDA-graph decode steps where transformers uses them."""
+    import copy
+
+    from omni_hf.training.token2wav_distill import student_pipeline
+
+    teacher = model.token2wav.pipeline
+    model.token2wav = student_pipeline(teacher, copy.deepcopy(teacher.dit), steps)
+    model.token2wav.set_progress_bar_config(disable=True)
+    try:
+        list(model.stream(**prompt(device), **reply_kwargs(model, 50)))  # warm-up
+        stats = list(model.stream(**prompt(device), **reply_kwargs(model, codes)))[-1]
+    finally:
+        model.token2wav = teacher
+    rtf = ", ".join(f"{k} {v:.3f}" for k, v in stats.rtf.items())
+    record(
+        f"speed, {steps}-step token2wav student",
+        stats.audio_seconds > 0,
+        f"first audio {stats.time_to_first_audio:.3f} s, {stats.audio_seconds:.1f} s audio, RTF {rtf}",
+    )
 
 
 def main() -> int:
