@@ -140,3 +140,26 @@ def test_named_schedules(pair, speaker):
     assert len(calls) == 8 and torch.equal(fast, same.audios)  # 8 Euler steps: 8 DiT evaluations, not 36
     with pytest.raises(ValueError, match="Unknown schedule 'quick'"):
         pipe(codes, **speaker, schedule="quick")
+
+
+def test_loading_through_the_folders_own_code_warns_nothing(pair, tmp_path):
+    """`DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)` used to warn "Expected types for dit ..."
+    (the component classes are imported once per component folder); the pipeline now asks for Diffusers' bases."""
+    import io
+    import logging
+
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+
+    _, pipe = pair
+    pipe.save_pretrained(tmp_path / "t2w")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = diffusers_logging.get_logger("diffusers")
+    logger.addHandler(handler)
+    try:
+        loaded = DiffusionPipeline.from_pretrained(tmp_path / "t2w", trust_remote_code=True)
+    finally:
+        logger.removeHandler(handler)
+    assert type(loaded).__name__ == "OmniToken2WavPipeline" and "omni_hf" not in type(loaded).__module__
+    assert "Expected types" not in stream.getvalue()

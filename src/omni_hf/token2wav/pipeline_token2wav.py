@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, ModelMixin, SchedulerMixin
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils import logging
@@ -94,7 +94,9 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
     sampling_rate = SAMPLING_RATE
     _callback_tensor_inputs = ["latents"]
 
-    def __init__(self, dit: OmniDiTModel, scheduler: OmniFlowMatchScheduler, vocoder: BigVGANVocoder):
+    # Annotated with the Diffusers base classes: a folder loaded through its own code (trust_remote_code) imports the
+    # component classes once per component folder, and Diffusers compares types by identity (a needless warning).
+    def __init__(self, dit: ModelMixin, scheduler: SchedulerMixin, vocoder: ModelMixin):
         super().__init__()
         _keep_float32(dit, vocoder)
         self.register_modules(dit=dit, scheduler=scheduler, vocoder=vocoder)
