@@ -48,10 +48,13 @@ def build_ray_app(
     dtype: str = "auto",
     threads: int | None = None,
     ray_actor_options: dict | None = None,
+    **app_options,
 ):
     """A bound Ray Serve application (pass it to `serve.run`) of `num_replicas` copies of the omni-hf app.
 
     Each replica accepts up to `max_active` requests (its batch); Serve's router sends at most that many to it.
+    `app_options`: the rest of `create_app`'s options for every replica (`allowed_hosts`, `cors_origins`,
+    `max_realtime_sessions`, `body_timeout`, ...), as `omni-hf serve` sets them.
     """
     from ray import serve
 
@@ -66,7 +69,7 @@ def build_ray_app(
     from .server import served_name
 
     name = model_id or served_name(model_path)  # never a local path in replies
-    app_kwargs = {"model_id": name, "limits": limits, "api_key": api_key, "max_active": max_active}
+    app_kwargs = {"model_id": name, "limits": limits, "api_key": api_key, "max_active": max_active, **app_options}
     return deployment.bind(model_path, app_kwargs, device, dtype, threads)
 
 
