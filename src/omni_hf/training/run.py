@@ -44,6 +44,9 @@ class StageArguments(OutputArguments):
     data: str | None = field(
         default=None, metadata={"help": "a .json/.jsonl/.csv/.parquet file, a save_to_disk folder, or a Hub dataset"}
     )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id of the base model for the card (default: --model if a Hub id)"}
+    )
     split: str = field(default="train", metadata={"help": "dataset split"})
     max_samples: int | None = field(default=None, metadata={"help": "use only the first N rows"})
     max_length: int | None = field(default=None, metadata={"help": "tokens per sample (default: the stage's)"})
@@ -252,10 +255,15 @@ def stage_card(stage: Stage, args, metrics: dict):
     """A model card (huggingface_hub `ModelCard`) stating the stage, data counts and measured losses."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from ..hub.cards import DEFAULT_LICENSE, PIPELINE_TAGS
+
+    hub_model = args.model if "/" in str(args.model) and not Path(args.model).exists() else None
     data = ModelCardData(
-        library_name="transformers",
+        library_name="transformers",  # the folder loads with transformers (auto_map + code set, trust_remote_code)
+        pipeline_tag=PIPELINE_TAGS["thinker"],
+        license=DEFAULT_LICENSE,
         tags=["omni_hf", "qwen2.5-omni", stage.name, "multimodal"],
-        base_model=args.model if "/" in str(args.model) and not Path(args.model).exists() else None,
+        base_model=getattr(args, "base_model", None) or hub_model,
         datasets=[args.data] if not Path(args.data).exists() else None,
     )
     loss = metrics.get("last_loss")
