@@ -63,12 +63,14 @@ def folder_upload_files(folder: str | os.PathLike, ignore_patterns: Sequence[str
 
 
 def _staged_plan(card, stage) -> UploadPlan:
-    """Run `stage(folder)` (what the push would upload) in a temporary folder, then list it with the card."""
+    """Run `stage(folder)` (what the push would upload; it may return the subfolder it wrote, which is then the one
+    uploaded) in a temporary folder, then list it with the card."""
     with tempfile.TemporaryDirectory(prefix="omni_hf_plan_") as folder:
-        stage(Path(folder))
+        staged = stage(Path(folder))
+        uploaded = Path(staged) if isinstance(staged, (str, os.PathLike)) else Path(folder)
         if card is not None:
-            (Path(folder) / CARD_FILE).write_text(str(card))
-        return UploadPlan(card, folder_upload_files(folder))
+            (uploaded / CARD_FILE).write_text(str(card))
+        return UploadPlan(card, folder_upload_files(uploaded))
 
 
 def check_repo_id(repo_id) -> str:
@@ -114,7 +116,12 @@ def publish(
     if dry_run:
         if not list_files:
             return card
-        return _staged_plan(card, lambda folder: [part.save_pretrained(folder) for part in parts])
+
+        def save_parts(folder):  # what each part's `push_to_hub` writes, then uploads
+            for part in parts:
+                part.save_pretrained(folder)
+
+        return _staged_plan(card, save_parts)
     token = resolve_token(token)
     api = HfApi(token=token)
     created = not api.repo_exists(repo_id, repo_type=repo_type)
