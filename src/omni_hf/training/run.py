@@ -29,7 +29,7 @@ STAGE_TRAINING_DEFAULTS = {
     "save_total_limit": 2,
     "seed": 0,
     "remove_unused_columns": False,
-    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "activation_checkpointing_kwargs": {"use_reentrant": False},
 }
 
 
@@ -316,10 +316,14 @@ def stage_recipe(stage_name: str, allowed: tuple[str, ...]):
 
 
 def run_cli(main) -> None:
-    """Run a recipe's `main()` on `sys.argv` with info logging; exit status 0 when it returned metrics."""
+    """Run a recipe's `main()` on `sys.argv`; exit status 0 when it returned metrics. Verbosity is transformers'
+    default (warnings: the progress bar, the logged losses and the final metrics show), `TRANSFORMERS_VERBOSITY`
+    or `--log_level info` for every loading and saving line (`omni_hf.training.recipe_logging`)."""
     import sys
 
-    logging.set_verbosity_info()
+    from .recipe_logging import apply_log_level
+
+    apply_log_level()
     sys.exit(0 if main() else 1)
 
 
