@@ -209,15 +209,18 @@ def write_code_set(
     classes: list[type],
     save_directory: str | os.PathLike,
     import_all_in_entry: bool = False,
-    folder: str | None = CODE_FOLDER,
+    folder: str | None = "",
 ) -> list[str]:
     """Write the code set that defines `classes` into `save_directory/folder` (`folder=None`: `save_directory`
-    itself, flat, as diffusers needs); returns the paths written, relative to `save_directory`.
+    itself, flat); returns the paths written, relative to `save_directory`.
 
-    With `import_all_in_entry`, the classes' own modules also import every other module of the set directly:
-    diffusers copies only the *direct* relative imports of a remote-code file into its module cache. The classes'
-    own modules name every third-party package of the set (see the module docstring).
+    With `import_all_in_entry` (diffusers' need: it copies only the *direct* relative imports of a remote-code file
+    into its module cache), the classes' own modules also import every other module of the set directly, and the
+    set is flat by default (diffusers wants the files beside the weights); otherwise it goes to `CODE_FOLDER`. The
+    classes' own modules name every third-party package of the set (see the module docstring).
     Only files this function writes are touched: a `.py` file of the same name is replaced, nothing else."""
+    if folder == "":
+        folder = None if import_all_in_entry else CODE_FOLDER
     entries = [cls.__module__.split(".", 1)[1] for cls in classes]
     closure = [m for m in code_closure(entries) if _module_file(m).name != "__init__.py"]
     sources = {dotted: _flatten(dotted) for dotted in closure}

@@ -111,12 +111,12 @@ class OmniToken2WavPipeline(DiffusionPipeline):
             self._write_remote_code(Path(stage))
 
     def _write_remote_code(self, folder: Path) -> None:
-        write_code_set([type(self)], folder, import_all_in_entry=True, folder=None)
+        write_code_set([type(self)], folder, import_all_in_entry=True)
         index = json.loads((folder / "model_index.json").read_text())
         index["_class_name"] = [Path(inspect.getfile(type(self))).stem, type(self).__name__]
         for name in ("dit", "scheduler", "vocoder"):
             component = type(getattr(self, name))
-            write_code_set([component], folder / name, import_all_in_entry=True, folder=None)
+            write_code_set([component], folder / name, import_all_in_entry=True)
             index[name] = [Path(inspect.getfile(component)).stem, component.__name__]
         staged = folder / ".model_index.json.partial"
         staged.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
