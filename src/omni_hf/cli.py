@@ -136,9 +136,7 @@ def chat(args) -> str:
         return _stream_chat(model, processor, inputs, generation, args)
     with torch.inference_mode():
         if args.output:
-            kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {
-                "talker_max_new_tokens": args.max_speech_codes
-            }
+            kwargs = {f"thinker_{k}": v for k, v in generation.items()} | _speech_codes(args)
             output, waveform = model.generate(**inputs, speaker=args.speaker, **kwargs)
         else:
             output = model.generate(**inputs, **generation)
@@ -154,6 +152,11 @@ def chat(args) -> str:
     return reply
 
 
+def _speech_codes(args) -> dict:
+    """`--max-speech-codes` when given; else the Talker's budget follows the reply (`omni_hf.talker.speech_budget`)."""
+    return {} if args.max_speech_codes is None else {"talker_max_new_tokens": args.max_speech_codes}
+
+
 def _stream_chat(model, processor, inputs, generation, args) -> str:
     """Print the reply as it is generated; with `--output`, write the speech to a WAV that grows chunk by chunk."""
     import soundfile
@@ -163,7 +166,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
-    kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {"talker_max_new_tokens": args.max_speech_codes}
+    kwargs = {f"thinker_{k}": v for k, v in generation.items()} | _speech_codes(args)
     reply = []
     wav = soundfile.SoundFile(args.output, "w", SAMPLING_RATE, 1, subtype="PCM_16") if speak else None
     try:
@@ -392,7 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     c.add_argument("--output", help="also speak the reply: write a 24 kHz WAV here")
     c.add_argument("--speaker", default="Chelsie", help="voice for --output (see the model's speakers)")
-    c.add_argument("--max-speech-codes", type=int, default=4096, help="at most this many codes (50 per second)")
+    c.add_argument(
+        "--max-speech-codes",
+        type=int,
+        default=None,
+        help="at most this many codes (50 per second); default: follows the reply's length (at most 4096)",
+    )
     c.add_argument(
         "--allow-special-tokens",
         action="store_true",

@@ -40,6 +40,13 @@ def test_cap_numbers():
         talker_code_budget(0, 6)
     check_speech_arguments(False, False, ["talker_max_new_tokens"])  # text asked for explicitly: allowed
     check_speech_arguments(True, None, ["talker_max_new_tokens"])
+    from omni_hf.cli import _speech_codes, build_parser
+
+    chat = build_parser().parse_args(["chat", "--model", "m"])
+    assert chat.max_speech_codes is None and _speech_codes(chat) == {}  # `omni-hf chat` follows the reply too
+    assert _speech_codes(build_parser().parse_args(["chat", "--model", "m", "--max-speech-codes", "60"])) == {
+        "talker_max_new_tokens": 60
+    }
 
 
 def _talker_budgets(model, **kwargs):
