@@ -1,11 +1,19 @@
 """`trust_remote_code` from the Hub (the stand-in), in a Python where omni_hf cannot be imported: the code set lives in
 one folder (`omni_code/`) and transformers' loader fetches it, and its relative imports, by path from the repo."""
 
+import importlib.util
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from conftest import client_env
+
+def client_env(*args, **kwargs):
+    """tests/hub/conftest.py's, loaded by path (a bare `import conftest` may find another folder's)."""
+    spec = importlib.util.spec_from_file_location("hub_conftest_env", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.client_env(*args, **kwargs)
 
 
 def test_pushed_folders_load_with_remote_code_from_the_hub(hub_report, fake_hub, tmp_path):
