@@ -60,7 +60,15 @@ def register_auto_classes() -> None:
     register()
 
 
+def register_for_official_checkpoints() -> None:
+    """Opt in (process-wide): the Auto classes and pipelines load official Qwen2.5-Omni folders (`qwen2_5_omni`,
+    `qwen2_5_omni_thinker`) with omni_hf's classes instead of transformers' (see `omni_hf.auto`)."""
+    from .auto import register_for_official_checkpoints as register
+
+    register()
+
+
 log_filters.install()
 lazy_registration.install()
 
-__all__ = [*sorted(_EXPORTS), "__version__", "register_auto_classes"]
+__all__ = [*sorted(_EXPORTS), "__version__", "register_auto_classes", "register_for_official_checkpoints"]

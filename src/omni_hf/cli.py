@@ -145,9 +145,7 @@ def chat(args) -> str:
         return _stream_chat(model, processor, inputs, generation, args)
     with torch.inference_mode():
         if args.output:
-            kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {
-                "talker_max_new_tokens": args.max_speech_codes
-            }
+            kwargs = {f"thinker_{k}": v for k, v in generation.items()} | _speech_codes(args)
             output, waveform = model.generate(**inputs, speaker=args.speaker, **kwargs)
         else:
             output = model.generate(**inputs, **generation)
@@ -165,6 +163,11 @@ def chat(args) -> str:
     return reply
 
 
+def _speech_codes(args) -> dict:
+    """`--max-speech-codes` when given; else the Talker's budget follows the reply (`omni_hf.talker.speech_budget`)."""
+    return {} if args.max_speech_codes is None else {"talker_max_new_tokens": args.max_speech_codes}
+
+
 def _stream_chat(model, processor, inputs, generation, args) -> str:
     """Print the reply as it is generated; with `--output`, write the speech to a WAV that grows chunk by chunk."""
     import soundfile
@@ -175,7 +178,7 @@ def _stream_chat(model, processor, inputs, generation, args) -> str:
     from .token2wav import SAMPLING_RATE
 
     speak = bool(args.output)
-    kwargs = {f"thinker_{k}": v for k, v in generation.items()} | {"talker_max_new_tokens": args.max_speech_codes}
+    kwargs = {f"thinker_{k}": v for k, v in generation.items()} | _speech_codes(args)
     reply = []
     wav = soundfile.SoundFile(args.output, "w", SAMPLING_RATE, 1, subtype="PCM_16") if speak else None
     try:
@@ -290,13 +293,14 @@ def speaker(args) -> None:
 PUSH_KINDS = ["model", "thinker", "token2wav", "speakers", "voice-adapter", "voice", "dataset"]  # "voice": deprecated
 
 
-def _publish(args, dry_run: bool):
-    """Load the artifact `args.source` of kind `args.kind` and push it (or, with `dry_run`, render its card)."""
+def _publish(args, dry_run: bool, list_files: bool = False):
+    """Load the artifact `args.source` of kind `args.kind` and push it (or, with `dry_run`, render its card; with
+    `list_files` too, return the `UploadPlan`: the card and the files the push would upload)."""
 
     from . import hub
 
     source = Path(args.source)
-    common = dict(results=args.results, dry_run=dry_run)
+    common = dict(results=args.results, dry_run=dry_run, list_files=list_files)
     if not dry_run:
         common.update(token=args.token, private=args.private or None)
     if args.base_model:
@@ -328,14 +332,15 @@ def _publish(args, dry_run: bool):
     model = OmniForConditionalGeneration.from_pretrained(args.model)
     name = model.voice_adapters.load(source, name=args.voice_adapter)
     common.setdefault("base_model", args.model)
-    return hub.push_voice_adapter(model, name, args.repo_id, **common)
+    own_card = source / "README.md" if source.is_dir() else None  # e.g. the DPO recipe's card: kept, not replaced
+    return hub.push_voice_adapter(model, name, args.repo_id, own_card=own_card, **common)
 
 
-def _checked_publish(args, dry_run: bool):
+def _checked_publish(args, dry_run: bool, list_files: bool = False):
     from .hub import PushError
 
     try:
-        return _publish(args, dry_run)
+        return _publish(args, dry_run, list_files)
     except (PushError, TypeError) as error:  # reported by main() as `omni-hf push: ...`, exit status 2
         raise ValueError(str(error)) from error
 
@@ -352,7 +357,14 @@ def card(args) -> None:
 
 
 def push(args) -> None:
-    """`omni-hf push KIND SOURCE REPO_ID`: publish an artifact with its generated card in one commit."""
+    """`omni-hf push KIND SOURCE REPO_ID`: publish an artifact with its generated card in one commit; with
+    `--dry-run`, print the files it would upload and the card, and upload nothing (no token needed)."""
+    if args.dry_run:
+        plan = _checked_publish(args, dry_run=True, list_files=True)
+        print(f"Would push {args.kind} {args.source} to {args.repo_id} ({len(plan.files)} files):")
+        print("\n".join(f"  {path}" for path in plan.files))
+        print(f"\nCard (README.md):\n{plan}")
+        return
     info = _checked_publish(args, dry_run=False)
     print(f"Pushed {args.kind} {args.source} to {args.repo_id}: {info.commit_url}")
 
@@ -395,7 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     c.add_argument("--output", help="also speak the reply: write a 24 kHz WAV here")
     c.add_argument("--speaker", default="Chelsie", help="voice for --output (see the model's speakers)")
-    c.add_argument("--max-speech-codes", type=int, default=4096, help="at most this many codes (50 per second)")
+    c.add_argument(
+        "--max-speech-codes",
+        type=int,
+        default=None,
+        help="at most this many codes (50 per second); default: follows the reply's length (at most 4096)",
+    )
     c.add_argument(
         "--allow-special-tokens",
         action="store_true",
@@ -440,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id", help="namespace/name on the Hub")
     p.add_argument("--token", help="write token (default: HF_TOKEN or the saved login)")
     p.add_argument("--private", action="store_true")
+    p.add_argument("--dry-run", action="store_true", help="list the files and print the card; upload nothing")
     p.set_defaults(func=push)
     s = sub.add_parser("serve", help="OpenAI-compatible server: speech replies streamed to many clients, batched")
     from .serving.server import add_serve_arguments, serve

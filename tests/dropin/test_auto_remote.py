@@ -45,11 +45,12 @@ def test_auto_classes_after_import(tiny_omni_dir, tmp_path):
     for auto in (AutoModel, AutoModelForCausalLM, AutoModelForImageTextToText):
         assert type(auto.from_pretrained(tmp_path / "thinker")) is OmniThinkerForConditionalGeneration
     auto_map = json.loads((full / "config.json").read_text())["auto_map"]
-    assert auto_map["AutoModelForMultimodalLM"] == "modeling_omni.OmniForConditionalGeneration"
-    assert auto_map["AutoModelForCausalLM"] == "causal_lm_omni.OmniThinkerForCausalLM"
+    assert auto_map["AutoModelForMultimodalLM"] == "omni_code/modeling_omni.OmniForConditionalGeneration"
+    assert auto_map["AutoModelForCausalLM"] == "omni_code/causal_lm_omni.OmniThinkerForCausalLM"
     assert json.loads((full / "processor_config.json").read_text())["auto_map"] == {
-        "AutoProcessor": "processing_omni.OmniProcessor"
+        "AutoProcessor": "omni_code/processing_omni.OmniProcessor"
     }
+    assert not list(full.glob("*.py")) and len(list((full / "omni_code").glob("*.py"))) > 40  # one folder
     assert json.loads((full / "token2wav" / "model_index.json").read_text())["_class_name"] == [
         "pipeline_token2wav",
         "OmniToken2WavPipeline",
@@ -168,3 +169,35 @@ def test_token2wav_callback_on_step_end(tiny_omni_dir):
             callback_on_step_end=zero_after_last,
             callback_on_step_end_tensor_inputs=["prompt_embeds"],
         )
+
+
+def test_missing_package_is_named_by_transformers(tiny_omni_dir, tmp_path, without_omni_hf):
+    """A package the code set needs beyond the entry file (here `av`, used by the media layer) is named up front in
+    transformers' own words, for the model and the processor alike (not a bare "No module named 'av'" later)."""
+    out = without_omni_hf(
+        f"""
+        import importlib.abc, sys
+
+        class NotInstalled(importlib.abc.MetaPathFinder):  # as if `av` were not installed
+            def find_spec(self, name, path=None, target=None):
+                if name == "av" or name.startswith("av."):
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+
+        sys.modules.pop("av", None)
+        sys.meta_path.insert(0, NotInstalled())
+        from transformers import AutoModelForMultimodalLM, AutoProcessor
+        for auto in (AutoProcessor, AutoModelForMultimodalLM):
+            try:
+                auto.from_pretrained({str(tiny_omni_dir)!r}, trust_remote_code=True)
+            except ImportError as error:
+                message = str(error)
+                assert "requires the following packages that were not found in your environment: av" in message, message
+                assert "pip install av" in message
+            else:
+                raise AssertionError(f"{{auto.__name__}} loaded without av")
+        print("NAMED_OK")
+        """,
+        tmp_path,
+    )
+    assert "NAMED_OK" in out

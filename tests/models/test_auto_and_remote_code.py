@@ -20,9 +20,11 @@ def test_auto_classes_resolve_ours(reference_full_dir, tmp_path, our_thinker):
     assert type(AutoModel.from_pretrained(tmp_path)) is OmniThinkerForConditionalGeneration
     assert type(AutoModelForCausalLM.from_pretrained(tmp_path)) is OmniThinkerForConditionalGeneration
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-    assert auto_map["AutoModelForCausalLM"] == "modeling_thinker.OmniThinkerForConditionalGeneration"
-    assert auto_map["AutoModel"] == "modeling_thinker.OmniThinkerForConditionalGeneration"
-    assert (tmp_path / "modeling_thinker.py").exists() and (tmp_path / "tmrope.py").exists()
+    assert auto_map["AutoModelForCausalLM"] == "omni_code/modeling_thinker.OmniThinkerForConditionalGeneration"
+    assert auto_map["AutoModel"] == "omni_code/modeling_thinker.OmniThinkerForConditionalGeneration"
+    code = tmp_path / "omni_code"  # issue 27: the code set in one folder, not at the top level
+    assert (code / "modeling_thinker.py").exists() and (code / "tmrope.py").exists()
+    assert not list(tmp_path.glob("*.py"))
 
 
 def test_remote_code_loads_without_omni_hf(tmp_path, our_thinker):

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel
 
+from .adapter_switch import AdapterSwitchMixin
 from .staged_save import check_complete_if_local, staged_save
 
 
@@ -17,7 +18,7 @@ def sinusoid_table(length: int, channels: int, max_timescale: float = 10000.0) -
     return torch.cat([torch.sin(scaled), torch.cos(scaled)], dim=1)
 
 
-class OmniPreTrainedModel(PreTrainedModel):
+class OmniPreTrainedModel(AdapterSwitchMixin, PreTrainedModel):
     """Shared settings of the omni_hf Thinker models."""
 
     base_model_prefix = "model"
@@ -27,6 +28,12 @@ class OmniPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = False
     _supports_attention_backend = True
     _no_split_modules = ["WhisperEncoderLayer", "OmniVisionBlock", "Qwen2DecoderLayer"]
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers' deprecated alias, answered without its FutureWarning: PEFT 0.21 reads it on every
+        `PeftModel(...)`, so each voice adapter load and recipe warned about code that is not the user's."""
+        return self.is_activation_checkpointing
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):

@@ -1,10 +1,25 @@
-"""A self-contained code set for `trust_remote_code`, written beside a saved checkpoint.
+"""A self-contained code set for `trust_remote_code`, written with a saved checkpoint.
 
 transformers copies a remote-code module and its *same-folder* relative imports (`from .x import y`) into its module
 cache, while omni_hf's source tree is organised by stage (`thinker/`, `talker/`, `common/`, ...). At save time we
 therefore gather every omni_hf module that the saved classes import (at module level or inside functions), rewrite
-each `from ..pkg.module import name` to `from .module import name`, and write them side by side in the checkpoint
-folder. Module base names are unique across the package, which keeps the flattened names unambiguous.
+each `from ..pkg.module import name` to `from .module import name`, and write them side by side. Module base names
+are unique across the package, which keeps the flattened names unambiguous.
+
+Where the files go. transformers' loader (`get_class_from_dynamic_module`, 5.24) splits an `auto_map` value on its one
+dot into a file and a class, and fetches `<file>.py` by its path in the repo, so the file may lie in a folder:
+`"omni_code/modeling_omni.OmniForConditionalGeneration"` loads `omni_code/modeling_omni.py` and then its
+relative imports from that same folder (local folders and Hub repos alike). What it does not allow: a dot in the
+folder name, or relative imports across folders (`from ..x`, `from .pkg.x`: it looks for `pkg.x.py`). So the
+transformers code set lives in one folder, `CODE_FOLDER`, instead of ~56 files at the top of the checkpoint. Diffusers'
+loader is stricter (the pipeline file at the folder's root, each component's file beside its weights), so the token2wav
+pipeline keeps its flat files (`folder=None`).
+
+Missing packages. transformers checks a remote module's imports (`check_imports`) but, for a local folder, only those
+of the entry file: a package the rest of the set needs surfaced as a bare "No module named 'av'" later. Each entry
+file therefore names every third-party package of the set in an `if TYPE_CHECKING:` block (never run, read by
+`check_imports`), so a missing one fails up front with transformers' "This modeling file requires the following
+packages that were not found in your environment: ... Run `pip install ...`".
 """
 
 import ast
@@ -14,6 +29,7 @@ from pathlib import Path
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # src/omni_hf
 PACKAGE = PACKAGE_ROOT.name
+CODE_FOLDER = "omni_code"  # the transformers code set of a saved folder (no dot: see the module docstring)
 # omni_hf's core dependencies (pyproject `dependencies`, by import name): the only packages a code set may need.
 CORE_PACKAGES = frozenset(
     {"torch", "transformers", "diffusers", "accelerate", "huggingface_hub", "safetensors", "tokenizers", "numpy"}
@@ -155,35 +171,83 @@ def _flatten(dotted: str) -> str:
     return "".join(lines)
 
 
-def write_code_set(
-    classes: list[type], save_directory: str | os.PathLike, import_all_in_entry: bool = False
-) -> list[str]:
-    """Write the flat code set that defines `classes` into `save_directory`; returns the file names written.
+def third_party_packages(source: str) -> list[str]:
+    """The top-level packages a module's source imports that are neither the standard library nor omni_hf, outside
+    `try` blocks (what transformers' `check_imports` would require)."""
+    found = set()
 
-    With `import_all_in_entry`, the classes' own modules also import every other module of the set directly:
-    diffusers copies only the *direct* relative imports of a remote-code file into its module cache.
+    def visit(node):
+        if isinstance(node, ast.Try):
+            return
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            if top != PACKAGE and top not in sys.stdlib_module_names:
+                found.add(top)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(source))
+    return sorted(found)
+
+
+def _requirements_block(packages: list[str]) -> str:
+    lines = "".join(f"    import {name}  # noqa: F401\n" for name in packages)
+    return (
+        "\n# Every third-party package of this code set, for transformers' `check_imports` (it reads only the entry file"
+        "\n# of a local folder): a missing one is named up front. Never run.\n"
+        "import typing as _typing  # noqa: E402\n\n"
+        f"if _typing.TYPE_CHECKING:\n{lines}"
+    )
+
+
+def write_code_set(
+    classes: list[type],
+    save_directory: str | os.PathLike,
+    import_all_in_entry: bool = False,
+    folder: str | None = "",
+) -> list[str]:
+    """Write the code set that defines `classes` into `save_directory/folder` (`folder=None`: `save_directory`
+    itself, flat); returns the paths written, relative to `save_directory`.
+
+    With `import_all_in_entry` (diffusers' need: it copies only the *direct* relative imports of a remote-code file
+    into its module cache), the classes' own modules also import every other module of the set directly, and the
+    set is flat by default (diffusers wants the files beside the weights); otherwise it goes to `CODE_FOLDER`. The
+    classes' own modules name every third-party package of the set (see the module docstring).
     Only files this function writes are touched: a `.py` file of the same name is replaced, nothing else."""
+    if folder == "":
+        folder = None if import_all_in_entry else CODE_FOLDER
     entries = [cls.__module__.split(".", 1)[1] for cls in classes]
     closure = [m for m in code_closure(entries) if _module_file(m).name != "__init__.py"]
+    sources = {dotted: _flatten(dotted) for dotted in closure}
+    packages = sorted({package for source in sources.values() for package in third_party_packages(source)})
+    target_folder = Path(save_directory) / folder if folder else Path(save_directory)
+    target_folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for dotted in closure:
+    for dotted, source in sources.items():
         name = dotted.split(".")[-1] + ".py"
-        source = _flatten(dotted)
-        if import_all_in_entry and dotted in entries:
-            others = [m.split(".")[-1] for m in closure if m not in entries]
-            source += "\n# diffusers copies only a remote-code file's direct relative imports: name every module of the set.\n"
-            source += "".join(f"from .{m} import __name__ as _{m}_module  # noqa: E402, F401\n" for m in others)
-        target = Path(save_directory) / name
+        if dotted in entries:
+            if import_all_in_entry:
+                others = [m.split(".")[-1] for m in closure if m not in entries]
+                source += "\n# diffusers copies only a remote-code file's direct relative imports: name every module of the set.\n"
+                source += "".join(f"from .{m} import __name__ as _{m}_module  # noqa: E402, F401\n" for m in others)
+            source += _requirements_block(packages)
+        target = target_folder / name
         staged = target.with_name(f".{name}.partial")
         staged.write_text(source, encoding="utf-8")
         os.replace(staged, target)
-        written.append(name)
+        written.append(f"{folder}/{name}" if folder else name)
     return written
 
 
-def auto_map_entry(cls: type) -> str:
-    """`module.Class` as it reads in a flat code set (`auto_map` value)."""
-    return f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
+def auto_map_entry(cls: type, folder: str | None = CODE_FOLDER) -> str:
+    """`folder/module.Class` as it reads in the code set (`auto_map` value; `module.Class` for a flat set)."""
+    module = f"{cls.__module__.split('.')[-1]}.{cls.__name__}"
+    return f"{folder}/{module}" if folder else module
 
 
-__all__ = ["auto_map_entry", "code_closure", "write_code_set"]
+__all__ = ["CODE_FOLDER", "auto_map_entry", "code_closure", "third_party_packages", "write_code_set"]

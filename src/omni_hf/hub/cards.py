@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -50,6 +51,19 @@ SECTION_KINDS = {
 BASE_TAGS = ["omni_hf", "qwen2.5-omni"]
 DEFAULT_LICENSE = "apache-2.0"
 NO_RESULTS = "No measurements were given when this card was generated."
+# omni_hf is not published on PyPI: the cards give the install it really has (README "Set-up"), from a checkout of its
+# source at the library versions it was tested with. `train` adds PEFT/TRL/datasets (adapters, preference pairs).
+INSTALL_EXTRAS = {"voice": "train", "dataset": "train"}
+
+
+def install_command(kind: str) -> str:
+    """The shell lines a card shows to install omni_hf for an artifact of `kind`."""
+    extra = INSTALL_EXTRAS.get(kind)
+    target = f'-e ".[{extra}]"' if extra else "-e ."
+    return (
+        "# omni_hf is not on PyPI: install it from a checkout of its source, at the tested versions\n"
+        f"pip install -c requirements/lock.txt {target}"
+    )
 
 
 def templates_dir() -> Path:
@@ -175,6 +189,7 @@ def render_card(
         "title": title or repo_id.split("/")[-1],
         "results_markdown": results_markdown(results_for(kind, load_results(results))),
         "license_note": LICENSE_NOTES.get(license, f"License: {license}."),
+        "install_command": install_command(kind),
         "thinker_max_new_tokens": 128,
         "talker_max_new_tokens": 2048,
         **details,
@@ -192,13 +207,50 @@ def render_card(
         return DatasetCard.from_template(data, template_path=str(path), **values)
     data = ModelCardData(
         base_model=base,
-        library_name="peft" if kind == "voice" else "omni_hf" if kind != "token2wav" else "diffusers",
+        library_name=LIBRARY_NAMES.get(kind, "omni_hf"),
         pipeline_tag=PIPELINE_TAGS[kind],
         license=license,
         tags=tag_list,
         datasets=list(datasets) if datasets else None,
     )
     return ModelCard.from_template(data, template_path=str(path), **values)
+
+
+PLACEHOLDER_REPO = re.compile(r"YOUR_USER/[\w.-]+")
+
+
+def is_own_card(text: str) -> bool:
+    """Whether a saved card is worth keeping on push: it has a body and states figures (not `NO_RESULTS`, the
+    plain card `voice_adapters.save` writes); a user's own card counts too."""
+    body = ModelCard(text).text.strip() if text.strip() else ""
+    return bool(body) and NO_RESULTS not in body
+
+
+def keep_card(
+    text: str, kind: str, repo_id: str, *, results=None, base_model: str | None = None, license: str = DEFAULT_LICENSE
+) -> ModelCard:
+    """An artifact's own saved card (e.g. the DPO recipe's, with its figures and training table) made ready for
+    `repo_id`: `YOUR_USER/...` placeholders become `repo_id`, `BASE_MODEL` the base model's Hub id; the metadata
+    it lacks (`base_model`, `library_name`, `pipeline_tag`, `license`, the base and kind tags) is added, its own
+    values win. Figures in `results` are appended under "Further measurements"."""
+    card = ModelCard(text)
+    base = _hub_id(base_model)
+    body = PLACEHOLDER_REPO.sub(repo_id, card.text)
+    if base:
+        body = body.replace("BASE_MODEL", base)
+    extra = results_for(kind, load_results(results))
+    if any(section != "_meta" for section in extra):
+        body = body.rstrip() + "\n\n## Further measurements\n\n" + results_markdown(extra) + "\n"
+    data = card.data.to_dict()
+    tags = list(dict.fromkeys([*(data.get("tags") or []), *BASE_TAGS, *KIND_TAGS[kind]]))
+    defaults = {
+        "base_model": base,
+        "library_name": LIBRARY_NAMES.get(kind, "omni_hf"),
+        "pipeline_tag": PIPELINE_TAGS.get(kind),
+        "license": license,
+    }
+    data = {**{k: v for k, v in defaults.items() if v is not None}, **data, "tags": tags}
+    return ModelCard(f"---\n{ModelCardData(**data).to_yaml()}\n---\n{body}")
 
 
 KIND_TAGS = {
@@ -209,6 +261,7 @@ KIND_TAGS = {
     "speakers": ["speech", "voice"],
     "dataset": ["dpo", "preference", "speech"],
 }
+LIBRARY_NAMES = {"voice": "peft", "token2wav": "diffusers"}  # the rest: omni_hf
 PIPELINE_TAGS = {
     "model": "any-to-any",
     "thinker": "any-to-any",
@@ -235,6 +288,9 @@ __all__ = [
     "SECTION_KINDS",
     "TEMPLATES",
     "count_parameters",
+    "install_command",
+    "is_own_card",
+    "keep_card",
     "load_results",
     "render_card",
     "results_for",

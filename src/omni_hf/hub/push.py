@@ -24,7 +24,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, DatasetCard, HfApi, ModelCard, get_token
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 from transformers.utils import logging
 
 from .cards import count_parameters, render_card
@@ -33,10 +33,44 @@ logger = logging.get_logger(__name__)
 
 CARD_FILE = "README.md"
 UPLOAD_ERRORS = (HfHubHTTPError, OSError, ValueError)
+# The staged-save bookkeeping (`omni_hf.common.staged_save`) stays local, at the top level and in subfolders
+# (`token2wav/.omni_hf_saved.json`); fnmatch's `*` crosses `/`, a bare `.omni_hf_*` matches the top level only.
+LOCAL_ONLY_PATTERNS = [".omni_hf_*", "*/.omni_hf_*"]
 
 
 class PushError(RuntimeError):
     """An upload to the Hub failed; the message says what, if anything, was published."""
+
+
+class UploadPlan(str):
+    """What a push with `dry_run=True, list_files=True` would upload: the card text (this string) and `files`, the
+    paths in the repo (sorted), staged exactly as the real push stages them, the card included."""
+
+    files: list[str]
+
+    def __new__(cls, card, files):
+        plan = super().__new__(cls, str(card))
+        plan.files = sorted(files)
+        return plan
+
+
+def folder_upload_files(folder: str | os.PathLike, ignore_patterns: Sequence[str] | None = None) -> list[str]:
+    """The repo paths `publish_folder` uploads from `folder` (huggingface_hub's own filter and default ignores)."""
+    folder = Path(folder)
+    paths = sorted(path.relative_to(folder).as_posix() for path in folder.glob("**/*") if path.is_file())
+    patterns = [*(ignore_patterns or []), *LOCAL_ONLY_PATTERNS, *DEFAULT_IGNORE_PATTERNS]
+    return list(filter_repo_objects(paths, ignore_patterns=patterns))
+
+
+def _staged_plan(card, stage) -> UploadPlan:
+    """Run `stage(folder)` (what the push would upload; it may return the subfolder it wrote, which is then the one
+    uploaded) in a temporary folder, then list it with the card."""
+    with tempfile.TemporaryDirectory(prefix="omni_hf_plan_") as folder:
+        staged = stage(Path(folder))
+        uploaded = Path(staged) if isinstance(staged, (str, os.PathLike)) else Path(folder)
+        if card is not None:
+            (uploaded / CARD_FILE).write_text(str(card))
+        return UploadPlan(card, folder_upload_files(uploaded))
 
 
 def check_repo_id(repo_id) -> str:
@@ -70,17 +104,26 @@ def publish(
     private: bool | None = None,
     commit_message: str | None = None,
     dry_run: bool = False,
+    list_files: bool = False,
 ) -> CommitInfo:
     """Push each of `parts` (objects with the libraries' `push_to_hub`: models, processors, pipelines, datasets,
     hub-mixin objects; `None` entries are skipped) to `repo_id`, then `card` (text or a huggingface_hub card).
 
-    Returns the last commit. With `dry_run`, nothing is uploaded and the card is returned."""
+    Returns the last commit. With `dry_run`, nothing is uploaded and the card is returned; with `list_files` too, an
+    [`UploadPlan`] (each part's `save_pretrained`, which its `push_to_hub` uploads, is staged and listed)."""
     check_repo_id(repo_id)
+    parts = [part for part in parts if part is not None]
     if dry_run:
-        return card
+        if not list_files:
+            return card
+
+        def save_parts(folder):  # what each part's `push_to_hub` writes, then uploads
+            for part in parts:
+                part.save_pretrained(folder)
+
+        return _staged_plan(card, save_parts)
     token = resolve_token(token)
     api = HfApi(token=token)
-    parts = [part for part in parts if part is not None]
     created = not api.repo_exists(repo_id, repo_type=repo_type)
     commits: list[CommitInfo] = []
     try:
@@ -131,13 +174,19 @@ def publish_folder(
     ignore_patterns: Sequence[str] | None = None,
     repo_type: str = "model",
     dry_run: bool = False,
+    list_files: bool = False,
 ) -> CommitInfo:
     """Upload a saved folder in ONE commit (`HfApi.upload_folder`), `card` written into it as README.md first: for
     artifacts no library's `push_to_hub` uploads whole (the full model's nested `token2wav/` pipeline, a voice
-    adapter's PEFT files beside its `voice.json` and DiT part, a recipe's output folder)."""
+    adapter's PEFT files beside its `voice.json` and DiT part, a recipe's output folder). The staged-save
+    bookkeeping (`.omni_hf_*`, in any subfolder) is never uploaded. With `dry_run` nothing is written or uploaded:
+    the card is returned, or with `list_files` an [`UploadPlan`] (the card and `folder_upload_files`)."""
     check_repo_id(repo_id)
     if dry_run:
-        return card
+        if not list_files:
+            return card
+        files = folder_upload_files(folder, ignore_patterns)
+        return UploadPlan(card, sorted({*files, CARD_FILE}) if card is not None else files)
     token = resolve_token(token)
     folder = Path(folder)
     if not folder.is_dir() or not any(folder.iterdir()):
@@ -153,7 +202,7 @@ def publish_folder(
             folder_path=folder,
             repo_type=repo_type,
             commit_message=commit_message,
-            ignore_patterns=[*(ignore_patterns or []), ".omni_hf_*"],  # the staged-save bookkeeping stays local
+            ignore_patterns=[*(ignore_patterns or []), *LOCAL_ONLY_PATTERNS],  # staged-save bookkeeping stays local
         )
     except UPLOAD_ERRORS as error:
         if created:
@@ -171,10 +220,20 @@ def _delete_quietly(api: HfApi, repo_id: str, repo_type: str) -> None:
 
 
 def push_model(
-    model, repo_id: str, *, processor=None, results=None, token=None, private=None, dry_run=False, **card
+    model,
+    repo_id: str,
+    *,
+    processor=None,
+    results=None,
+    token=None,
+    private=None,
+    dry_run=False,
+    list_files=False,
+    **card,
 ) -> CommitInfo:
     """Push a full `OmniForConditionalGeneration` (or a folder saved in our layout, processor files included), its
-    processor and its card in one commit (`save_pretrained` into a staging folder, then `publish_folder`)."""
+    processor and its card in one commit (`save_pretrained` into a staging folder, then `publish_folder`).
+    `dry_run`: the card; with `list_files`, an [`UploadPlan`] (the model staged in a temporary folder and listed)."""
     from ..omni import OmniForConditionalGeneration
 
     if isinstance(model, (str, os.PathLike)):
@@ -200,19 +259,32 @@ def push_model(
         **card,
     )
     check_repo_id(repo_id)
+
+    def stage_model(folder):
+        model.save_pretrained(folder)
+        if processor is not None:
+            processor.save_pretrained(folder)
+
     if dry_run:
-        return text
+        return _staged_plan(text, stage_model) if list_files else text
     resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="omni_hf_model_") as stage:
-        model.save_pretrained(stage)
-        if processor is not None:
-            processor.save_pretrained(stage)
+        stage_model(stage)
         hub = dict(token=token, private=private, commit_message="Upload Qwen2.5-Omni (omni_hf layout)")
         return publish_folder(stage, repo_id, text, **hub)
 
 
 def push_thinker(
-    thinker, repo_id: str, *, processor=None, results=None, token=None, private=None, dry_run=False, **card
+    thinker,
+    repo_id: str,
+    *,
+    processor=None,
+    results=None,
+    token=None,
+    private=None,
+    dry_run=False,
+    list_files=False,
+    **card,
 ) -> CommitInfo:
     """Push the Thinker alone (text replies), e.g. `model.thinker`, and its processor, then its card."""
     from ..omni import OmniForConditionalGeneration
@@ -225,11 +297,13 @@ def push_thinker(
     base = card.pop("base_model", None) or thinker.config._name_or_path
     details = dict(base_model=base, thinker_parameters=count_parameters(thinker), remote_code=True)  # save writes it
     text = render_card("thinker", repo_id, results=results, **details, **card)
-    hub = dict(token=token, private=private, dry_run=dry_run)
+    hub = dict(token=token, private=private, dry_run=dry_run, list_files=list_files)
     return publish(repo_id, [thinker, processor], text, commit_message="Upload the Qwen2.5-Omni Thinker", **hub)
 
 
-def push_token2wav(pipeline, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card):
+def push_token2wav(
+    pipeline, repo_id: str, *, results=None, token=None, private=None, dry_run=False, list_files=False, **card
+):
     """Push an `OmniToken2WavPipeline` (e.g. `model.token2wav`) with `DiffusionPipeline.push_to_hub`, then its card."""
     from ..token2wav import OmniToken2WavPipeline
 
@@ -242,11 +316,13 @@ def push_token2wav(pipeline, repo_id: str, *, results=None, token=None, private=
         "token2wav", repo_id, results=results, scheduler=type(pipeline.scheduler).__name__, num_inference_steps=steps,
         **parts, **card,
     )  # fmt: skip
-    hub = dict(token=token, private=private, dry_run=dry_run)
+    hub = dict(token=token, private=private, dry_run=dry_run, list_files=list_files)
     return publish(repo_id, [pipeline], text, commit_message="Upload the Qwen2.5-Omni token2wav pipeline", **hub)
 
 
-def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card):
+def push_speakers(
+    speakers, repo_id: str, *, results=None, token=None, private=None, dry_run=False, list_files=False, **card
+):
     """Push a `SpeakerBank` (or a model's `speakers`, or a folder holding speakers.json + .safetensors) in one
     commit with its card (`SpeakerBank.push_to_hub`, huggingface_hub's `ModelHubMixin`)."""
     from ..voices.speakers import SpeakerBank
@@ -261,7 +337,7 @@ def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=N
     text = speakers.generate_model_card(**card_kwargs)  # checks the figures before anything is uploaded
     check_repo_id(repo_id)
     if dry_run:
-        return text
+        return _staged_plan(text, speakers.save_pretrained) if list_files else text
     token = resolve_token(token)
     api = HfApi(token=token)
     created = not api.repo_exists(repo_id)
@@ -280,21 +356,45 @@ def push_speakers(speakers, repo_id: str, *, results=None, token=None, private=N
 
 
 def push_voice_adapter(
-    model, name: str, repo_id: str, *, results=None, token=None, private=None, dry_run=False, **card
+    model,
+    name: str,
+    repo_id: str,
+    *,
+    results=None,
+    token=None,
+    private=None,
+    dry_run=False,
+    list_files=False,
+    own_card: str | os.PathLike | None = None,
+    **card,
 ):
     """Push voice adapter `name` loaded in `model.voice_adapters` (PEFT files + voice.json + DiT part) with its card in one
-    commit. `base_model` (card keyword) should be the Hub id of the model the adapter was trained on."""
+    commit. `base_model` (card keyword) should be the Hub id of the model the adapter was trained on.
+
+    `own_card`: the adapter's saved card (its folder's README.md, e.g. the DPO recipe's, with its figures and training
+    table). It is kept, with its placeholders (`YOUR_USER/...`, `BASE_MODEL`) filled and the metadata it lacks added
+    (`omni_hf.hub.cards.keep_card`); only the plain card `voice_adapters.save` writes (no figures) is re-rendered."""
+    from .cards import is_own_card, keep_card
+
     if name not in model.voice_adapters:
         known = ", ".join(model.voice_adapters.names) or "none loaded"
         raise ValueError(f"Unknown voice {name!r}; loaded voices: {known}")
     base = card.pop("base_model", None) or model.config._name_or_path
-    text = model.voice_adapters.card(name, repo_id, results=results, base_model=base, **card)
+    own = Path(own_card) if own_card is not None else None
+    if own is not None and own.is_file() and is_own_card(own.read_text()):
+        text = keep_card(own.read_text(), "voice", repo_id, results=results, base_model=base)
+    else:
+        text = model.voice_adapters.card(name, repo_id, results=results, base_model=base, **card)
     check_repo_id(repo_id)
+
+    def stage_adapter(folder):
+        return model.voice_adapters.save(name, folder)
+
     if dry_run:
-        return text
+        return _staged_plan(text, stage_adapter) if list_files else text
     resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="omni_hf_voice_") as stage:
-        saved = model.voice_adapters.save(name, stage)
+        saved = stage_adapter(stage)
         hub = dict(token=token, private=private, commit_message=f"Upload voice adapter {name}")
         return publish_folder(saved, repo_id, text, **hub)
 
@@ -308,6 +408,7 @@ def push_preference_dataset(
     private: bool | None = None,
     commit_message: str = "Upload Talker DPO preference pairs",
     dry_run: bool = False,
+    list_files: bool = False,
     **card,
 ) -> CommitInfo:
     """Push preference pairs with their card in ONE commit: a `datasets.Dataset`, a `save_to_disk` folder, or what
@@ -355,13 +456,17 @@ def push_preference_dataset(
         **card,
     )
     check_repo_id(repo_id)
+
+    def stage_rows(folder):
+        (Path(folder) / "data").mkdir()
+        dataset.to_parquet(str(Path(folder) / "data" / "train-00000-of-00001.parquet"))
+
     if dry_run:
-        return text
+        return _staged_plan(text, stage_rows) if list_files else text
     resolve_token(token)
     # One commit for the rows and their card: `Dataset.push_to_hub` cannot carry a card in its commit.
     with tempfile.TemporaryDirectory(prefix="omni_hf_pairs_") as stage:
-        (Path(stage) / "data").mkdir()
-        dataset.to_parquet(str(Path(stage) / "data" / "train-00000-of-00001.parquet"))
+        stage_rows(stage)
         return publish_folder(
             stage, repo_id, text, token=token, private=private, commit_message=commit_message, repo_type="dataset"
         )

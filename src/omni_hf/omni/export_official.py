@@ -5,7 +5,10 @@ Layout written: `config.json` (`model_type: qwen2_5_omni`, official sub-config m
 pipeline's component configs), `model.safetensors` (`thinker.*`, `talker.*` as they are, the token2wav pipeline under
 `token2wav.code2wav_dit_model.*` / `token2wav.code2wav_bigvgan_model.*`), `spk_dict.pt` (the official speaker format,
 `{name: {"bos_token", "cond", "ref_mel"}}`: a `torch.save` file only because that is what transformers reads) and
-`generation_config.json`. Everything is written into a staging folder first and moved into place at the end.
+`generation_config.json`; with a processor, the tokenizer, the chat template and the processor configs as the official
+repos have them (`preprocessor_config.json`: the Whisper feature extractor and the Qwen2-VL image processor with
+`processor_class: Qwen2_5OmniProcessor`; `video_preprocessor_config.json`), so `AutoProcessor.from_pretrained` gives
+transformers' `Qwen2_5OmniProcessor`. Everything is written into a staging folder first and moved into place at the end.
 """
 
 import json
@@ -88,11 +91,43 @@ def official_speakers(model) -> dict:
     }
 
 
+OFFICIAL_PROCESSOR = "Qwen2_5OmniProcessor"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+VIDEO_PREPROCESSOR_CONFIG = "video_preprocessor_config.json"
+
+
+def official_processor_configs(processor) -> dict[str, dict]:
+    """`{file name: dict}` of the official processor configs for an `OmniProcessor`: the feature extractor and the
+    image processor in one `preprocessor_config.json` (as `Qwen/Qwen2.5-Omni-7B` has it), the video settings in
+    `video_preprocessor_config.json` (transformers' `Qwen2VLVideoProcessor`)."""
+    features = processor.feature_extractor.to_dict()
+    image = processor.image_processor.to_dict()
+    size = image.get("size") or {}
+    preprocessor = {**features, **image, "processor_class": OFFICIAL_PROCESSOR}
+    if "shortest_edge" in size:  # the official file also states the pixel range under its older names
+        preprocessor |= {"min_pixels": size["shortest_edge"], "max_pixels": size["longest_edge"]}
+    video = {
+        "video_processor_type": "Qwen2VLVideoProcessor",
+        "processor_class": OFFICIAL_PROCESSOR,
+        "size": {"shortest_edge": processor.video_min_pixels, "longest_edge": processor.video_max_pixels},
+        "min_pixels": processor.video_min_pixels,
+        "max_pixels": processor.video_max_pixels,
+        "fps": processor.fps,
+        "min_frames": processor.video_min_frames,
+        "max_frames": processor.video_max_frames,
+        **{key: image[key] for key in ("patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std")},
+    }
+    for config in (preprocessor, video):
+        config.pop("auto_map", None)
+    return {PREPROCESSOR_CONFIG: preprocessor, VIDEO_PREPROCESSOR_CONFIG: video}
+
+
 def export_official(model, destination: str | os.PathLike, processor=None, overwrite: bool = False) -> Path:
     """Write `model` (an [`OmniForConditionalGeneration`]) in the official layout at `destination`.
 
     Args:
-        processor: an `OmniProcessor` whose tokenizer files and chat template are copied (optional).
+        processor: an `OmniProcessor` whose tokenizer files and chat template are copied and whose settings are
+            written as the official processor configs (`official_processor_configs`), optional.
         overwrite: save into a non-empty `destination` (otherwise a `ValueError`, before any work): the files of an
             earlier export are replaced, every other file there (yours) is kept; nothing is deleted wholesale.
     """
@@ -115,8 +150,16 @@ def export_official(model, destination: str | os.PathLike, processor=None, overw
             processor.tokenizer.save_pretrained(staging)
             if processor.chat_template:
                 (staging / "chat_template.jinja").write_text(processor.chat_template)
+            for name, config in official_processor_configs(processor).items():
+                (staging / name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     logger.info("Exported %s in the official qwen2_5_omni layout", destination)
     return destination
 
 
-__all__ = ["export_official", "official_config_dict", "official_speakers", "official_state_dict"]
+__all__ = [
+    "export_official",
+    "official_config_dict",
+    "official_processor_configs",
+    "official_speakers",
+    "official_state_dict",
+]

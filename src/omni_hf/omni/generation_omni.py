@@ -24,6 +24,7 @@ from transformers import GenerationMixin
 
 from ..common.tmrope import media_layout
 from ..processing.budgets import check_generation_budget
+from ..talker.speech_budget import cap_for_reply, check_speech_arguments, talker_code_budget
 from ..talker.talker_inputs import build_talker_inputs
 from ..token2wav.background import BackgroundStream
 from ..token2wav.streaming import StreamingWindow
@@ -66,6 +67,7 @@ class OmniRequest:
     token2wav_kwargs: dict = field(default_factory=dict)
     media_layout: dict = field(default_factory=dict)
     generator: torch.Generator | None = None
+    talker_budget_from_text: bool = False  # the Talker's max_new_tokens is derived (`talker.speech_budget`)
 
     @property
     def speaks(self) -> bool:
@@ -99,7 +101,7 @@ class OmniGenerationMixin(GenerationMixin):
         return_audio: bool | None = None,
         voice_adapter: str | list[str | None] | None = None,
         thinker_max_new_tokens: int = 1024,
-        talker_max_new_tokens: int = 4096,
+        talker_max_new_tokens: int | None = None,
         generator: torch.Generator | None = None,
         stage_kwargs: dict[str, dict] | None = None,
         **kwargs,
@@ -111,6 +113,8 @@ class OmniGenerationMixin(GenerationMixin):
             return_audio: default: whether the Talker is enabled. False: the Thinker alone.
             voice_adapter: a loaded LoRA voice adapter (`model.voice_adapters`: the Talker's, and the DiT's when the
                 adapter has one), or one per prompt; None: the base model. (`voice=` is its deprecated name.)
+            talker_max_new_tokens: at most this many speech codes (50 per second); default: a cap that follows the
+                reply's length (`omni_hf.talker.speech_budget`, at most 4096).
             thinker_* / talker_* / token2wav_*: keyword arguments for each stage (e.g. `talker_do_sample=False`,
                 `token2wav_num_inference_steps=10`); unprefixed ones and the media inputs go to the Thinker.
             generator: the token2wav ODE noise.
@@ -126,6 +130,9 @@ class OmniGenerationMixin(GenerationMixin):
             )
             legacy = kwargs.pop("voice")
             voice_adapter = legacy if voice_adapter is None else voice_adapter
+        speech_arguments = [k for k in kwargs if k.startswith(SUBMODEL_PREFIXES[1:])]
+        speech_arguments += ["talker_max_new_tokens"] if talker_max_new_tokens is not None else []
+        check_speech_arguments(self.has_talker, return_audio, speech_arguments)
         return_audio = self.has_talker if return_audio is None else return_audio
         if return_audio and not self.has_talker:
             raise ValueError(
@@ -142,7 +149,8 @@ class OmniGenerationMixin(GenerationMixin):
                 raise ValueError(f"stage_kwargs has {stage!r}: the stages are {sorted(routed)}")
             routed[stage] |= options
         routed["thinker"] = {"max_new_tokens": thinker_max_new_tokens} | routed["thinker"]
-        routed["talker"] = {"max_new_tokens": talker_max_new_tokens} | routed["talker"]
+        talker_budget = talker_code_budget(talker_max_new_tokens, routed["thinker"].get("max_new_tokens"))
+        routed["talker"] = {"max_new_tokens": talker_budget} | routed["talker"]
         return OmniRequest(
             speaker=speaker if return_audio else None,
             voice_adapter=voice_adapter,
@@ -151,6 +159,7 @@ class OmniGenerationMixin(GenerationMixin):
             token2wav_kwargs=routed["token2wav"],
             media_layout=media_layout(kwargs),
             generator=generator,
+            talker_budget_from_text=talker_max_new_tokens is None,
         )
 
     # ---------------------------------------------------------------- whole replies
@@ -224,7 +233,11 @@ class OmniGenerationMixin(GenerationMixin):
             attention_mask,
             eos,
         )
-        return self.talker_codes(inputs, request.media_layout, request.voice_adapter, **request.talker_kwargs)
+        talker_kwargs = dict(request.talker_kwargs)
+        if request.talker_budget_from_text:  # the reply is written: its length narrows the derived cap
+            reply = sequences.shape[1] - input_ids.shape[1]
+            talker_kwargs["max_new_tokens"] = cap_for_reply(talker_kwargs["max_new_tokens"], reply)
+        return self.talker_codes(inputs, request.media_layout, request.voice_adapter, **talker_kwargs)
 
     def talker_codes(
         self, inputs: dict, media_layout: dict, voice_adapter=None, **talker_kwargs

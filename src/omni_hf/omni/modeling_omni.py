@@ -221,6 +221,56 @@ class OmniForConditionalGeneration(OmniGenerationMixin, OmniPreTrainedModel):
         self.speakers.add(speaker, overwrite=overwrite)
         return speaker
 
+    # ---------------------------------------------------------------- PEFT adapters
+    def load_adapter(self, peft_model_id=None, adapter_name: str | None = None, **kwargs):
+        """transformers' `load_adapter`, sent to the part the adapter was trained on (never a silent no-op).
+
+        The adapter's tensor names and shapes are matched first (`omni_hf.voices.adapter_routing`):
+        - trained on this full model (`thinker.*` / `talker.*` names): transformers' own `load_adapter`; switch it
+          off and on with `disable_adapters()` / `enable_adapters()`;
+        - trained on the Talker (a voice adapter, e.g. from `recipes/voice_lora.py` or the DPO recipe): loaded into
+          `model.voice_adapters` under `adapter_name` (default: its own name) and used by the replies that ask for
+          it, `generate(..., voice_adapter=name)`; a warning says so;
+        - trained on the Thinker: `model.thinker.load_adapter(...)`, active at once;
+        - fitting none of them (or the Thinker and the Talker alike, without a `voice.json`): a ValueError naming
+          the tensors that do not fit, before anything is injected.
+        Returns the name the adapter was loaded under."""
+        from ..voices.adapter_routing import adapter_folder, adapter_tensor_shapes, fitting_parts
+
+        if peft_model_id is None:
+            raise ValueError("load_adapter needs peft_model_id: an adapter folder or Hub repo id")
+        hub = {k: kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only") if k in kwargs}
+        folder = adapter_folder(peft_model_id, **hub)
+        fits = {part: not wrong for part, wrong in fitting_parts(self, adapter_tensor_shapes(folder)).items()}
+        if fits["model"]:
+            name = adapter_name or "default"
+            super().load_adapter(str(folder), adapter_name=name, **kwargs)
+            return name
+        is_voice = (folder / "voice.json").is_file()
+        if fits.get("talker") and (is_voice or not fits["thinker"]):
+            name = self.voice_adapters.load(folder, name=adapter_name)
+            logger.warning(
+                f"{str(peft_model_id)!r} is a Talker (voice) adapter: loaded into model.voice_adapters as {name!r}. "
+                f"Replies use it when asked, generate(..., voice_adapter={name!r}); voice_adapter=None is the base voice."
+            )
+            return name
+        if fits["thinker"] and not fits.get("talker"):
+            name = adapter_name or "default"
+            self.thinker.load_adapter(str(folder), adapter_name=name, **kwargs)
+            return name
+        if fits["thinker"]:
+            raise ValueError(
+                f"{str(peft_model_id)!r} fits both the Thinker and the Talker (same module names and sizes) and has "
+                "no voice.json: load it where it belongs, model.thinker.load_adapter(path) or "
+                "model.voice_adapters.load(path)"
+            )
+        misfits = fitting_parts(self, adapter_tensor_shapes(folder))
+        closest = min(misfits.values(), key=len)
+        raise ValueError(
+            f"{str(peft_model_id)!r} fits neither this model, its Thinker nor its Talker: {len(closest)} adapter "
+            f"tensor(s) have no matching module, e.g. {closest[0]}"
+        )
+
     # ---------------------------------------------------------------- loading and saving
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, token2wav=None, **kwargs):

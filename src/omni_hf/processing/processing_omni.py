@@ -54,6 +54,7 @@ from .image_processing import (
 )
 from .literal_text import control_token_strings, protect_text, restore_text, tokenize_with_literals
 from .media import VideoClip, as_video_clip, flatten_media, image_size, load_image
+from .waveform import SPEECH_SAMPLING_RATE, Waveform
 
 logger = logging.get_logger(__name__)
 
@@ -373,9 +374,22 @@ class OmniProcessor(ProcessorMixin):
         ):
             found = sum(t.count(token) for t in texts)
             if found != count:
+                hint = ""
+                if found == 0:  # plain text with media, e.g. pipeline(images=..., text="Describe")
+                    bos, eos = (
+                        ("<|audio_bos|>", "<|audio_eos|>")
+                        if name == "audio clips"
+                        else ("<|vision_bos|>", "<|vision_eos|>")
+                    )
+                    kind = {"images": "image", "videos": "video", "audio clips": "audio"}[name]
+                    hint = (
+                        f" Plain text has none: pass a chat, e.g. text=[{{'role': 'user', 'content': [{{'type': "
+                        f"'{kind}', '{kind}': ...}}, {{'type': 'text', 'text': 'Describe'}}]}}] (the chat template "
+                        f"places them), or write {bos}{token}{eos} in the text where each one goes."
+                    )
                 raise ValueError(
                     f"The prompts contain {found} {token} placeholder(s) but {count} {name} were given: "
-                    f"each {name[:-1] if name != 'audio clips' else 'audio clip'} needs exactly one placeholder."
+                    f"each {name[:-1] if name != 'audio clips' else 'audio clip'} needs exactly one placeholder.{hint}"
                 )
 
     def _check_image_tokens(self, images: list, limit: int | None) -> None:
@@ -562,14 +576,16 @@ class OmniProcessor(ProcessorMixin):
         self, generated_outputs, skip_special_tokens=True, generation_mode=None, **kwargs
     ):
         """For the `any-to-any` pipeline: decoded text (`generation_mode` None / "text"), or the waveforms
-        (`"audio"`: the second item of the full model's `(sequences, waveforms)`) as float32 arrays at 24 kHz."""
+        (`"audio"`: the second item of the full model's `(sequences, waveforms)`) as float32 arrays at 24 kHz, each a
+        [`Waveform`]: a `numpy.ndarray` (what transformers' Qwen2.5-Omni gives) carrying its `sampling_rate`."""
         if generation_mode in (None, "text"):  # the full model speaks by default: its text is the first item
             sequences = generated_outputs[0] if isinstance(generated_outputs, tuple) else generated_outputs
             return self.post_process_image_text_to_text(sequences, skip_special_tokens, **kwargs)
         if generation_mode != "audio":
             raise ValueError(f"generation_mode must be 'text' or 'audio', got {generation_mode!r}")
         audio = generated_outputs[1]
-        return [wave.reshape(-1).float().cpu().numpy() for wave in (audio if isinstance(audio, list) else [audio])]
+        waves = audio if isinstance(audio, list) else [audio]
+        return [Waveform(wave.reshape(-1).float().cpu().numpy(), SPEECH_SAMPLING_RATE) for wave in waves]
 
     def post_process_image_text_to_text(
         self, generated_outputs, skip_special_tokens: bool = True, **kwargs

@@ -162,7 +162,10 @@ class TalkerDPOConfig(DPOConfig):
 
     learning_rate: float = field(default=5e-6)
     max_length: int | None = field(default=None)
-    gradient_checkpointing: bool = field(default=False)
+    activation_checkpointing: bool = field(
+        default=False
+    )  # TRL's default is on; its old name warns in transformers 5.24
+    gradient_checkpointing: bool | None = field(default=None)  # deprecated alias (set from the above)
     dataloader_pin_memory: bool = field(default=False)
     reference: str = field(default="copy", metadata={"help": "'copy' or 'precompute' (full fine-tuning)"})
 

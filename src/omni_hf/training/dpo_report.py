@@ -25,6 +25,9 @@ def pair_prosody(pairs, limit: int = 64) -> dict[str, dict]:
     return report
 
 
+DPO_TAGS = ["trl", "dpo"]  # the Hub's tags for models trained with TRL's DPOTrainer
+
+
 def finish_dpo_outputs(trainer, pairs, saved: Path, output: Path, metrics: dict, before, after, base_model) -> dict:
     """Prosody report + the card of `saved` (adapter or full model); template cards under `output` removed.
 
@@ -44,6 +47,7 @@ def finish_dpo_outputs(trainer, pairs, saved: Path, output: Path, metrics: dict,
             ADAPTER, f"YOUR_USER/{trainer.adapter_name}", results=results, base_model=base_model,
             heading=f"Talker DPO adapter `{trainer.adapter_name}`", voice_name=trainer.adapter_name,
             trained_with="Talker DPO recipe (TRL's DPOTrainer, Eq. 1 of the paper, on ranked pairs)",
+            tags=DPO_TAGS,
         )  # fmt: skip
     else:
         speakers = model.speakers.names()
@@ -51,7 +55,7 @@ def finish_dpo_outputs(trainer, pairs, saved: Path, output: Path, metrics: dict,
             "model", "YOUR_USER/omni-talker-dpo", results=results, base_model=base_model,
             title="Qwen2.5-Omni with a DPO-trained Talker", speakers=speakers, speaker=speakers[0],
             thinker_parameters=count_parameters(model.thinker), talker_parameters=count_parameters(model.talker),
-            token2wav_parameters="unchanged",
+            token2wav_parameters="unchanged", tags=DPO_TAGS,
         )  # fmt: skip
     write_card(card, saved)
     removed = remove_template_cards(output / "checkpoints") if (output / "checkpoints").is_dir() else []

@@ -24,6 +24,9 @@ ALIASES = {
     "batch_size": "per_device_train_batch_size",
     "repo_id": "hub_model_id",
     "warmup_ratio": "warmup_steps",  # transformers reads warmup_steps < 1 as a ratio of the total steps
+    # transformers 5.24 deprecates `gradient_checkpointing*` (a FutureWarning per run): the same options, new names
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
 }
 
 

@@ -29,7 +29,7 @@ STAGE_TRAINING_DEFAULTS = {
     "save_total_limit": 2,
     "seed": 0,
     "remove_unused_columns": False,
-    "gradient_checkpointing_kwargs": {"use_reentrant": False},
+    "activation_checkpointing_kwargs": {"use_reentrant": False},
 }
 
 
@@ -43,6 +43,9 @@ class StageArguments(OutputArguments):
     )
     data: str | None = field(
         default=None, metadata={"help": "a .json/.jsonl/.csv/.parquet file, a save_to_disk folder, or a Hub dataset"}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "Hub id of the base model for the card (default: --model if a Hub id)"}
     )
     split: str = field(default="train", metadata={"help": "dataset split"})
     max_samples: int | None = field(default=None, metadata={"help": "use only the first N rows"})
@@ -252,10 +255,15 @@ def stage_card(stage: Stage, args, metrics: dict):
     """A model card (huggingface_hub `ModelCard`) stating the stage, data counts and measured losses."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from ..hub.cards import DEFAULT_LICENSE, PIPELINE_TAGS
+
+    hub_model = args.model if "/" in str(args.model) and not Path(args.model).exists() else None
     data = ModelCardData(
-        library_name="transformers",
+        library_name="transformers",  # the folder loads with transformers (auto_map + code set, trust_remote_code)
+        pipeline_tag=PIPELINE_TAGS["thinker"],
+        license=DEFAULT_LICENSE,
         tags=["omni_hf", "qwen2.5-omni", stage.name, "multimodal"],
-        base_model=args.model if "/" in str(args.model) and not Path(args.model).exists() else None,
+        base_model=getattr(args, "base_model", None) or hub_model,
         datasets=[args.data] if not Path(args.data).exists() else None,
     )
     loss = metrics.get("last_loss")
@@ -308,10 +316,14 @@ def stage_recipe(stage_name: str, allowed: tuple[str, ...]):
 
 
 def run_cli(main) -> None:
-    """Run a recipe's `main()` on `sys.argv` with info logging; exit status 0 when it returned metrics."""
+    """Run a recipe's `main()` on `sys.argv`; exit status 0 when it returned metrics, 2 with one line for an input
+    error (`recipe_config.run_recipe`). Verbosity is transformers' default (warnings: the progress bar, the logged
+    losses and the final metrics show), `TRANSFORMERS_VERBOSITY` or `--log_level info` for every loading and saving
+    line (`omni_hf.training.recipe_logging`)."""
     from .recipe_config import run_recipe
+    from .recipe_logging import apply_log_level
 
-    logging.set_verbosity_info()
+    apply_log_level()
     run_recipe(main)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,26 @@ def voice_lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.05, targe
     return _peft().LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules or TALKER_TARGETS
     )
+
+
+def talker_only_targets(target_modules) -> str:
+    """The saved adapter's `target_modules` as a regex of the Talker's own module names
+    (`model.layers.N.<...>.q_proj`, ...): PEFT matches it with `re.fullmatch`, so on the Talker it picks exactly
+    the modules the list did (all of them lie in its decoder layers), while on the full model (`talker.model...`,
+    `thinker.model...`) it matches nothing and `PeftModel.from_pretrained(full_model, adapter)` raises PEFT's
+    "Target modules ... not found" instead of injecting layers everywhere and loading none of the tensors."""
+    if isinstance(target_modules, str):
+        return target_modules  # a regex already
+    names = "|".join(re.escape(name) for name in sorted(target_modules or TALKER_TARGETS))
+    return rf"^model\.layers\.\d+\.(?:[\w.]+\.)?(?:{names})$"
+
+
+def target_names(target_modules) -> list[str]:
+    """The module names an adapter targets (from a list, or from a `talker_only_targets` regex)."""
+    if isinstance(target_modules, str):
+        found = re.search(r"\(\?:([\w|]+)\)\$$", target_modules)
+        return sorted(found.group(1).split("|")) if found else [target_modules]
+    return sorted(target_modules or TALKER_TARGETS)
 
 
 def talker_fingerprint(talker) -> dict:
@@ -141,6 +162,10 @@ class VoiceAdapters:
             self.peft.save_pretrained(stage, selected_adapters=[name])
             sub = name if (stage / name).is_dir() else ""
             saved = stage / sub
+            config_file = saved / "adapter_config.json"
+            adapter_config = json.loads(config_file.read_text())
+            adapter_config["target_modules"] = talker_only_targets(adapter_config.get("target_modules"))
+            config_file.write_text(json.dumps(adapter_config, indent=2, sort_keys=True) + "\n")
             meta = {
                 "voice": voice_label or name,
                 "talker": talker_fingerprint(self.model.talker),
@@ -174,7 +199,7 @@ class VoiceAdapters:
             base_model=base,
             voice=name,
             rank=config.r,
-            target_modules=sorted(config.target_modules or TALKER_TARGETS),
+            target_modules=target_names(config.target_modules),
             adapter_parameters=f"{lora:,}",
             talker_shape=", ".join(f"{k} {v}" for k, v in talker_fingerprint(self.model.talker).items()),
             base_model_id=base or "BASE_MODEL",
@@ -299,4 +324,11 @@ def _peft():
     return peft
 
 
-__all__ = ["VoiceAdapters", "dit_fingerprint", "talker_fingerprint", "voice_lora_config"]
+__all__ = [
+    "VoiceAdapters",
+    "dit_fingerprint",
+    "talker_fingerprint",
+    "talker_only_targets",
+    "target_names",
+    "voice_lora_config",
+]
