@@ -237,9 +237,9 @@ def bench_markdown(report: dict) -> str:
 
 def bench_figure(report: dict, path) -> object | None:
     """Latency (TTFT/TTFA p50, TTFA p90/p99) and throughput vs concurrency; None without matplotlib or levels."""
-    from .report import _pyplot
+    from .report import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     levels = [r for r in report.get("levels", []) if r["ok"]]
     if plt is None or not levels:
         return None

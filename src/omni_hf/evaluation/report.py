@@ -46,7 +46,7 @@ def speech_markdown(summary: dict, results: list[dict], models: dict[str, str]) 
     return "\n".join(text) + "\n"
 
 
-def _pyplot():
+def pyplot():
     try:
         import matplotlib
 
@@ -59,7 +59,7 @@ def _pyplot():
 
 def speech_figure(results: list[dict], path: Path) -> Path | None:
     """Per-item WER bars (one colour per system) and the similarity histogram; None without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         logger.warning("matplotlib is not installed: no figure written (pip install matplotlib)")
         return None
