@@ -225,7 +225,7 @@ def _add_realtime(add_routes, app: FastAPI) -> None:
         add_routes(app)
         return
     given = (("api_key", state.api_key), ("model_name", state.model_id), ("engine", state.engine),
-             ("max_sessions", state.max_realtime_sessions))  # fmt: skip
+             ("max_sessions", state.max_realtime_sessions), ("limits", state.limits))  # fmt: skip
     kwargs = {k: v for k, v in given if k in parameters}
     add_routes(app, state.model, state.processor, **kwargs)
 
