@@ -92,6 +92,10 @@ class ResponseWriter:
         kwargs = dict(self.generation_kwargs)
         if plan.limit is not None:
             kwargs["thinker_max_new_tokens"] = plan.limit
+        if self.limits.get("max_tokens") is not None:  # serve's --max-tokens caps the default too
+            kwargs["thinker_max_new_tokens"] = min(
+                kwargs.get("thinker_max_new_tokens", 1024), self.limits["max_tokens"]
+            )
         if self.limits.get("talker_max_new_tokens") is not None:
             kwargs["talker_max_new_tokens"] = min(
                 kwargs.get("talker_max_new_tokens", self.limits["talker_max_new_tokens"]),

@@ -379,11 +379,9 @@ class RealtimeSession:
         return plan
 
     def _limit(self, tokens: int | None) -> int | None:
-        """A response's token limit under the server's `--max-tokens`."""
+        """A response's own token limit (None: the server's default) under the server's `--max-tokens`."""
         cap = self.limits.get("max_tokens")
-        if cap is None:
-            return tokens
-        return cap if tokens is None else min(tokens, cap)
+        return tokens if tokens is None or cap is None else min(tokens, cap)
 
     def _system(self, instructions="unset", tools=None, tool_choice=None) -> str:
         """The system prompt: the instructions (default: the processor's) with the tools section."""
