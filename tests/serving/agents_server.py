@@ -13,7 +13,9 @@ FORCED_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris
 
 class ForcedReply(LogitsProcessor):
     """Forces the reply (the tokens after the last `<|im_start|>assistant\\n`) to be `text`, then `<|im_end|>`.
-    `text` is kept on the class: generation options are copied on their way to the model."""
+    `text` is kept on the class: generation options are copied on their way to the model. Without a text, the media
+    placeholder tokens are suppressed: a random model's reply holding `<|VIDEO|>` makes the conversation's next turn
+    fail (`OmniConversation` keeps the generated id; its TMRoPE layout then expects a video)."""
 
     forced: dict = {"text": None}
 
@@ -29,10 +31,11 @@ class ForcedReply(LogitsProcessor):
         self.tokenizer = tokenizer
         self.header = tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
         self.end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.placeholders = torch.tensor(tokenizer.convert_tokens_to_ids(["<|AUDIO|>", "<|IMAGE|>", "<|VIDEO|>"]))
 
     def __call__(self, input_ids, scores):
-        if self.text is None:
-            return scores
+        if self.text is None:  # the random model's own reply, without media placeholders (see the report of #26)
+            return scores.index_fill(-1, self.placeholders.to(scores.device), float("-inf"))
         ids = self.tokenizer(self.text, add_special_tokens=False)["input_ids"]
         forced = []
         for row in input_ids.tolist():
