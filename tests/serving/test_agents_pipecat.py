@@ -40,7 +40,9 @@ def test_pipecat_realtime_service(agents_server, speech, monkeypatch):  # noqa: 
 
     async def run():
         service = llm.OpenAIRealtimeLLMService(
-            api_key="not-needed", model="omni-tiny", base_url=f"ws://127.0.0.1:{live.port}/v1/realtime"
+            api_key="not-needed",
+            base_url=f"ws://127.0.0.1:{live.port}/v1/realtime",
+            settings=llm.OpenAIRealtimeLLMService.Settings(model="omni-tiny"),
         )
 
         async def push_frame(frame, direction=None):
