@@ -164,24 +164,14 @@ def replay(conversation, log: ItemLog) -> None:
 
 
 def add_source(conversation, source: Source) -> None:
-    text = _without_placeholders(conversation, source.text)
+    """One item into `conversation` (its text stays text: special-token strings in it are not control tokens)."""
     if source.audio:
         conversation.begin_audio()
         for clip in source.audio:
             conversation.append_audio(np.asarray(clip, dtype=np.float32))
-        conversation.end_audio(text=text)
+        conversation.end_audio(text=source.text)
     else:
-        conversation.add_text(text, images=source.images, role=source.role)
-
-
-def _without_placeholders(conversation, text: str) -> str:
-    """`text` without media placeholder strings (`<|AUDIO|>`, `<|IMAGE|>`, `<|VIDEO|>`): a model's reply may hold
-    them as tokens, and a replayed reply has no media behind them."""
-    config = conversation.thinker.config
-    ids = [config.audio_token_id, config.image_token_id, getattr(config, "video_token_id", None)]
-    for token in conversation.tokenizer.convert_ids_to_tokens([i for i in ids if i is not None]):
-        text = text.replace(token, "")
-    return text
+        conversation.add_text(source.text, images=source.images, role=source.role)
 
 
 def arguments_json(arguments) -> str:
