@@ -8,6 +8,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from conftest import GREEDY, LiveServer
 
+SPEECH_CODE_LIMIT = 24  # serve's --max-speech-codes here: below the replies' own talker_max_new_tokens (30)
 FORCED_CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
 
 
@@ -56,7 +57,7 @@ def agents_server(tiny_served):
 
     model, processor = tiny_served
     script = ForcedReply(processor.tokenizer)
-    limits = ServerLimits(max_tokens=64, talker_max_new_tokens=60, timeout=120)
+    limits = ServerLimits(max_tokens=64, talker_max_new_tokens=SPEECH_CODE_LIMIT, timeout=120)
     app = create_app(model, processor, model_id="omni-tiny", limits=limits, max_active=4)
     # serve's own realtime route, registered again with greedy replies and the forced-reply switch
     app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/v1/realtime"]
