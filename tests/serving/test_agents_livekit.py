@@ -167,3 +167,9 @@ def test_livekit_realtime_session(agents_server, speech):  # noqa: F811
     assert kinds.count("input_audio_buffer.speech_started") >= 1 and "input_audio_buffer.committed" in kinds
     assert len(spoken[1]) > 0
     assert isinstance(transcripts[0].transcript, str)
+    spoken_item = transcripts[0].item_id
+    added = next(
+        i for i, e in enumerate(seen) if e["type"] == "conversation.item.added" and e["item"]["id"] == spoken_item
+    )
+    completed = kinds.index("conversation.item.input_audio_transcription.completed")
+    assert kinds.index("input_audio_buffer.committed") < added < completed  # the protocol's order

@@ -134,6 +134,7 @@ def test_pipecat_realtime_service(agents_server, speech, monkeypatch):  # noqa: 
     first, first_frames, text_frames, retrieved, last = asyncio.run(run())
     kinds = [e["type"] for e in raw]
     assert "error" not in kinds and errors == [], [e for e in raw if e["type"] == "error"]
+    assert kinds.index("rate_limits.updated") == kinds.index("response.done") + 1  # validated by Pipecat's parser
     # the text item's reply went through Pipecat's handlers as LLM / TTS frames
     assert any(isinstance(f, LLMFullResponseStartFrame) for f in first_frames)
     assert any(isinstance(f, LLMFullResponseEndFrame) for f in first_frames)

@@ -7,7 +7,8 @@ For a message: `response.output_item.added`, `conversation.item.added` (GA), `re
 `output_audio_buffer.stopped`; then for each function call the model wrote (`<tool_call>` blocks, see
 `omni_hf.serving.tools`): `response.output_item.added`, `conversation.item.added`,
 `response.function_call_arguments.delta` / `.done`, `response.output_item.done`, `conversation.item.done`; last
-`response.done` with the output items, `status_details` and `usage`.
+`response.done` with the output items, `status_details` and `usage`, then `rate_limits.updated` (the response's
+token budget and what is left of it).
 
 The message item is opened at the reply's first shown text or audio, so that a reply that is only a function call
 has no empty message. Once a `<tool_call>` block starts, the reply's audio is no longer sent (its speech would read
@@ -160,6 +161,11 @@ class ResponseWriter:
         if status == "cancelled":
             done["status_details"] = {"type": "cancelled", "reason": response.reason}
         self.emit(self._event("response.done", response=done))
+        budget = kwargs.get("thinker_max_new_tokens")
+        if budget is not None:  # the per-response token budget (no account-level limits on a local server)
+            used = stats.text_tokens if stats else 0
+            self.emit(self._event("rate_limits.updated", rate_limits=[
+                {"name": "tokens", "limit": budget, "remaining": max(budget - used, 0), "reset_seconds": 0}]))  # fmt: skip
 
     def _text(self, text, transcript):
         self.open_message()

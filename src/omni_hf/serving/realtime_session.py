@@ -342,18 +342,19 @@ class RealtimeSession:
         plan = ResponsePlan()
         plan.tools, plan.tool_choice = self.tools, self.tool_choice
         try:
-            if "tools" in options:
+            if options.get("tools") is not None:
                 plan.tools = check_tools(options["tools"], "response.tools")
-            if "tool_choice" in options:
+            if options.get("tool_choice") is not None:
                 plan.tool_choice = check_tool_choice(options["tool_choice"], plan.tools, "response.tool_choice")
         except ValueError as error:
             raise EventError(str(error), param="response.tools", event_id=event_id) from None
-        instructions = options.get("instructions", self.settings.instructions)
+        instructions = options.get("instructions")  # null (LiveKit sends it unset as null): the session's
+        instructions = self.settings.instructions if instructions is None else instructions
         if not isinstance(instructions, str | None):
             raise EventError("`response.instructions` must be a string", param="response.instructions",
                              event_id=event_id)  # fmt: skip
         plan.system = self._system(instructions, plan.tools, plan.tool_choice)
-        conversation = options.get("conversation", "auto")
+        conversation = options.get("conversation") or "auto"
         if conversation not in ("auto", "none"):
             raise EventError(f"`response.conversation` must be 'auto' or 'none', got {conversation!r}",
                              param="response.conversation", event_id=event_id)  # fmt: skip
