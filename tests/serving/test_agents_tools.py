@@ -100,3 +100,29 @@ def test_tool_errors_name_the_field(agents_server):  # noqa: F811
     body["tools"], body["tool_choice"] = TOOLS, {"type": "function", "function": {"name": "nope"}}
     answer = httpx.post(f"{live.url}/v1/chat/completions", json=body, timeout=60)
     assert answer.status_code == 400 and "nope" in answer.json()["error"]["message"]
+
+
+def test_chat_template_renders_tools_like_the_server(tiny_omni):
+    """`apply_chat_template(..., tools=...)` gives the server's tool prompt, `tool_calls` and `tool` messages as
+    Qwen2.5 renders them; without tools the template's output is unchanged (see tests/processing)."""
+    from omni_hf.serving.tools import check_tools
+
+    _, processor = tiny_omni
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "sunny"},
+    ]  # fmt: skip
+    prompt = processor.apply_chat_template(messages, tools=TOOLS)
+    system = tools_system_prompt(processor.default_system_prompt, check_tools(TOOLS))
+    assert prompt.startswith(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nweather?<|im_end|>\n")
+    assert prompt.endswith(
+        '<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+        "<|im_end|>\n<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n"
+    )
+    plain = processor.apply_chat_template(messages[:1])
+    assert (
+        plain
+        == f"<|im_start|>system\n{processor.default_system_prompt}<|im_end|>\n<|im_start|>user\nweather?<|im_end|>\n"
+    )
