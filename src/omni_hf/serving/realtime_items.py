@@ -32,6 +32,7 @@ class Source:
     images: list = field(default_factory=list)
     audio: list = field(default_factory=list)
     applied: bool = False  # already in the main conversation
+    item_id: str | None = None
 
 
 def message_item(item_id: str, role: str, content: list, status: str = "completed") -> dict:

@@ -419,7 +419,7 @@ class RealtimeSession:
     async def _commit(self, event_id):
         item_id = self.item_id
         item = message_item(item_id, "user", [{"type": "input_audio", "transcript": None}])
-        source = Source("user", audio=self.clips)
+        source = Source("user", audio=self.clips, item_id=item_id)
         previous, _ = self.log.insert(item, source)
         self.jobs.put_nowait(("commit", source))
         self.capturing, self.item_id = False, new_id("item")
@@ -431,10 +431,19 @@ class RealtimeSession:
 
     # ---------------------------------------------------------------- model work (worker thread)
     async def _work(self):
+        failed_turn = False  # a spoken turn whose start or audio failed: its other pieces are dropped (one error)
         while True:
             kind, payload = await self.jobs.get()
             if kind == "close":
                 return
+            if kind in ("begin", "clear"):
+                failed_turn = False
+            elif kind in ("audio", "commit") and failed_turn:
+                if kind == "commit":  # the item never reached the conversation: it leaves the items too
+                    failed_turn = False
+                    with contextlib.suppress(EventError):
+                        self.log.delete(payload.item_id)
+                continue
             try:
                 if kind == "transcribe":
                     await self._transcribe(*payload)
@@ -442,6 +451,7 @@ class RealtimeSession:
                     await asyncio.to_thread(self._run_reporting, kind, payload)
             except Exception as error:  # reported to the client; the connection stays usable
                 logger.warning("realtime %s failed: %r", kind, error)
+                failed_turn = kind in ("begin", "audio")
                 shown = _client_error(error)
                 await self.send(error_event(shown))
                 if kind == "respond":
