@@ -125,3 +125,45 @@ def test_beta_clients_keep_beta_names(agents_server):  # noqa: F811
     kinds = asyncio.run(talk())
     assert "response.text.delta" in kinds and "response.output_text.delta" not in kinds
     assert "conversation.item.added" not in kinds and "error" not in kinds
+
+
+def test_a_spoken_turn_that_cannot_start_gives_one_error(agents_server, speech):  # noqa: F811
+    """A reply holding a media placeholder token (here forced: `<|VIDEO|>`) makes the next turn's prefill fail (a
+    known limit of `OmniConversation`); the spoken turn then gives one error, not one per packet, and its item leaves
+    the conversation's items. Pipecat ends its session on any such error, so the flood mattered."""
+    live, script = agents_server
+    question = speech("What is the weather like?", 24000)
+
+    async def talk():
+        ws, until, seen = await _session(live.port)
+        async with ws:
+            await ws.send(json.dumps({"type": "session.update", "session": {"output_modalities": ["text"],
+                                                                            "audio": {"input": {"turn_detection": None}}}}))  # fmt: skip
+            await until("session.updated")
+            await ws.send(_text("hi"))
+            script.text = "x<|VIDEO|>"
+            try:
+                await ws.send(json.dumps({"type": "response.create"}))
+                await until("response.done")
+            finally:
+                script.text = None
+            for start in range(0, question.size, 2400):
+                audio = (question[start : start + 2400] * 32767).astype("<i2").tobytes()
+                await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                          "audio": __import__("base64").b64encode(audio).decode()}))  # fmt: skip
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            committed = await until("input_audio_buffer.committed")
+            await ws.send(json.dumps({"type": "response.create"}))  # queued after the turn's pieces
+            await until("response.created")
+            done = await until("response.done")
+            await ws.send(json.dumps({"type": "conversation.item.retrieve", "item_id": committed["item_id"]}))
+            missing = await until("error")
+            return seen, done, missing
+
+    seen, done, missing = asyncio.run(talk())
+    errors = [e for e in seen[: seen.index(done)] if e["type"] == "error"]
+    assert len(errors) == 2  # the turn's one error (not one per packet), then the response's
+    assert (
+        all("video placeholders" in e["error"]["message"] for e in errors) and done["response"]["status"] == "failed"
+    )
+    assert missing["error"]["code"] == "item_retrieve_invalid_item_id"  # its item is gone
