@@ -126,6 +126,9 @@ async def measure(port: int, audio: np.ndarray, streamed: bool) -> dict:
     return {"first_text_s": first_text, "first_audio_s": first_audio}
 
 
+CANCEL_SECONDS: list[float] = []  # response.cancel → its response.done, every session
+
+
 async def speak_and_wait(port: int, audio: np.ndarray, start: float) -> float:
     """One session with server VAD: the question then 1.5 s of silence, at real-time pace from `start`; returns
     the seconds from the end of speech to the first audio delta."""
@@ -156,7 +159,11 @@ async def speak_and_wait(port: int, audio: np.ndarray, start: float) -> float:
                 end = time.perf_counter()
         at = await asyncio.wait_for(first_audio, 600)
         reader.cancel()
+        cancelled = time.perf_counter()
         await ws.send(json.dumps({"type": "response.cancel"}))
+        while json.loads(await ws.recv())["type"] != "response.done":
+            pass
+        CANCEL_SECONDS.append(time.perf_counter() - cancelled)
     return at - end
 
 
@@ -171,12 +178,14 @@ def main_sessions(args, port) -> None:
     print(
         f"Concurrent realtime sessions: {args.seconds[0]:g} s question each, server VAD, small config, 2 torch threads"
     )
-    print("| sessions | first audio after end of speech: p50 | p90 | samples |")
-    print("|---|---|---|---|")
+    print("| sessions | first audio after end of speech: p50 | p90 | samples | cancel → response.done p50 |")
+    print("|---|---|---|---|---|")
     for n in args.sessions:
+        CANCEL_SECONDS.clear()
         latencies = [x for _ in range(args.runs) for x in asyncio.run(concurrent(port, audio, n))]
         p50, p90 = np.percentile(latencies, [50, 90])
-        print(f"| {n} | {p50:.2f} s | {p90:.2f} s | {len(latencies)} |", flush=True)
+        cancel = np.percentile(CANCEL_SECONDS, 50)
+        print(f"| {n} | {p50:.2f} s | {p90:.2f} s | {len(latencies)} | {cancel:.3f} s |", flush=True)
 
 
 def main() -> None:
