@@ -14,6 +14,12 @@ Latency is measured from the last packet (streamed) or the item (one-shot) to th
 
     python benchmarks/realtime.py                      # about 3 minutes
     python benchmarks/realtime.py --seconds 10
+    python benchmarks/realtime.py --sessions 1 2 4     # concurrent sessions instead (server VAD)
+
+`--sessions N ...`: N sessions at once each speak a `--seconds` question in real-time packets followed by silence,
+with the server's default turn detection (silero-vad when installed, 500 ms of silence ends the turn); the latency is
+from the end of speech (the last speech packet sent) to the session's first `response.output_audio.delta`, so it
+includes the VAD's end-of-turn wait. p50 / p90 over every session of every run.
 """
 
 import argparse
@@ -120,16 +126,83 @@ async def measure(port: int, audio: np.ndarray, streamed: bool) -> dict:
     return {"first_text_s": first_text, "first_audio_s": first_audio}
 
 
+CANCEL_SECONDS: list[float] = []  # response.cancel → its response.done, every session
+
+
+async def speak_and_wait(port: int, audio: np.ndarray, start: float) -> float:
+    """One session with server VAD: the question then 1.5 s of silence, at real-time pace from `start`; returns
+    the seconds from the end of speech to the first audio delta."""
+    import websockets
+
+    silence = np.zeros(36000, dtype=np.float32)
+    packets = [p for a in (audio, silence) for p in (a[i : i + 2400] for i in range(0, a.size, 2400))]
+    speech_packets = -(-audio.size // 2400)
+    async with websockets.connect(f"ws://127.0.0.1:{port}/v1/realtime", max_size=None) as ws:
+        await ws.recv()
+        first_audio, end = asyncio.get_running_loop().create_future(), None
+
+        async def receive():
+            async for message in ws:
+                event = json.loads(message)
+                if event["type"] == "error":
+                    first_audio.set_exception(RuntimeError(event["error"]))
+                    return
+                if event["type"] == "response.output_audio.delta" and not first_audio.done():
+                    first_audio.set_result(time.perf_counter())
+                    return
+
+        reader = asyncio.create_task(receive())
+        for k, packet in enumerate(packets):
+            await asyncio.sleep(max(0.0, start + k * 0.1 - time.perf_counter()))
+            await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": b64(packet)}))
+            if k == speech_packets - 1:
+                end = time.perf_counter()
+        at = await asyncio.wait_for(first_audio, 600)
+        reader.cancel()
+        cancelled = time.perf_counter()
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        while json.loads(await ws.recv())["type"] != "response.done":
+            pass
+        CANCEL_SECONDS.append(time.perf_counter() - cancelled)
+    return at - end
+
+
+async def concurrent(port: int, audio: np.ndarray, sessions: int) -> list[float]:
+    start = time.perf_counter() + 0.5
+    return list(await asyncio.gather(*(speak_and_wait(port, audio, start) for _ in range(sessions))))
+
+
+def main_sessions(args, port) -> None:
+    audio = recording(args.seconds[0])
+    asyncio.run(concurrent(port, recording(2.0), 1))  # warm-up
+    print(
+        f"Concurrent realtime sessions: {args.seconds[0]:g} s question each, server VAD, small config, 2 torch threads"
+    )
+    print("| sessions | first audio after end of speech: p50 | p90 | samples | cancel → response.done p50 |")
+    print("|---|---|---|---|---|")
+    for n in args.sessions:
+        CANCEL_SECONDS.clear()
+        latencies = [x for _ in range(args.runs) for x in asyncio.run(concurrent(port, audio, n))]
+        p50, p90 = np.percentile(latencies, [50, 90])
+        cancel = np.percentile(CANCEL_SECONDS, 50)
+        print(f"| {n} | {p50:.2f} s | {p90:.2f} s | {len(latencies)} | {cancel:.3f} s |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 30.0], help="spoken input lengths")
     parser.add_argument("--codes", type=int, default=100, help="speech codes of each reply (fixed length)")
     parser.add_argument("--runs", type=int, default=2, help="runs per case (the best is kept)")
+    parser.add_argument("--sessions", type=int, nargs="+", help="concurrent sessions per case (e.g. 1 2 4)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         build_checkpoint(Path(tmp))
         server, port = serve(tmp, args.codes)
+        if args.sessions:
+            main_sessions(args, port)
+            server.should_exit = True
+            return
         asyncio.run(measure(port, recording(2.0), streamed=True))  # warm-up
         rows = []
         for seconds in args.seconds:

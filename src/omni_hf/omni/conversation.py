@@ -152,15 +152,18 @@ class OmniConversation:
         return []
 
     # ---------------------------------------------------------------- input
-    def add_text(self, text: str, images: list | None = None) -> None:
+    def add_text(self, text: str, images: list | None = None, role: str = "user") -> None:
         """A typed user message, optionally with images before the text (PIL images or `(H, W, 3)` uint8 arrays);
-        prefilled with the next spoken turn's start, or with the reply's prompt."""
+        prefilled with the next spoken turn's start, or with the reply's prompt. `role` "assistant" or "system" adds
+        a message of that role instead (text only), e.g. an earlier reply given by the client."""
         self._check_idle()
         if not isinstance(text, str):
             raise ValueError(f"add_text expects a string, got {type(text).__name__}")
+        if role not in ("user", "assistant", "system") or (images and role != "user"):
+            raise ValueError(f"add_text: role must be user, assistant or system (images: user only), got {role!r}")
         images = list(images or [])
         content = [{"type": "image", "image": None}] * len(images) + [{"type": "text", "text": _SENTINEL}]
-        piece = self._render([{"role": "user", "content": content}])[len(self._pieces["system"]) :]
+        piece = self._render([{"role": role, "content": content}])[len(self._pieces["system"]) :]
         placeholder = self.tokenizer.convert_ids_to_tokens(self.image_token_id)
         if images:
             out = self.processor.image_processor(images=images, return_tensors="pt")

@@ -41,6 +41,7 @@ from .protocol import (
     request_error,
 )
 from .scheduler import BatchScheduler, ReplyRequest, RequestTimeout, ServerBusy
+from .tools import ToolCallParser, check_tool_choice, check_tools, parse_tool_calls, tools_system_prompt
 
 logger = logging.get_logger(__name__)
 
@@ -231,7 +232,7 @@ def _add_realtime(add_routes, app: FastAPI) -> None:
         add_routes(app)
         return
     given = (("api_key", state.api_key), ("model_name", state.model_id), ("engine", state.engine),
-             ("max_sessions", state.max_realtime_sessions))  # fmt: skip
+             ("max_sessions", state.max_realtime_sessions), ("limits", state.limits))  # fmt: skip
     kwargs = {k: v for k, v in given if k in parameters}
     add_routes(app, state.model, state.processor, **kwargs)
 
@@ -267,7 +268,7 @@ def _parse(body: bytes) -> ChatCompletionRequest:
 def _prepare_inputs(state: ServerState, chat: ChatCompletionRequest) -> dict:
     builder = ConversationBuilder(state.limits)
     try:
-        conversation = builder(chat.messages)
+        conversation = with_tools(builder(chat.messages), chat, state.processor.default_system_prompt)
         try:
             inputs = state.processor.apply_chat_template(
                 conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
@@ -282,6 +283,34 @@ def _prepare_inputs(state: ServerState, chat: ChatCompletionRequest) -> dict:
     finally:
         builder.close()
     return {k: v.to(state.model.thinker.device) if hasattr(v, "to") else v for k, v in dict(inputs).items()}
+
+
+def with_tools(conversation: list[dict], chat: ChatCompletionRequest, default_system: str) -> list[dict]:
+    """The conversation with the request's `tools` in its system message, as Qwen2.5 models are prompted for tools
+    (`omni_hf.serving.tools`); unchanged without tools or with `tool_choice` "none"."""
+    try:
+        tools = check_tools(chat.tools)
+        choice = check_tool_choice(chat.tool_choice, tools)
+    except ValueError as error:
+        raise RequestError(str(error), "tools") from None
+    if not tools or choice == "none":
+        return conversation
+    if conversation and conversation[0]["role"] == "system":
+        system = "".join(b.get("text", "") for b in conversation[0]["content"] if b.get("type") == "text")
+        conversation = conversation[1:]
+    else:
+        system = default_system
+    prompt = tools_system_prompt(system, tools, choice)
+    return [{"role": "system", "content": [{"type": "text", "text": prompt}]}, *conversation]
+
+
+def _uses_tools(chat: ChatCompletionRequest) -> bool:
+    return bool(chat.tools) and chat.tool_choice != "none"
+
+
+def _tool_calls(calls: list[dict]) -> list[dict]:
+    return [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for c in calls]  # fmt: skip
 
 
 def _reply_request(state: ServerState, chat: ChatCompletionRequest, inputs: dict) -> ReplyRequest:
@@ -343,23 +372,38 @@ class _Completion:
 
 
 async def _sse(completion: _Completion, events: asyncio.Queue, job):
-    """The SSE stream of one reply; closing it (client gone) cancels the job at once."""
+    """The SSE stream of one reply; closing it (client gone) cancels the job at once. With `tools`, `<tool_call>`
+    blocks are held back from the content and sent as `tool_calls` deltas at the end (finish_reason "tool_calls")."""
     speaks = completion.chat.speaks
+    parser = ToolCallParser() if _uses_tools(completion.chat) else None
+
+    def content(text):
+        delta = {"content": text}
+        if speaks:
+            delta["audio"] = {"id": completion.audio_id, "transcript": text}
+        return completion.chunk(delta)
+
     try:
         yield completion.chunk({"role": "assistant", "content": ""})
         while True:
             event = await events.get()
             if isinstance(event, TextDelta):
-                if event.text:
-                    delta = {"content": event.text}
-                    if speaks:
-                        delta["audio"] = {"id": completion.audio_id, "transcript": event.text}
-                    yield completion.chunk(delta)
+                text = event.text if parser is None else parser.feed(event.text)
+                if text:
+                    yield content(text)
             elif isinstance(event, AudioChunk):
                 data = base64.b64encode(pcm16_bytes(event.audio)).decode()
                 yield completion.chunk({"audio": {"id": completion.audio_id, "data": data}})
             elif isinstance(event, StreamStats):
-                yield completion.chunk({}, completion.finish_reason(event))
+                finish_reason = completion.finish_reason(event)
+                if parser is not None:
+                    rest = parser.finish()
+                    if rest:
+                        yield content(rest)
+                    for index, call in enumerate(_tool_calls(parser.calls)):
+                        yield completion.chunk({"tool_calls": [{"index": index, **call}]})
+                    finish_reason = "tool_calls" if parser.calls else finish_reason
+                yield completion.chunk({}, finish_reason)
                 options = completion.chat.stream_options
                 if options is not None and options.include_usage:
                     yield completion.chunk({}, usage=completion.usage(event))
@@ -412,6 +456,12 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
             get.cancel()
     transcript = "".join(text)
     message = {"role": "assistant", "content": transcript}
+    finish_reason = completion.finish_reason(event)
+    if _uses_tools(completion.chat):
+        shown, calls = parse_tool_calls(transcript)
+        if calls:
+            message = {"role": "assistant", "content": shown or None, "tool_calls": _tool_calls(calls)}
+            finish_reason = "tool_calls"
     if completion.chat.speaks:
         waveform = np.concatenate(audio) if audio else np.zeros(0, dtype=np.float32)
         data = base64.b64encode(encode_audio(waveform, completion.chat.audio.format)).decode()
@@ -422,7 +472,7 @@ async def _whole(completion: _Completion, events: asyncio.Queue, job, request: R
         "object": "chat.completion",
         "created": completion.created,
         "model": completion.model_id,
-        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason(event)}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
         "usage": completion.usage(event),
     }
 

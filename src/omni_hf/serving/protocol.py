@@ -65,13 +65,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ToolCallFunction(_Strict):
+    name: str
+    arguments: str
+
+
+class ToolCall(_Strict):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class Message(_Strict):
     """A chat message; a list `content` holds `ContentPart`s, parsed by `omni_hf.processing.content_parts` when the
-    request is validated."""
+    request is validated (None only for an assistant message with `tool_calls`)."""
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[Any]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[Any] | None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant: the calls it made (see `omni_hf.serving.tools`)
+    tool_call_id: str | None = None  # tool: the call this is the output of
 
 
 class AudioOptions(_Strict):
@@ -101,6 +114,9 @@ class ChatCompletionRequest(_Strict):
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
     voice_adapter: str | None = None
+    tools: list[dict] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict | None = None
+    parallel_tool_calls: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -108,7 +124,7 @@ class ChatCompletionRequest(_Strict):
         """Every message's content parsed once, here, with errors naming the part (`messages[0].content[1]`)."""
         messages = data.get("messages") if isinstance(data, dict) else None
         for i, message in enumerate(messages if isinstance(messages, list) else []):
-            if isinstance(message, dict) and "content" in message:
+            if isinstance(message, dict) and message.get("content") is not None:
                 try:
                     message["content"] = parse_content(message["content"], f"messages[{i}].content", api="chat")
                 except MediaError as error:
@@ -170,6 +186,26 @@ def check_request(request: ChatCompletionRequest, speakers: list[str], adapters:
         raise RequestError(f"max_tokens {tokens} is above this server's limit {limits.max_tokens}", "max_tokens")
 
 
+def tool_message(message: Message, i: int) -> dict:
+    """A `tool` message (a function's output) as the user turn `<tool_response>...</tool_response>`, an assistant
+    message with `tool_calls` as its text followed by each `<tool_call>` block."""
+    from .tools import render_tool_call, render_tool_response
+
+    content = message.content
+    if content is not None and not isinstance(content, str):
+        texts = [p.text for p in content if p.kind == "text"]
+        if len(texts) != len(content):
+            raise RequestError("tool messages and tool calls take text content only", f"messages[{i}].content")
+        content = "".join(texts)
+    if message.role == "tool":
+        return {"role": "user", "content": [{"type": "text", "text": render_tool_response(content or "")}]}
+    if message.role != "assistant":
+        raise RequestError("only assistant messages carry tool_calls", f"messages[{i}].tool_calls")
+    calls = [render_tool_call(c.function.name, c.function.arguments) for c in message.tool_calls]
+    text = "\n".join(([content] if content else []) + calls)
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
 class ConversationBuilder:
     """Turn validated messages into an `OmniProcessor` conversation; owns temporary video files (`close()`).
 
@@ -187,6 +223,12 @@ class ConversationBuilder:
         conversation = []
         for i, message in enumerate(messages):
             role = "system" if message.role == "developer" else message.role
+            if message.role == "tool" or message.tool_calls:  # rendered as Qwen2.5 prompts tools
+                conversation.append(tool_message(message, i))
+                continue
+            if message.content is None:
+                raise RequestError("content is required (null only for an assistant message with tool_calls)",
+                                   f"messages[{i}].content")  # fmt: skip
             if isinstance(message.content, str):
                 conversation.append({"role": role, "content": [{"type": "text", "text": message.content}]})
                 continue

@@ -68,7 +68,7 @@ async def _refuse(websocket: WebSocket, status: int, message: str, kind: str, co
 def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None = None, model_name: str = "omni_hf",
                         generation_kwargs: dict | None = None, seed: int | None = 0, path: str = "/v1/realtime",
                         engine: BatchScheduler | None = None, allowed_origins=(),
-                        max_sessions: int | None = None):  # fmt: skip
+                        max_sessions: int | None = None, limits=None):  # fmt: skip
     """Register the Realtime WebSocket on `app`.
 
     Args:
@@ -83,6 +83,9 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
             from any other origin is refused (`omni_hf.serving.cross_site`).
         max_sessions: open connections allowed at once (None: no limit); one more is refused with HTTP 429
             (`rate_limit_error`, `Retry-After`) before it is accepted.
+        limits: the server's `ServerLimits` (`omni-hf serve`): `max_tokens` caps each response's
+            `max_output_tokens`, `talker_max_new_tokens` its speech codes, `timeout` its seconds (then it ends as
+            cancelled with reason "timeout"). None: no caps beyond `generation_kwargs`.
         engine: the `BatchScheduler` running the model (default: the server's when `app` is `create_app`'s, else one
             made here): every connection's model work runs on it, beside the HTTP requests, with no lock.
 
@@ -94,6 +97,10 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
     if max_sessions is not None and (not isinstance(max_sessions, int) or max_sessions < 1):
         raise ValueError(f"max_sessions must be a positive integer or None, got {max_sessions!r}")
     engine = engine or _engine_of(app, model, processor)
+    caps = {}
+    if limits is not None:
+        caps = {"max_tokens": limits.max_tokens, "talker_max_new_tokens": limits.talker_max_new_tokens,
+                "timeout": limits.timeout}  # fmt: skip
     opening = set()  # handshakes that hold a session place (checked and taken with no await between)
 
     @app.websocket(path)
@@ -127,7 +134,7 @@ def add_realtime_routes(app: FastAPI, model, processor, *, api_key: str | None =
                 event = await outgoing.get()
                 await websocket.send_json(event)
 
-        session = RealtimeSession(model, processor, send, engine, model_name, beta, generation_kwargs, seed)
+        session = RealtimeSession(model, processor, send, engine, model_name, beta, generation_kwargs, seed, caps)
         app.state.realtime_sessions[session.id] = session
         opening.discard(place)
         writer = asyncio.create_task(sender())

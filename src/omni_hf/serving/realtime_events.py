@@ -23,6 +23,10 @@ CLIENT_EVENTS = (
     "conversation.item.create",
     "response.create",
     "response.cancel",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "output_audio_buffer.clear",
 )
 BETA_NAMES = {
     "response.output_text.delta": "response.text.delta",
@@ -49,8 +53,10 @@ def new_id(prefix: str) -> str:
 
 @dataclass
 class TurnDetection:
-    """`server_vad` settings (see `omni_hf.serving.vad.EnergyVAD`)."""
+    """`server_vad` settings (see `omni_hf.serving.vad`); `type` "semantic_vad" is server VAD with a longer wait
+    (`omni_hf.serving.realtime_compat`)."""
 
+    type: str = "server_vad"
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
@@ -58,7 +64,7 @@ class TurnDetection:
     interrupt_response: bool = True
 
     def as_dict(self) -> dict:
-        return {"type": "server_vad", **self.__dict__}
+        return dict(self.__dict__)
 
 
 @dataclass
@@ -193,7 +199,7 @@ def update_settings(settings: SessionSettings, session: dict, speakers, event_id
 def parse_turn_detection(turn, fail) -> TurnDetection | None:
     if turn is None or (isinstance(turn, dict) and turn.get("type") == "none"):
         return None
-    if not isinstance(turn, dict) or turn.get("type") != "server_vad":
+    if not isinstance(turn, dict) or turn.get("type") not in ("server_vad", "semantic_vad"):
         fail(f"turn_detection must be null or of type 'server_vad' (energy VAD), got {turn!r}", "turn_detection")
     fields = TurnDetection.__dataclass_fields__
     values = {k: v for k, v in turn.items() if k in fields}

@@ -15,24 +15,24 @@ import logging
 import threading
 
 import numpy as np
-import torch
 
 from ..omni.conversation import OmniConversation
-from ..omni.events import AudioChunk, StreamStats, TextDelta
+from .realtime_compat import OPENAI_VOICES, normalize_session, transcription_settings
 from .realtime_events import (
     BETA_NAMES,
     RATE,
     EventError,
     SessionSettings,
-    audio_b64,
     error_event,
     new_id,
     parse_client_event,
-    parse_user_item,
     update_settings,
 )
+from .realtime_items import ItemLog, Source, add_source, message_item, parse_item, replay
+from .realtime_response import ResponsePlan, ResponseWriter
 from .scheduler import ServerBusy
-from .vad import EnergyVAD, StreamingResampler
+from .tools import check_tool_choice, check_tools, tools_system_prompt
+from .vad import StreamingResampler, make_vad
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 class ActiveResponse:
     """One response being generated: its ids, and the flag that stops it (`reason`: why)."""
 
-    def __init__(self):
+    def __init__(self, metadata=None, conversation: str = "auto"):
         self.id, self.item_id = new_id("resp"), new_id("item")
+        self.metadata, self.conversation = metadata, conversation
         self.cancel = threading.Event()
         self.reason = None
         self.finished = asyncio.Event()
@@ -66,8 +67,9 @@ class RealtimeSession:
     """
 
     def __init__(self, model, processor, send, engine, model_name: str = "omni_hf", beta: bool = False,
-                 generation_kwargs: dict | None = None, seed: int | None = 0):  # fmt: skip
+                 generation_kwargs: dict | None = None, seed: int | None = 0, limits: dict | None = None):  # fmt: skip
         self.model, self.processor, self.send, self.engine = model, processor, send, engine
+        self.limits = dict(limits or {})  # the server's: max_tokens, talker_max_new_tokens, timeout
         self.model_name, self.beta, self.seed = model_name, beta, seed
         self.generation_kwargs = dict(generation_kwargs or {})
         self.id = new_id("sess")
@@ -79,6 +81,13 @@ class RealtimeSession:
         self.jobs: asyncio.Queue = asyncio.Queue()
         self.worker = asyncio.create_task(self._work())
         self.response: ActiveResponse | None = None
+        self.last_response: ActiveResponse | None = None  # the latest one, until its response.done is sent
+        self.log = ItemLog()  # the conversation's items, as the protocol shows them
+        self.dirty = False  # the items changed other than at the end: the conversation is replayed before use
+        self.tools: list[dict] = []
+        self.tool_choice = "auto"
+        self.transcription: dict | None = None
+        self.audio_ms: dict[str, int] = {}  # ms of audio sent for each assistant item (conversation.item.truncate)
         self.capturing = False  # a spoken user message is open in the conversation
         self.captured_ms = 0
         self.received = 0  # 24 kHz samples received since the connection opened
@@ -105,15 +114,34 @@ class RealtimeSession:
 
     async def _on_session_update(self, event):
         speakers = list(self.model.speakers) if self.model.has_talker else []
-        new = update_settings(self.settings, event.get("session"), speakers, event.get("event_id"))
-        if new.instructions != self.settings.instructions and self.conversation is not None:
-            raise EventError(
-                "instructions (the system prompt) can only change before the conversation's first message",
-                param="session.instructions",
-                event_id=event.get("event_id"),
-            )
+        raw = event.get("session")
+        payload, notes = normalize_session(raw, speakers, self.settings.voice)
+        tools, tool_choice = self.tools, self.tool_choice
+        if isinstance(raw, dict) and "tools" in raw:
+            try:
+                tools = check_tools(raw["tools"], "session.tools")
+            except ValueError as error:
+                raise EventError(str(error), param="session.tools", event_id=event.get("event_id")) from None
+        if isinstance(raw, dict) and "tool_choice" in raw:
+            try:
+                tool_choice = check_tool_choice(raw["tool_choice"], tools, "session.tool_choice")
+            except ValueError as error:
+                raise EventError(str(error), param="session.tool_choice", event_id=event.get("event_id")) from None
+        given, transcription = transcription_settings(raw)
+        if given and transcription is not None and not isinstance(transcription, dict):
+            raise EventError("input_audio_transcription must be an object or null",
+                             param="session.audio.input.transcription", event_id=event.get("event_id"))  # fmt: skip
+        new = update_settings(self.settings, payload, speakers, event.get("event_id"))
         if new.audio_output and not self.model.has_talker:
             raise EventError("This model has no talker: only text output", param="session.output_modalities")
+        for param, message in notes:  # refused fields: the rest applies
+            await self.send(error_event(EventError(message, code="invalid_event", param=param,
+                                                   event_id=event.get("event_id"))))  # fmt: skip
+        if self._system(new.instructions, tools, tool_choice) != self._system():
+            self.dirty = self.dirty or self.conversation is not None  # replayed under the new system prompt
+        if given:
+            self.transcription = transcription
+        self.tools, self.tool_choice = tools, tool_choice
         turn_changed = new.turn_detection != self.settings.turn_detection
         self.settings = new
         if turn_changed:
@@ -169,16 +197,98 @@ class RealtimeSession:
         await self.send(self._event("input_audio_buffer.cleared"))
 
     async def _on_conversation_item_create(self, event):
-        parts = parse_user_item(event)
+        sampling_rate = self.processor.feature_extractor.sampling_rate
+        item, source = parse_item(event, lambda samples: StreamingResampler(RATE, sampling_rate).push(samples))
         if self.capturing:
             raise EventError(
                 "Commit or clear the input audio buffer before adding an item", event_id=event.get("event_id")
             )
-        item_id = event["item"].get("id") or new_id("item")
-        self.jobs.put_nowait(("item", parts))
-        content = [{"type": "input_text", "text": p} if k == "text" else {"type": f"input_{k}"} for k, p in parts]
-        await self.send(self._event("conversation.item.created", previous_item_id=None,
-                                    item=self._item(item_id, "user", content)))  # fmt: skip
+        if self.log.get(item["id"]) is not None:
+            raise EventError(f"Item {item['id']!r} already exists", code="item_create_duplicate_item_id",
+                             param="item.id", event_id=event.get("event_id"))  # fmt: skip
+        try:
+            previous, at_end = self.log.insert(item, source, event.get("previous_item_id"))
+        except EventError as error:
+            error.event_id = event.get("event_id")
+            raise
+        if at_end:
+            self.jobs.put_nowait(("item", source))
+        else:
+            self.dirty = True
+        await self._announce_item(item, previous)
+
+    async def _announce_item(self, item, previous):
+        """`conversation.item.created` (beta, and GA for older clients) or `.added` + `.done` (GA)."""
+        if self.beta:
+            await self.send(self._event("conversation.item.created", previous_item_id=previous, item=item))
+            return
+        await self.send(self._event("conversation.item.added", previous_item_id=previous, item=item))
+        await self.send(self._event("conversation.item.done", previous_item_id=previous, item=item))
+        await self.send(self._event("conversation.item.created", previous_item_id=previous, item=item))
+
+    async def _after_response(self):
+        """Wait until the latest response has sent its `response.done` (a cancelled one ends within a step)."""
+        last = self.last_response
+        if last is not None and not last.finished.is_set():
+            await last.finished.wait()
+
+    async def _on_conversation_item_delete(self, event):
+        await self._after_response()
+        item_id = event.get("item_id")
+        try:
+            self.log.delete(item_id)
+        except EventError as error:
+            error.event_id = event.get("event_id")
+            raise
+        self.dirty = True
+        await self.send(self._event("conversation.item.deleted", item_id=item_id))
+
+    async def _on_conversation_item_retrieve(self, event):
+        await self._after_response()
+        item = self.log.get(event.get("item_id"))
+        if item is None:
+            raise EventError(f"Item {event.get('item_id')!r} does not exist in this conversation",
+                             code="item_retrieve_invalid_item_id", param="item_id", event_id=event.get("event_id"))  # fmt: skip
+        await self.send(self._event("conversation.item.retrieved", item=item))
+
+    async def _on_conversation_item_truncate(self, event):
+        """Cut an assistant audio item at `audio_end_ms` (what the user heard): its transcript keeps the same share
+        of its characters (at a word end), and the conversation is replayed with it."""
+        await self._after_response()
+        event_id, item_id = event.get("event_id"), event.get("item_id")
+        item = self.log.get(item_id)
+        if item is None or item.get("role") != "assistant":
+            raise EventError(f"Item {item_id!r} is not an assistant message of this conversation",
+                             code="item_truncate_invalid_item_id", param="item_id", event_id=event_id)  # fmt: skip
+        end_ms = event.get("audio_end_ms")
+        total_ms = self.audio_ms.get(item_id, 0)
+        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
+            raise EventError("audio_end_ms must be a non-negative integer", param="audio_end_ms", event_id=event_id)
+        if end_ms > total_ms:
+            raise EventError(f"audio_end_ms ({end_ms}) is longer than the item's audio ({total_ms} ms)",
+                             code="invalid_value", param="audio_end_ms", event_id=event_id)  # fmt: skip
+        source = self.log.sources[item_id]
+        if end_ms < total_ms:
+            keep = len(source.text) * end_ms // max(total_ms, 1)
+            cut = source.text[:keep]
+            if keep < len(source.text) and " " in cut:
+                cut = cut[: cut.rindex(" ")]
+            if cut != source.text:
+                source.text = cut
+                for part in item.get("content", []):
+                    if "transcript" in part:
+                        part["transcript"] = cut
+                self.audio_ms[item_id] = end_ms
+                self.dirty = True
+        await self.send(self._event("conversation.item.truncated", item_id=item_id,
+                                    content_index=event.get("content_index", 0), audio_end_ms=end_ms))  # fmt: skip
+
+    async def _on_output_audio_buffer_clear(self, event):
+        if self.response is not None:
+            self.response.stop("client_cancelled")
+        await self.send(
+            self._event("output_audio_buffer.cleared", response_id=getattr(self.last_response, "id", None))
+        )
 
     async def _on_response_create(self, event):
         if (
@@ -207,12 +317,79 @@ class RealtimeSession:
                                        or not {*map(str, modalities)} <= {"text", "audio"}):  # fmt: skip
             raise EventError(f"output_modalities must be a list of 'text' / 'audio', got {modalities!r}",
                              param="response.output_modalities", event_id=event.get("event_id"))  # fmt: skip
+        if audio and voice not in self.model.speakers and voice in OPENAI_VOICES:
+            voice = self.settings.voice  # mapped as in session.update (realtime_compat)
         if audio and voice not in self.model.speakers:
             raise EventError(f"Unknown voice {voice!r}", param="response.voice", event_id=event.get("event_id"))
         limit = _max_tokens(options.get("max_output_tokens", options.get("max_response_output_tokens")), event)
-        self.response = ActiveResponse()
-        await self.send(self._event("response.created", response=self._response(self.response, "in_progress")))
-        self.jobs.put_nowait(("respond", (self.response, audio, voice, limit or self.settings.max_output_tokens)))
+        plan = self._plan(options, event.get("event_id"))
+        plan.audio, plan.voice = audio, voice
+        plan.limit = self._limit(limit or self.settings.max_output_tokens)
+        metadata = options.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise EventError("`response.metadata` must be an object", param="response.metadata",
+                             event_id=event.get("event_id"))  # fmt: skip
+        await self._after_response()  # the previous response's response.done comes first
+        response = ActiveResponse(metadata, plan.conversation)
+        self.response = self.last_response = response
+        plan.response = response
+        await self.send(self._event("response.created", response=self._response(response, "in_progress")))
+        self.jobs.put_nowait(("respond", plan))
+
+    def _plan(self, options: dict, event_id) -> ResponsePlan:
+        """A response's own options: tools, tool_choice, instructions, `conversation` ("auto" / "none") and
+        `input` (items in place of the conversation's)."""
+        plan = ResponsePlan()
+        plan.tools, plan.tool_choice = self.tools, self.tool_choice
+        try:
+            if options.get("tools") is not None:
+                plan.tools = check_tools(options["tools"], "response.tools")
+            if options.get("tool_choice") is not None:
+                plan.tool_choice = check_tool_choice(options["tool_choice"], plan.tools, "response.tool_choice")
+        except ValueError as error:
+            raise EventError(str(error), param="response.tools", event_id=event_id) from None
+        instructions = options.get("instructions")  # null (LiveKit sends it unset as null): the session's
+        instructions = self.settings.instructions if instructions is None else instructions
+        if not isinstance(instructions, str | None):
+            raise EventError("`response.instructions` must be a string", param="response.instructions",
+                             event_id=event_id)  # fmt: skip
+        plan.system = self._system(instructions, plan.tools, plan.tool_choice)
+        conversation = options.get("conversation") or "auto"
+        if conversation not in ("auto", "none"):
+            raise EventError(f"`response.conversation` must be 'auto' or 'none', got {conversation!r}",
+                             param="response.conversation", event_id=event_id)  # fmt: skip
+        plan.conversation = conversation
+        if options.get("input") is not None:
+            if not isinstance(options["input"], list):
+                raise EventError("`response.input` must be a list of items", param="response.input",
+                                 event_id=event_id)  # fmt: skip
+            sampling_rate = self.processor.feature_extractor.sampling_rate
+            plan.input = ItemLog()
+            for i, entry in enumerate(options["input"]):
+                if isinstance(entry, dict) and set(entry) <= {"type", "id"} and entry.get("type") == "item_reference":
+                    found = self.log.get(entry.get("id"))
+                    if found is None:
+                        raise EventError(f"response.input[{i}] references an unknown item", param=f"response.input[{i}]",
+                                         event_id=event_id)  # fmt: skip
+                    plan.input.insert(found, self.log.sources[found["id"]])
+                    continue
+                item, source = parse_item({"item": entry, "event_id": event_id},
+                                          lambda x: StreamingResampler(RATE, sampling_rate).push(x))  # fmt: skip
+                plan.input.insert(item, source)
+        plan.side = plan.conversation == "none" or plan.input is not None or plan.system != self._system()
+        return plan
+
+    def _limit(self, tokens: int | None) -> int | None:
+        """A response's own token limit (None: the server's default) under the server's `--max-tokens`."""
+        cap = self.limits.get("max_tokens")
+        return tokens if tokens is None or cap is None else min(tokens, cap)
+
+    def _system(self, instructions="unset", tools=None, tool_choice=None) -> str:
+        """The system prompt: the instructions (default: the processor's) with the tools section."""
+        if instructions == "unset":
+            instructions, tools, tool_choice = self.settings.instructions, self.tools, self.tool_choice
+        base = self.processor.default_system_prompt if instructions is None else instructions
+        return tools_system_prompt(base, tools or [], tool_choice)
 
     async def _on_response_cancel(self, event):
         if self.response is None:
@@ -224,50 +401,93 @@ class RealtimeSession:
     def _reset_input(self):
         turn = self.settings.turn_detection
         self.resampler = StreamingResampler(RATE, self.processor.feature_extractor.sampling_rate)
-        self.vad = None if turn is None else EnergyVAD(RATE, turn.threshold, turn.silence_duration_ms)
+        self.vad = None if turn is None else make_vad(RATE, turn.threshold, turn.silence_duration_ms)
         self.ring = collections.deque()
         self.ring_samples = 0 if turn is None else turn.prefix_padding_ms * 16
         self.capturing, self.captured_ms, self.item_id = False, 0, new_id("item")
+        self.clips: list[np.ndarray] = []  # the open spoken message's 16 kHz audio (kept to replay it)
 
     async def _capture(self, audio: np.ndarray, start_ms: int):
         if not self.capturing:
             self.capturing, self.captured_ms, self.audio_start_ms = True, 0, start_ms
+            self.clips = []
             self.jobs.put_nowait(("begin", None))
         self.captured_ms += audio.size * 1000 // self.processor.feature_extractor.sampling_rate
+        self.clips.append(audio)
         self.jobs.put_nowait(("audio", audio))
 
     async def _commit(self, event_id):
         item_id = self.item_id
-        self.jobs.put_nowait(("commit", None))
+        item = message_item(item_id, "user", [{"type": "input_audio", "transcript": None}])
+        source = Source("user", audio=self.clips, item_id=item_id)
+        previous, _ = self.log.insert(item, source)
+        self.jobs.put_nowait(("commit", source))
         self.capturing, self.item_id = False, new_id("item")
         self.resampler = StreamingResampler(RATE, self.processor.feature_extractor.sampling_rate)
-        await self.send(self._event("input_audio_buffer.committed", previous_item_id=None, item_id=item_id))
-        item = self._item(item_id, "user", [{"type": "input_audio", "transcript": None}])
-        await self.send(self._event("conversation.item.created", previous_item_id=None, item=item))
+        await self.send(self._event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id))
+        await self._announce_item(item, previous)
+        if self.transcription is not None:
+            self.jobs.put_nowait(("transcribe", (item, source)))
 
     # ---------------------------------------------------------------- model work (worker thread)
     async def _work(self):
+        failed_turn = False  # a spoken turn whose start or audio failed: its other pieces are dropped (one error)
         while True:
             kind, payload = await self.jobs.get()
             if kind == "close":
                 return
+            if kind in ("begin", "clear"):
+                failed_turn = False
+            elif kind in ("audio", "commit") and failed_turn:
+                if kind == "commit":  # the item never reached the conversation: it leaves the items too
+                    failed_turn = False
+                    with contextlib.suppress(EventError):
+                        self.log.delete(payload.item_id)
+                continue
             try:
-                await asyncio.to_thread(self._run_reporting, kind, payload)
+                if kind == "transcribe":
+                    await self._transcribe(*payload)
+                else:
+                    await asyncio.to_thread(self._run_reporting, kind, payload)
             except Exception as error:  # reported to the client; the connection stays usable
                 logger.warning("realtime %s failed: %r", kind, error)
+                failed_turn = kind in ("begin", "audio")
                 shown = _client_error(error)
                 await self.send(error_event(shown))
                 if kind == "respond":
-                    if self.response is payload[0]:
+                    if self.response is payload.response:
                         self.response = None
-                    failed = self._response(payload[0], "failed")
+                    failed = self._response(payload.response, "failed")
                     failed["status_details"] = {"type": "failed", "error": {"message": str(shown)}}
                     await self.send(self._event("response.done", response=failed))
             finally:
                 if kind == "respond":
-                    payload[0].finished.set()
-                    if self.response is payload[0]:
+                    payload.response.finished.set()
+                    if self.response is payload.response:
                         self.response = None
+
+    async def _transcribe(self, item, source):
+        """`conversation.item.input_audio_transcription.delta` / `.completed` (or `.failed`) for a spoken item,
+        with the evaluation harness's ASR (`omni_hf.evaluation.asr`)."""
+        from .realtime_transcribe import transcribe
+
+        try:
+            text = await asyncio.to_thread(transcribe, source.audio, self.processor.feature_extractor.sampling_rate,
+                                           self.transcription)  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - reported as the protocol's failure event
+            logger.warning("realtime transcription failed: %r", error)
+            await self.send(self._event("conversation.item.input_audio_transcription.failed", item_id=item["id"],
+                                        content_index=0, error={"type": "transcription_error",
+                                                                "message": "The audio could not be transcribed"}))  # fmt: skip
+            return
+        for part in item["content"]:
+            part["transcript"] = text
+        await self.send(self._event("conversation.item.input_audio_transcription.delta", item_id=item["id"],
+                                    content_index=0, delta=text))  # fmt: skip
+        await self.send(self._event("conversation.item.input_audio_transcription.completed", item_id=item["id"],
+                                    content_index=0, transcript=text,
+                                    usage={"type": "duration", "seconds": round(sum(c.size for c in source.audio)
+                                                                              / self.processor.feature_extractor.sampling_rate, 3)}))  # fmt: skip
 
     def _run_reporting(self, kind, payload):
         """`_run`, with StopIteration turned into RuntimeError: a StopIteration cannot be set on the asyncio future
@@ -280,14 +500,42 @@ class RealtimeSession:
     def _run(self, kind, payload):
         """Run one queued piece of work (in a thread of the event loop's pool): model work goes to the engine."""
         if kind == "respond":
-            self._respond(self.engine.call(self._conversation).result(), *payload)
+            plan = payload
+            if plan.side:  # a conversation of its own: the response's system prompt or input, or out of band
+                conversation = self.engine.call(self._side_conversation, plan).result()
+                try:
+                    self._writer().respond(conversation, plan)
+                finally:
+                    self.engine.call(conversation.close).result()
+                if plan.conversation == "auto":
+                    self.dirty = True  # its reply joins the items: the main conversation is replayed next time
+            else:
+                self._writer().respond(self.engine.call(self._conversation).result(), plan)
         else:
             self.engine.call(self._apply, kind, payload).result()
 
+    def _writer(self) -> ResponseWriter:
+        return ResponseWriter(self, self.engine, self.generation_kwargs, self.seed, self.limits)
+
     def _conversation(self) -> OmniConversation:
+        """The main conversation, replayed from the items when they changed other than at the end (not while a
+        spoken message is open)."""
+        if self.conversation is not None and self.dirty and not self.conversation.recording:
+            self.conversation.close()
+            self.conversation = None
         if self.conversation is None:
-            self.conversation = OmniConversation(self.model, self.processor, system=self.settings.instructions)
+            self.conversation = OmniConversation(self.model, self.processor, system=self._system())
+            if self.dirty:
+                replay(self.conversation, self.log)
+                for source in self.log.sources.values():
+                    source.applied = True
+            self.dirty = False
         return self.conversation
+
+    def _side_conversation(self, plan) -> OmniConversation:
+        conversation = OmniConversation(self.model, self.processor, system=plan.system)
+        replay(conversation, plan.input if plan.input is not None else self.log)
+        return conversation
 
     def _apply(self, kind, payload):
         """Apply input to the conversation (on the engine's thread)."""
@@ -301,83 +549,12 @@ class RealtimeSession:
             conversation.append_audio(payload)
         elif kind == "commit":
             conversation.end_audio()
+            payload.applied = True
         elif kind == "clear":
             conversation.cancel_audio()
-        elif kind == "item":
-            self._add_item(conversation, payload)
-
-    def _add_item(self, conversation, parts):
-        """Images and text make one typed message; audio (with the text after it) a spoken one."""
-        texts = "".join(p for k, p in parts if k == "text")
-        images = [p for k, p in parts if k == "image"]
-        audios = [p for k, p in parts if k == "audio"]
-        if images or not audios:
-            conversation.add_text(texts, images=images)
-            texts = ""
-        if audios:
-            resampler = StreamingResampler(RATE, self.processor.feature_extractor.sampling_rate)
-            conversation.begin_audio()
-            for audio in audios:
-                conversation.append_audio(resampler.push(audio))
-            conversation.end_audio(text=texts)
-
-    def _respond(self, conversation, response: ActiveResponse, audio: bool, voice: str, limit: int | None):
-        emit = self._emit_threadsafe
-        generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
-        kwargs = dict(self.generation_kwargs)
-        if limit is not None:
-            kwargs["thinker_max_new_tokens"] = limit
-        status, transcript, usage = "completed", [], {}
-        if response.cancel.is_set():
-            status = "cancelled"
-        else:
-            emit(self._event("response.output_item.added", response_id=response.id, output_index=0,
-                             item=self._item(response.item_id, "assistant", [], "in_progress")))  # fmt: skip
-            part = {"type": "output_audio" if audio else "output_text", "transcript" if audio else "text": ""}
-            emit(self._event("response.content_part.added", part=part, **self._where(response)))
-            events = self.engine.stream(
-                lambda: conversation.stream(speaker=voice, return_audio=audio, generator=generator, **kwargs),
-                stop_when=response.cancel,
-                seed=self.seed,
-            )
-            try:
-                for event in events:
-                    if response.cancel.is_set():
-                        status = "cancelled"
-                        break
-                    if isinstance(event, TextDelta) and event.text:
-                        transcript.append(event.text)
-                        kind = "response.output_audio_transcript.delta" if audio else "response.output_text.delta"
-                        emit(self._event(kind, delta=event.text, **self._where(response)))
-                    elif isinstance(event, AudioChunk):
-                        emit(self._event("response.output_audio.delta", delta=audio_b64(event.audio),
-                                         **self._where(response)))  # fmt: skip
-                    elif isinstance(event, StreamStats):
-                        usage = {"output_tokens": event.text_tokens, "speech_codes": event.speech_codes,
-                                 "time_to_first_text": event.time_to_first_text,
-                                 "time_to_first_audio": event.time_to_first_audio}  # fmt: skip
-                if response.cancel.is_set():  # cancelled while the engine was ending the reply
-                    status = "cancelled"
-            finally:
-                events.close()  # closed on the engine: the reply so far stays in the conversation
-            text = "".join(transcript)
-            if status == "completed":
-                if audio:
-                    emit(self._event("response.output_audio.done", **self._where(response)))
-                    emit(
-                        self._event("response.output_audio_transcript.done", transcript=text, **self._where(response))
-                    )
-                else:
-                    emit(self._event("response.output_text.done", text=text, **self._where(response)))
-            content = [{"type": part["type"], "transcript" if audio else "text": text}]
-            emit(self._event("response.output_item.done", response_id=response.id, output_index=0,
-                             item=self._item(response.item_id, "assistant", content, status)))  # fmt: skip
-        if self.response is response:
-            self.response = None  # before response.done: the client may create the next one at once
-        done = self._response(response, status, usage)
-        if status == "cancelled":
-            done["status_details"] = {"type": "cancelled", "reason": response.reason}
-        emit(self._event("response.done", response=done))
+        elif kind == "item" and not getattr(payload, "applied", False):
+            add_source(conversation, payload)
+            payload.applied = True
 
     # ---------------------------------------------------------------- events out
     def _emit_threadsafe(self, event: dict):
@@ -399,19 +576,20 @@ class RealtimeSession:
             kind = BETA_NAMES.get(kind, kind)
         return {"type": kind, "event_id": new_id("event"), **fields}
 
-    def _where(self, response):
-        return {"response_id": response.id, "item_id": response.item_id, "output_index": 0, "content_index": 0}
-
-    def _item(self, item_id, role, content, status="completed"):
-        return {"id": item_id, "object": "realtime.item", "type": "message", "role": role, "status": status,
-                "content": content}  # fmt: skip
-
-    def _response(self, response, status, usage=None):
-        return {"id": response.id, "object": "realtime.response", "status": status, "output": [],
-                "usage": usage or None}  # fmt: skip
+    def _response(self, response, status, usage=None, output=None, plan=None):
+        """The `response` object of `response.created` / `.done`: its metadata (e.g. LiveKit's `client_event_id`)
+        echoed, `status_details` and the full `usage` (OpenAI's fields, plus `speech_codes` and timings)."""
+        body = {"id": response.id, "object": "realtime.response", "status": status, "status_details": None,
+                "output": output or [], "conversation_id": None if response.conversation == "none" else self.id,
+                "metadata": response.metadata, "usage": usage}  # fmt: skip
+        if plan is not None:
+            body["output_modalities"] = ["audio"] if plan.audio else ["text"]
+        return body
 
     def _session(self) -> dict:
-        return self.settings.as_dict(self.id, self.model_name, self.beta)
+        session = self.settings.as_dict(self.id, self.model_name, self.beta)
+        tools = [{"type": "function", **t["function"]} for t in self.tools]
+        return session | {"tools": tools, "tool_choice": self.tool_choice}
 
     # ---------------------------------------------------------------- end
     async def close(self):
@@ -424,7 +602,7 @@ class RealtimeSession:
         while not self.jobs.empty():  # queued input of a vanished client is not worth prefilling
             kind, payload = self.jobs.get_nowait()
             if kind == "respond":
-                payload[0].finished.set()
+                payload.response.finished.set()
         self.jobs.put_nowait(("close", None))
         with contextlib.suppress(asyncio.CancelledError):
             await self.worker
