@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from omni_hf import OmniForConditionalGeneration, OmniProcessor
+from omni_hf.evaluation.bench_serve import StreamTimer
 from omni_hf.omni import AudioChunk, StreamStats, TextDelta
 from omni_hf.processing import AUDIO_EXTENSIONS, TOKEN2WAV_SAMPLING_RATE, VIDEO_EXTENSIONS
 from omni_hf.processing.audio import check_sampling_rate, probe_audio
@@ -182,6 +183,7 @@ def build_demo(
 
     def respond(message, chat, turns, speaker, voice):
         started = time.perf_counter()
+        timer = StreamTimer()  # the evaluation harness's timing (`omni-hf bench serve` measures the same figures)
         content = user_content(message)
         before_chat, before_turns = chat, turns
         # The state follows the reply as it grows, so a stopped reply keeps what was shown; a failed one is undone.
@@ -208,17 +210,19 @@ def build_demo(
             )
             for event in engine.stream(lambda: model.stream(**inputs, **kwargs), seed=SEED):
                 if isinstance(event, TextDelta) and event.text:
+                    timer.text()
                     reply += event.text
                     chat[-1] = {"role": "assistant", "content": reply}
                     replied = [*turns, {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
                     yield gr.skip(), chat, replied, gr.skip(), gr.skip(), gr.skip()
                 elif isinstance(event, AudioChunk):
+                    timer.audio(event.audio.size)
                     if not pieces:
                         latency = f"First audio after {time.perf_counter() - started:.2f} s…"
                     pieces.append(event.audio)
                     yield gr.skip(), chat, gr.skip(), (event.sampling_rate, event.audio), gr.skip(), latency
                 elif isinstance(event, StreamStats):
-                    latency = stats_markdown(event)
+                    latency = latency_markdown(timer.done())
         except Exception as error:  # undo the turn (a broken upload must not break every later message), keep the text
             logger.exception("Reply failed")
             yield free_box(message), before_chat, before_turns, gr.skip(), None, ""
@@ -288,13 +292,14 @@ def display(content: list[dict]) -> list[dict]:
     return shown + [{"role": "user", "content": c["text"]} for c in content if c["type"] == "text"]
 
 
-def stats_markdown(stats: StreamStats) -> str:
-    first = "n/a" if stats.time_to_first_audio is None else f"{stats.time_to_first_audio:.2f} s"
-    text = "n/a" if stats.time_to_first_text is None else f"{stats.time_to_first_text:.2f} s"
-    rtf = stats.rtf.get("total")
+def latency_markdown(timing: dict) -> str:
+    """The latency panel: `StreamTimer.done()`'s figures, from the moment the message was sent."""
+    first = "n/a" if timing["ttfa"] is None else f"{timing['ttfa']:.2f} s"
+    text = "n/a" if timing["ttft"] is None else f"{timing['ttft']:.2f} s"
+    rtf = timing["rtf"]
     return (
-        f"**First audio: {first}** · first text {text} · {stats.audio_seconds:.1f} s of speech in "
-        f"{stats.wall_seconds:.1f} s" + (f" · RTF {rtf:.2f}" if rtf is not None else "")
+        f"**First audio: {first}** · first text {text} · {timing['audio_seconds']:.1f} s of speech in "
+        f"{timing['latency']:.1f} s" + (f" · RTF {rtf:.2f}" if rtf is not None else "")
     )
 
 
