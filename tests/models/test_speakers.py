@@ -56,7 +56,7 @@ def test_bad_speaker_files_are_refused_clearly(tmp_path):
     torch.save({"Chelsie": _Payload()}, tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="Refusing to load"):
         SpeakerBank.from_official(tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="ref_mel must have shape"):
+    with pytest.raises(ValueError, match="reference_mel must have shape"):  # the official ref_mel, renamed
         Speaker("x", 1, torch.randn(1, 4), torch.randn(2, 3, 80))
 
 

@@ -202,7 +202,10 @@ def test_save_and_load_round_trip(tmp_path):
     scheduler.save_pretrained(tmp_path)
     loaded = OmniFlowMatchScheduler.from_pretrained(tmp_path)
     assert loaded.config.solver == "midpoint" and loaded.config.sway_coefficient == -0.5
-    assert dict(loaded.config) == dict(scheduler.config)
+    # every setting round-trips; Diffusers' own bookkeeping of defaulted arguments (`_use_default_values`, not saved)
+    # is left out: the scheduler gained defaulted settings (a student's steps and guidance)
+    settings = {k: v for k, v in dict(scheduler.config).items() if k != "_use_default_values"}
+    assert dict(loaded.config) == settings
     assert loaded.order == 2
     scheduler.set_timesteps(10)
     loaded.set_timesteps(10)

@@ -155,7 +155,7 @@ def run_recipe(main, argv=None) -> None:
     import sys
 
     try:
-        result = main(argv)
+        result = main() if argv is None else main(argv)
     except (ValueError, FileNotFoundError) as error:
         if os.environ.get("OMNI_HF_TRACEBACK"):
             raise
