@@ -12,6 +12,8 @@ import gradio as gr
 import pytest
 import websockets
 
+from helpers.space import load_space_app
+
 REALTIME = dict(thinker_max_new_tokens=6, thinker_do_sample=False, talker_do_sample=False, talker_max_new_tokens=60)
 HTTP_QUESTION = ("Tell me a story.", "Ethan", 10)
 
@@ -31,26 +33,12 @@ def one_engine_server(tiny_omni_dir, live_server, server_limits, tmp_path_factor
     add_realtime_routes(
         app, model, processor, generation_kwargs=REALTIME, seed=0, path="/v1/realtime-short", engine=engine
     )
-    space = _space_module()
+    space = load_space_app("omni_chat_app_one_engine")
     space.SEED, space.MAX_NEW_TOKENS, space.MAX_SPEECH_CODES = 0, 4, 40  # seeded, short replies
     demo = space.build_demo(model, processor, [], tmp_path_factory.mktemp("space_replies"), engine=engine)
     app = gr.mount_gradio_app(app, demo, path="/space")
     with live_server(app) as live:
         yield live
-
-
-def _space_module():
-    """The Space's app.py as a module (its model is not loaded: the test gives it ours)."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "spaces" / "omni_chat" / "app.py"
-    spec = importlib.util.spec_from_file_location("omni_chat_app_one_engine", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _space_turn(url: str, text: str) -> tuple[str, bytes]:

@@ -3,7 +3,7 @@ with omni_hf's message, Stop / New chat cancel a running reply, a submit while b
 validation error marks only the input box."""
 
 import json
-import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.space import load_space_app
 from omni_hf.omni import TextDelta
 
 
@@ -59,32 +60,15 @@ def test_stop_and_new_chat_cancel_the_reply(space_url):
 @pytest.fixture(scope="module")
 def local_demo(tiny_omni_dir, tmp_path_factory):
     """The app's UI built in this process on the tiny model (no server), and its folder of replies."""
-    import importlib.util
-    import sys
-
     from omni_hf import OmniForConditionalGeneration, OmniProcessor
 
-    app_path = Path(__file__).parents[2] / "spaces" / "omni_chat" / "app.py"
-    spec = importlib.util.spec_from_file_location("omni_chat_app_local", app_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    saved_env = {k: os.environ.get(k) for k in ("OMNI_MAX_NEW_TOKENS", "OMNI_MAX_SPEECH_CODES", "SPACE_ID")}
-    os.environ.update(OMNI_MAX_NEW_TOKENS="4", OMNI_MAX_SPEECH_CODES="30")  # read when the app is imported
-    os.environ.pop("SPACE_ID", None)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    module = load_space_app("omni_chat_app_local", OMNI_MAX_NEW_TOKENS="4", OMNI_MAX_SPEECH_CODES="30")
     model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()
     replies = tmp_path_factory.mktemp("replies")
     demo = module.build_demo(model, OmniProcessor.from_pretrained(tiny_omni_dir), [], output_dir=replies)
     respond = next(f.fn for f in demo.fns.values() if f.api_name == "respond")
     yield module, model, respond, replies
-    sys.modules.pop(spec.name, None)
+    sys.modules.pop(module.__name__, None)
 
 
 def test_busy_box_failure_rollback_and_our_message(local_demo, monkeypatch):

@@ -1,42 +1,25 @@
 """The Space's chat keeps user and assistant text as text on every turn (issue 28: the second turn failed after the
 model's own reply contained `<|VIDEO|>`), and its live tab's conversation does too (`OmniConversation`)."""
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
+from helpers.space import load_space_app
 from omni_hf.omni import TextDelta
 
 
 @pytest.fixture(scope="module")
 def space_respond(tiny_omni_dir):
     """The Space's `respond` built in this process on the tiny model (no server), and the model."""
-    import importlib.util
-
     from omni_hf import OmniForConditionalGeneration, OmniProcessor
 
-    app_path = Path(__file__).parents[2] / "spaces" / "omni_chat" / "app.py"
-    spec = importlib.util.spec_from_file_location("omni_chat_app_turn_text", app_path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    saved_env = {k: os.environ.get(k) for k in ("OMNI_MAX_NEW_TOKENS", "OMNI_MAX_SPEECH_CODES", "SPACE_ID")}
-    os.environ.update(OMNI_MAX_NEW_TOKENS="4", OMNI_MAX_SPEECH_CODES="30")
-    os.environ.pop("SPACE_ID", None)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    module = load_space_app("omni_chat_app_turn_text", OMNI_MAX_NEW_TOKENS="4", OMNI_MAX_SPEECH_CODES="30")
     model = OmniForConditionalGeneration.from_pretrained(tiny_omni_dir).eval()
     processor = OmniProcessor.from_pretrained(tiny_omni_dir)
     demo = module.build_demo(model, processor, [], output_dir=tiny_omni_dir.parent / "space_replies")
     yield next(f.fn for f in demo.fns.values() if f.api_name == "respond"), model, processor
-    sys.modules.pop(spec.name, None)
+    sys.modules.pop(module.__name__, None)
 
 
 def test_second_turn_after_a_reply_with_special_token_strings(space_respond, monkeypatch):

@@ -315,6 +315,7 @@ class OmniToken2WavPipeline(DiffusionPipeline, CodeToWave):
             generator=generator,
             stage_context=stage_context,
             batch_key=batch_key,
+            keep_mel=False,  # a reply's audio is what it needs, not every chunk's mel
             **options,
         )
 

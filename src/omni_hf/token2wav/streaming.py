@@ -211,6 +211,8 @@ class Token2WavStream(CodeToWaveStream):
         stage_context: `stage_context(stage)` is entered around every DiT chunk (`"dit"`) and vocoder call
             (`"vocoder"`): to time the stages, or to switch a voice adapter's DiT part on for the DiT only.
         batch_key: streams share a DiT batch only with streams of the same key (e.g. their DiT voice adapter).
+        keep_mel: keep each decoded chunk's mel in `mel_chunks` (for inspection and the pipeline's windowed decode;
+            a reply's stream does not need them).
     """
 
     def __init__(
@@ -228,6 +230,7 @@ class Token2WavStream(CodeToWaveStream):
         vocoder_context: int | None = None,
         stage_context: Callable[[str], AbstractContextManager] | None = None,
         batch_key=None,
+        keep_mel: bool = True,
     ):
         num_inference_steps, guidance_scale = pipeline.solve_settings(num_inference_steps, guidance_scale)
         pipeline.check_inputs(
@@ -263,7 +266,8 @@ class Token2WavStream(CodeToWaveStream):
         self.flushed = False
         self.cancelled = False  # set from another thread to stop between chunks
         self.waited = 0  # decode calls the ready window was held back for a batch partner (`decode_windows`)
-        self.mel_chunks: list[torch.Tensor] = []  # (1, mel_dim, frames) per decoded chunk, for inspection
+        self.keep_mel = keep_mel
+        self.mel_chunks: list[torch.Tensor] = []  # (1, mel_dim, frames) per decoded chunk, when `keep_mel`
 
     @property
     def frames(self) -> int:
@@ -326,7 +330,8 @@ class Token2WavStream(CodeToWaveStream):
         self._next_block += window.size
         self._chunk += 1
         mel = sample[:, window.own[0] - window.start : window.own[1] - window.start].transpose(1, 2)
-        self.mel_chunks.append(mel)
+        if self.keep_mel:
+            self.mel_chunks.append(mel)
         return self.vocoder.plan(mel)
 
     def final_plan(self):
